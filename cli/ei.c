@@ -1,0 +1,34 @@
+/* `ei`: the host tool. Dispatches to subcommands; see `ei --help`. */
+#include "cli/commands.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const ei_command ei_commands[] = {
+    {"selfcheck", ei_cmd_selfcheck, "check the autograd engine against finite differences"},
+};
+
+static void print_help(void) {
+    printf("ei %s: EdgeInfinite, unbounded context for small LLMs on the edge\n\n"
+           "usage: ei <command> [options]     (ei <command> --help for details)\n\ncommands:\n",
+           EI_VERSION);
+    for (size_t i = 0; i < sizeof ei_commands / sizeof ei_commands[0]; i++)
+        printf("  %-11s %s\n", ei_commands[i].name, ei_commands[i].summary);
+    printf("\n  --version   print the version\n  --help      show this help\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        print_help();
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        printf("ei %s\n", EI_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof ei_commands / sizeof ei_commands[0]; i++)
+        if (strcmp(argv[1], ei_commands[i].name) == 0) return ei_commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "ei: error: unknown command '%s' (see ei --help)\n", argv[1]);
+    return 2;
+}

@@ -1,0 +1,130 @@
+#include "core/ei_args.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void ei_args_print_help(const char *prog, const char *description, const ei_arg *opts) {
+    printf("usage: %s [options]%s\n\n%s\n\noptions:\n", prog, "", description ? description : "");
+    for (const ei_arg *o = opts; o && o->name; o++) {
+        char left[96];
+        if (o->kind == EI_ARG_FLAG)
+            snprintf(left, sizeof left, "--%s", o->name);
+        else
+            snprintf(left, sizeof left, "--%s %s", o->name, o->metavar ? o->metavar : "VALUE");
+        char def[96] = "";
+        switch (o->kind) {
+        case EI_ARG_STR:
+            if (*(const char **)o->dst) snprintf(def, sizeof def, " (default: %s)", *(const char **)o->dst);
+            break;
+        case EI_ARG_INT: snprintf(def, sizeof def, " (default: %d)", *(int *)o->dst); break;
+        case EI_ARG_I64: snprintf(def, sizeof def, " (default: %lld)", (long long)*(int64_t *)o->dst); break;
+        case EI_ARG_FLOAT: snprintf(def, sizeof def, " (default: %g)", *(double *)o->dst); break;
+        default: break;
+        }
+        printf("  %-30s %s%s\n", left, o->help ? o->help : "", def);
+    }
+    printf("  %-30s %s\n", "-h, --help", "show this help and exit");
+}
+
+static int set_value(const char *prog, const ei_arg *o, const char *v) {
+    char *end = NULL;
+    errno = 0;
+    switch (o->kind) {
+    case EI_ARG_STR: *(const char **)o->dst = v; return 0;
+    case EI_ARG_INT: {
+        long x = strtol(v, &end, 10);
+        if (errno || end == v || *end || x < -2147483647L || x > 2147483647L) break;
+        *(int *)o->dst = (int)x;
+        return 0;
+    }
+    case EI_ARG_I64: {
+        long long x = strtoll(v, &end, 10);
+        if (errno || end == v || *end) break;
+        *(int64_t *)o->dst = (int64_t)x;
+        return 0;
+    }
+    case EI_ARG_FLOAT: {
+        double x = strtod(v, &end);
+        if (errno || end == v || *end || !isfinite(x)) break;
+        *(double *)o->dst = x;
+        return 0;
+    }
+    case EI_ARG_LIST: {
+        ei_arg_list *l = o->dst;
+        const char **n = realloc(l->items, sizeof(*n) * (size_t)(l->n + 1));
+        if (!n) break;
+        n[l->n++] = v;
+        l->items = n;
+        return 0;
+    }
+    case EI_ARG_FLAG: break;
+    }
+    fprintf(stderr, "%s: error: invalid value '%s' for --%s (expected %s)\n", prog, v, o->name,
+            o->kind == EI_ARG_INT || o->kind == EI_ARG_I64 ? "an integer"
+            : o->kind == EI_ARG_FLOAT                      ? "a finite number"
+                                                           : "a value");
+    return -1;
+}
+
+int ei_args_parse(int argc, char **argv, const char *prog, const char *description, const ei_arg *opts,
+                  char ***pos, int *npos) {
+    char **p = calloc((size_t)argc + 1, sizeof(char *));
+    int np = 0, only_pos = 0;
+    if (!p) return -1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (only_pos || a[0] != '-' || a[1] == '\0') {
+            p[np++] = argv[i];
+            continue;
+        }
+        if (strcmp(a, "--") == 0) {
+            only_pos = 1;
+            continue;
+        }
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            ei_args_print_help(prog, description, opts);
+            free(p);
+            return 1;
+        }
+        const char *name = a + (a[1] == '-' ? 2 : 1);
+        const char *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        const ei_arg *o = NULL;
+        for (const ei_arg *q = opts; q && q->name; q++)
+            if (strlen(q->name) == nlen && strncmp(q->name, name, nlen) == 0) o = q;
+        if (!o) {
+            fprintf(stderr, "%s: error: unknown option '%s' (see --help)\n", prog, a);
+            free(p);
+            return -1;
+        }
+        if (o->kind == EI_ARG_FLAG) {
+            if (eq) {
+                fprintf(stderr, "%s: error: --%s takes no value\n", prog, o->name);
+                free(p);
+                return -1;
+            }
+            *(int *)o->dst = 1;
+            continue;
+        }
+        const char *v = eq ? eq + 1 : NULL;
+        if (!v) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "%s: error: --%s needs a value\n", prog, o->name);
+                free(p);
+                return -1;
+            }
+            v = argv[++i];
+        }
+        if (set_value(prog, o, v) != 0) {
+            free(p);
+            return -1;
+        }
+    }
+    if (pos) *pos = p;
+    else free(p);
+    if (npos) *npos = np;
+    return 0;
+}
