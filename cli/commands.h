@@ -12,5 +12,12 @@ typedef struct {
 } ei_command;
 
 int ei_cmd_selfcheck(int argc, char **argv);
+int ei_cmd_plot(int argc, char **argv);
+int ei_cmd_prepare(int argc, char **argv);
+int ei_cmd_generate(int argc, char **argv);
+int ei_cmd_eval(int argc, char **argv);
+int ei_cmd_tokenize(int argc, char **argv);
+int ei_cmd_train(int argc, char **argv);
+int ei_cmd_export(int argc, char **argv);
 
 #endif

@@ -5,6 +5,13 @@
 #include <string.h>
 
 static const ei_command ei_commands[] = {
+    {"prepare", ei_cmd_prepare, "build HDF5 datasets, evaluation sets and passkey tasks"},
+    {"train", ei_cmd_train, "train the EdgeInfinite memory gates (S-SFT; MPI data parallel)"},
+    {"export", ei_cmd_export, "checkpoint to gates.safetensors, or a merged model folder"},
+    {"generate", ei_cmd_generate, "generate text with a base model"},
+    {"eval", ei_cmd_eval, "perplexity of a text file (--ppl)"},
+    {"tokenize", ei_cmd_tokenize, "text to token ids and back, for any supported tokenizer"},
+    {"plot", ei_cmd_plot, "draw training and validation loss from metrics.jsonl as a PNG"},
     {"selfcheck", ei_cmd_selfcheck, "check the autograd engine against finite differences"},
 };
 

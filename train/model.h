@@ -58,4 +58,17 @@ void ei_model_free(ei_model *m);
  * .bin the tokenizer.bin / tok<V>.bin beside it. malloc'd, NULL when none is found. */
 char *ei_model_default_tokenizer(const char *model_path, int vocab_size);
 
+/* The format-specific loaders behind ei_model_load (same ownership rules). path is the .bin file for
+ * llama2.c and the folder holding config.json for Hugging Face. */
+ei_model *ei_model_load_llama2c(const char *path);
+ei_model *ei_model_load_hf(const char *dir);
+
+/* Checks a configuration for consistency (positive, sane sizes; n_heads % n_kv_heads == 0; even
+ * head_dim; finite positive rope_theta and norm_eps; token ids inside the vocabulary). what names the
+ * source in the error ("<what>: ..."). */
+int ei_model_config_validate(const ei_model_config *c, const char *what);
+
+/* Number of parameters implied by a configuration (classifier counted only when untied). */
+size_t ei_model_config_n_params(const ei_model_config *c);
+
 #endif

@@ -1,0 +1,248 @@
+/* Reverse-mode automatic differentiation over a static graph (ggml / KANN style).
+ *
+ * A graph is built once (leaves, then ops in topological order: every op's sources exist before
+ * it), then executed many times: the caller fills inputs, calls ag_graph_forward, seeds the
+ * gradients of one or more outputs and calls ag_graph_backward.
+ *
+ * Dtype. A whole graph computes in one float dtype, AG_F32 or AG_F64, fixed by ag_graph_new. The
+ * same builder code can therefore produce a float64 twin of a model for gradient checks. Index
+ * tensors (token ids, targets, positions, masks) are AG_I32 or AG_U8 leaves; they never carry
+ * gradients.
+ *
+ * Shapes. 1 to 4 dimensions, row-major, contiguous. Shapes are int64_t arrays; AG_SHAPE(...) passes
+ * (ndim, array) to the constructors: ag_input(g, AG_SHAPE(T, D)).
+ *
+ * Leaves.
+ *   input  (ag_input*)  data the caller fills before each forward. ag_tensor_set_requires_grad(t, 1)
+ *          gives it a gradient buffer that is read after backward (e.g. recurrent state coming from
+ *          a previous segment).
+ *   param  (ag_param)   trainable. Its gradient buffer ACCUMULATES over backward calls (BPTT over
+ *          segments, gradient accumulation) until ag_graph_zero_grads / ag_tensor_zero_grad.
+ *   const  (ag_const)   frozen weight: no gradient buffer ever, but gradients still flow through the
+ *          ops that use it to their other sources. Its data is never written by the engine.
+ * A leaf's data lives in the graph's arena unless it is bound to caller memory with ag_tensor_bind
+ * (no copy; dtype must be the graph's). Unbound leaf buffers are allocated on first use of
+ * ag_tensor_data / ag_tensor_set_* or at ag_graph_finalize, whichever comes first, so binding a
+ * frozen weight never costs arena memory. Leaf gradients (params, requires-grad inputs) also
+ * accumulate for inputs; zero them yourself between uses if you want fresh values.
+ *
+ * Gradients. ag_graph_finalize (called implicitly by the first forward/backward) marks the nodes
+ * that need a gradient (those that depend on a param or a requires-grad input) and gives only those
+ * a gradient buffer. No graph construction is allowed after finalize. Every backward first zeroes
+ * the gradients of all non-leaf nodes, then adds the seeds, then sweeps the nodes in reverse order;
+ * nodes whose gradient was never touched are skipped.
+ *
+ * Memory. One arena per graph holds activations, gradients and op scratch, all allocated while
+ * building / finalizing (arena_bytes_hint sizes the first block; more blocks are added at build
+ * time if needed). ag_graph_forward and ag_graph_backward never call malloc. Views (ag_reshape)
+ * share their source's data; their data pointer is refreshed at every forward, so rebinding a
+ * leaf between forwards is safe.
+ *
+ * Errors. Constructors return NULL and set ei_error ("matmul: inner dims differ: [3,4] x [5,2]").
+ * Any op given a NULL source returns NULL without touching the message, so a whole block can be
+ * built and checked once at the end; the graph also remembers the first failure and refuses to
+ * finalize. Forward returns -1 on bad runtime data (a target id out of range, an embedding id out
+ * of range) with a message naming the op.
+ *
+ * Threads. Everything runs on one OpenMP team (ei_k_threads_set in kernels/kernels.h sets its
+ * size); OpenBLAS is kept single-threaded and large GEMMs are split into fixed blocks over the team,
+ * so two spinning thread pools never compete for the cores. Results are bit-identical for any
+ * thread count: no reduction's order depends on the partition.
+ *
+ * Ownership. The graph owns every tensor and every arena buffer; ag_graph_free releases them.
+ * Bound caller memory is never freed by the graph and must outlive its use. */
+#ifndef EI_AUTOGRAD_H
+#define EI_AUTOGRAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define AG_MAX_DIMS 4
+
+typedef enum {
+    AG_F32 = 0,
+    AG_F64 = 1,
+    AG_I32 = 2, /* index leaves only */
+    AG_U8 = 3,  /* mask leaves only */
+} ag_dtype;
+
+typedef enum {
+    AG_LEAF_INPUT = 0,
+    AG_LEAF_PARAM = 1,
+    AG_LEAF_CONST = 2,
+    AG_NODE_OP = 3, /* result of an op */
+} ag_kind;
+
+/* RoPE layouts: which element pairs are rotated together. */
+typedef enum {
+    AG_ROPE_INTERLEAVED = 0, /* (x[2i], x[2i+1]), llama2.c checkpoints */
+    AG_ROPE_HALF = 1,        /* (x[i], x[i + d/2]), Hugging Face Llama ("rotate_half") */
+} ag_rope_layout;
+
+typedef struct ag_graph ag_graph;
+
+/* Fields are readable by callers; treat them as read-only and change them only via the API. */
+typedef struct ag_tensor {
+    ag_dtype dtype;
+    ag_kind kind;
+    int ndim;
+    int64_t shape[AG_MAX_DIMS]; /* unused trailing entries are 1 */
+    int64_t numel;
+    void *data;       /* float/double/int32/uint8 per dtype; NULL until allocated or bound */
+    void *grad;       /* same dtype as data; NULL when this tensor needs no gradient */
+    int requires_grad; /* set by finalize for op nodes; by the API for leaves */
+    const char *name;  /* optional label for error messages and dumps (not copied) */
+    int id;            /* index in the graph, in creation order */
+} ag_tensor;
+
+/* (ndim, const int64_t *shape) from a list of 1 to 4 extents. */
+#define AG_SHAPE(...) \
+    (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]){__VA_ARGS__}
+
+/* Sentinel for ag_attention: no causal restriction. */
+#define AG_ATTN_NONCAUSAL INT64_MAX
+
+/* ------------------------------------------------------------------ graph */
+
+/* dtype: AG_F32 or AG_F64. arena_bytes_hint: size of the first arena block (0 = 1 MiB). */
+ag_graph *ag_graph_new(ag_dtype dtype, size_t arena_bytes_hint);
+void ag_graph_free(ag_graph *g);
+ag_dtype ag_graph_dtype(const ag_graph *g);
+/* Marks the nodes needing gradients and allocates gradient buffers and unbound leaves.
+ * Idempotent. Returns -1 if any build step failed (the message of the first failure). */
+int ag_graph_finalize(ag_graph *g);
+/* Runs every node in creation order. */
+int ag_graph_forward(ag_graph *g);
+/* Backward pass. outputs[i] gets seed seeds[i] (a buffer of outputs[i]->numel values in the
+ * graph's dtype; NULL means all ones) added to its gradient after the non-leaf gradients were
+ * zeroed. Outputs that need no gradient are ignored. Param and requires-grad-input gradients are
+ * accumulated into. */
+int ag_graph_backward(ag_graph *g, int n, ag_tensor *const *outputs, const void *const *seeds);
+/* Convenience for a scalar loss: seeds every element of `loss` with `seed` (e.g. 1/count). */
+int ag_graph_backward_scalar(ag_graph *g, ag_tensor *loss, double seed);
+/* Zeroes the gradient buffers of all params and requires-grad inputs. */
+void ag_graph_zero_grads(ag_graph *g);
+/* Bytes reserved in the arena so far (activations, gradients, scratch, unbound leaves). */
+size_t ag_graph_arena_bytes(const ag_graph *g);
+int ag_graph_node_count(const ag_graph *g);
+ag_tensor *ag_graph_node(const ag_graph *g, int id);
+
+/* ------------------------------------------------------------------ leaves */
+
+/* Float leaves in the graph's dtype. */
+ag_tensor *ag_input(ag_graph *g, int ndim, const int64_t *shape);
+ag_tensor *ag_param(ag_graph *g, int ndim, const int64_t *shape);
+ag_tensor *ag_const(ag_graph *g, int ndim, const int64_t *shape);
+/* Index / mask inputs (never differentiable). */
+ag_tensor *ag_input_i32(ag_graph *g, int ndim, const int64_t *shape);
+ag_tensor *ag_input_u8(ag_graph *g, int ndim, const int64_t *shape);
+
+/* Inputs only (and only before finalize): give it a gradient buffer. */
+int ag_tensor_set_requires_grad(ag_tensor *t, int on);
+/* Leaves only. data / grad non-NULL replace the buffer pointer (no copy; must hold numel values of
+ * the tensor's dtype and outlive the graph's use); NULL keeps the current (or future arena) buffer.
+ * grad is only accepted for params and requires-grad inputs (call ag_tensor_set_requires_grad
+ * first). Allowed at any time, also between forwards: a model can keep all trainable parameters
+ * and their gradients in one contiguous block and point the params into it. */
+int ag_tensor_bind(ag_tensor *t, void *data, void *grad);
+/* Frozen weights in read-only memory (e.g. an mmap'd model file). Const leaves only. */
+int ag_tensor_bind_const(ag_tensor *t, const void *data);
+void ag_tensor_set_name(ag_tensor *t, const char *name);
+
+/* The data buffer; for an unbound leaf it is allocated in the arena (zeroed) on first call. */
+void *ag_tensor_data(ag_tensor *t);
+/* Copy numel values in, converting to the tensor's dtype (works for f32 data into an f64 graph).
+ * src_dtype AG_F32 / AG_F64 for float tensors, AG_I32 / AG_U8 must equal the tensor's. */
+int ag_tensor_set(ag_tensor *t, const void *src, ag_dtype src_dtype);
+int ag_tensor_set_f32(ag_tensor *t, const float *src);
+int ag_tensor_set_f64(ag_tensor *t, const double *src);
+/* Copy numel values of the data / gradient out, converting to dst_dtype (AG_F32 or AG_F64). */
+int ag_tensor_get(const ag_tensor *t, void *dst, ag_dtype dst_dtype);
+int ag_tensor_get_grad(const ag_tensor *t, void *dst, ag_dtype dst_dtype);
+/* Element i (flat index) as double; grad variant returns 0 when there is no gradient. */
+double ag_tensor_at(const ag_tensor *t, int64_t i);
+double ag_tensor_grad_at(const ag_tensor *t, int64_t i);
+void ag_tensor_zero_grad(ag_tensor *t);
+/* "[3,4]" into buf (for messages). Returns buf. */
+const char *ag_shape_str(const ag_tensor *t, char *buf, size_t n);
+
+/* ------------------------------------------------------------------ ops
+ * All return a new node (or NULL with ei_error set). Shapes in comments use [..] for leading dims.
+ * Axis arguments may be negative (counted from the end). */
+
+/* a [.., M, K] (or [.., K, M] when trans_a), b [K, N] (or [N, K] when trans_b) or with the same
+ * leading batch dims as a -> [.., M, N]. A 2-D b is shared by every batch entry. */
+ag_tensor *ag_matmul(ag_graph *g, ag_tensor *a, ag_tensor *b, int trans_a, int trans_b);
+/* y = x W^T + bias: x [.., in], W [out, in], bias [out] or NULL -> [.., out]. */
+ag_tensor *ag_linear(ag_graph *g, ag_tensor *x, ag_tensor *w, ag_tensor *bias);
+
+/* Element-wise with NumPy broadcasting (right-aligned; extents equal or 1). */
+ag_tensor *ag_add(ag_graph *g, ag_tensor *a, ag_tensor *b);
+ag_tensor *ag_sub(ag_graph *g, ag_tensor *a, ag_tensor *b);
+ag_tensor *ag_mul(ag_graph *g, ag_tensor *a, ag_tensor *b);
+ag_tensor *ag_div(ag_graph *g, ag_tensor *a, ag_tensor *b);
+/* a * s and a + c. */
+ag_tensor *ag_scale(ag_graph *g, ag_tensor *a, double s);
+ag_tensor *ag_add_scalar(ag_graph *g, ag_tensor *a, double c);
+
+/* Reductions over one axis; keepdim keeps it as extent 1 (a 1-D input reduces to shape [1]). */
+ag_tensor *ag_sum(ag_graph *g, ag_tensor *a, int axis, int keepdim);
+ag_tensor *ag_mean(ag_graph *g, ag_tensor *a, int axis, int keepdim);
+/* Sum of all elements -> [1]. */
+ag_tensor *ag_sum_all(ag_graph *g, ag_tensor *a);
+
+/* Unary element-wise. elu1(x) = ELU(x) + 1 = x + 1 (x > 0), exp(x) (x <= 0). */
+ag_tensor *ag_silu(ag_graph *g, ag_tensor *x);
+ag_tensor *ag_sigmoid(ag_graph *g, ag_tensor *x);
+ag_tensor *ag_elu1(ag_graph *g, ag_tensor *x);
+ag_tensor *ag_exp(ag_graph *g, ag_tensor *x);
+/* silu(a) * b, same shapes. */
+ag_tensor *ag_swiglu(ag_graph *g, ag_tensor *a, ag_tensor *b);
+/* Softmax over the last axis. */
+ag_tensor *ag_softmax(ag_graph *g, ag_tensor *x);
+/* Identity forward; no gradient flows back (truncated BPTT). Shares the source's data. */
+ag_tensor *ag_stop_grad(ag_graph *g, ag_tensor *x);
+
+/* y = x / sqrt(mean(x^2, last axis) + eps) * w: x [.., D], w [D] or NULL. */
+ag_tensor *ag_rmsnorm(ag_graph *g, ag_tensor *x, ag_tensor *w, double eps);
+/* Rotary embedding. x [T, H, d] or [T, d] (d even), pos int32 [T] (position of each row, any
+ * values, e.g. cache-relative). Frequencies theta^(-2i/d), i = 0..d/2-1, pair i rotated by
+ * pos * freq_i; which elements form pair i depends on layout. */
+ag_tensor *ag_rope(ag_graph *g, ag_tensor *x, ag_tensor *pos, double theta, ag_rope_layout layout);
+
+/* Fused scaled-dot-product attention with grouped-query heads.
+ *   q [Tq, H, d], k [Tk, Hkv, d], v [Tk, Hkv, dv], H a multiple of Hkv; query head h uses KV head
+ *   h / (H / Hkv). Output [Tq, H, dv].
+ *   valid: NULL or an AG_U8 / AG_I32 input [Tk]; keys with valid[j] == 0 are masked (unfilled
+ *   cache slots).
+ *   Query i may see key j iff j <= causal_offset + i (causal_offset = Tk - Tq for a segment that
+ *   follows Tk - Tq cached keys); AG_ATTN_NONCAUSAL disables the restriction.
+ * Online softmax over key blocks: only the per-row logsumexp [H, Tq] is kept, never Tq x Tk;
+ * backward recomputes the scores. A row with no visible key outputs 0 (and passes no gradient). */
+ag_tensor *ag_attention(ag_graph *g, ag_tensor *q, ag_tensor *k, ag_tensor *v, ag_tensor *valid,
+                        double scale, int64_t causal_offset);
+
+/* Row gather: table [V, D], ids AG_I32 of any shape [..] -> [.., D]. Backward scatter-adds into
+ * the table's gradient. Ids outside [0, V) fail the forward. */
+ag_tensor *ag_embedding(ag_graph *g, ag_tensor *table, ag_tensor *ids);
+
+/* Concatenation along axis; all other extents equal. */
+ag_tensor *ag_concat(ag_graph *g, ag_tensor *a, ag_tensor *b, int axis);
+ag_tensor *ag_concat_n(ag_graph *g, int n, ag_tensor *const *ts, int axis);
+/* Elements [start, start + len) along axis. */
+ag_tensor *ag_slice(ag_graph *g, ag_tensor *a, int axis, int64_t start, int64_t len);
+/* Same numel, new shape (one extent may be -1 = inferred). A view: no copy. */
+ag_tensor *ag_reshape(ag_graph *g, ag_tensor *a, int ndim, const int64_t *shape);
+/* Swap two axes (copies into a contiguous result). */
+ag_tensor *ag_transpose(ag_graph *g, ag_tensor *a, int axis0, int axis1);
+
+/* Masked cross-entropy fused with log-softmax. logits [N, V] (or [.., V], rows flattened),
+ * targets AG_I32 [N], mask NULL, AG_U8 [N] (0/1) or a float input [N] (per-row weights).
+ * Output [1]: sum over rows of weight * -log softmax(logits)[target]. Rows with weight 0 or target
+ * -1 are skipped; any other target outside [0, V) fails the forward. Divide by
+ * ag_cross_entropy_count (valid after forward: sum of weights of counted rows) to get the mean,
+ * e.g. ag_graph_backward_scalar(g, loss, 1.0 / count). */
+ag_tensor *ag_cross_entropy(ag_graph *g, ag_tensor *logits, ag_tensor *targets, ag_tensor *mask);
+double ag_cross_entropy_count(const ag_tensor *loss);
+
+#endif

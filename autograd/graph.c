@@ -1,0 +1,434 @@
+/* Graph, arena, leaves and the forward / backward drivers. Op implementations live in ops_*.c. */
+#include "autograd/ag_internal.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct ag_block {
+    ag_block *next;
+    size_t size, used;
+    unsigned char *mem;
+};
+
+#define AG_ALIGN 64
+
+void *ag_arena_alloc(ag_graph *g, size_t bytes) {
+    bytes = (bytes + AG_ALIGN - 1) & ~(size_t)(AG_ALIGN - 1);
+    if (bytes == 0) bytes = AG_ALIGN;
+    ag_block *b = g->blocks;
+    if (!b || b->size - b->used < bytes) {
+        size_t sz = bytes > g->block_size ? bytes : g->block_size;
+        b = calloc(1, sizeof *b);
+        if (!b) return NULL;
+        b->mem = aligned_alloc(AG_ALIGN, sz);
+        if (!b->mem) {
+            free(b);
+            return NULL;
+        }
+        memset(b->mem, 0, sz);
+        b->size = sz;
+        b->next = g->blocks;
+        g->blocks = b;
+    }
+    void *p = b->mem + b->used;
+    b->used += bytes;
+    g->arena_used += bytes;
+    return p;
+}
+
+void *ag_fail(ag_graph *g, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    ei_error_vset(fmt, ap);
+    va_end(ap);
+    if (g && !g->failed) {
+        g->failed = 1;
+        snprintf(g->first_error, sizeof g->first_error, "%s", ei_error_get());
+    }
+    return NULL;
+}
+
+const char *ag_dims_str(int ndim, const int64_t *shape, char *buf, size_t n) {
+    size_t off = 0;
+    off += (size_t)snprintf(buf + off, n - off, "[");
+    for (int i = 0; i < ndim && off < n; i++)
+        off += (size_t)snprintf(buf + off, n - off, i ? ",%lld" : "%lld", (long long)shape[i]);
+    if (off < n) snprintf(buf + off, n - off, "]");
+    return buf;
+}
+
+const char *ag_shape_str(const ag_tensor *t, char *buf, size_t n) { return ag_dims_str(t->ndim, t->shape, buf, n); }
+
+int ag_is_float(const ag_tensor *t) { return t->dtype == AG_F32 || t->dtype == AG_F64; }
+
+int ag_axis(int axis, int ndim) {
+    if (axis < 0) axis += ndim;
+    return axis < 0 || axis >= ndim ? -1 : axis;
+}
+
+/* ------------------------------------------------------------------ graph */
+
+ag_graph *ag_graph_new(ag_dtype dtype, size_t arena_bytes_hint) {
+    if (dtype != AG_F32 && dtype != AG_F64) {
+        ei_error_set("ag_graph_new: dtype must be AG_F32 or AG_F64");
+        return NULL;
+    }
+    ag_graph *g = calloc(1, sizeof *g);
+    if (!g) {
+        ei_error_set("ag_graph_new: out of memory");
+        return NULL;
+    }
+    g->dtype = dtype;
+    g->block_size = arena_bytes_hint ? arena_bytes_hint : (size_t)1 << 20;
+    return g;
+}
+
+void ag_graph_free(ag_graph *g) {
+    if (!g) return;
+    for (int i = 0; i < g->n; i++) free(g->nodes[i]);
+    free(g->nodes);
+    for (ag_block *b = g->blocks, *nx; b; b = nx) {
+        nx = b->next;
+        free(b->mem);
+        free(b);
+    }
+    free(g);
+}
+
+ag_dtype ag_graph_dtype(const ag_graph *g) { return g->dtype; }
+size_t ag_graph_arena_bytes(const ag_graph *g) { return g->arena_used; }
+int ag_graph_node_count(const ag_graph *g) { return g->n; }
+ag_tensor *ag_graph_node(const ag_graph *g, int id) { return id >= 0 && id < g->n ? &g->nodes[id]->t : NULL; }
+
+static ag_node *node_alloc(ag_graph *g, ag_dtype dtype, ag_kind kind, int ndim, const int64_t *shape,
+                           const char *what) {
+    char buf[96];
+    if (g->finalized) return ag_fail(g, "%s: graph is already finalized (build everything before forward)", what);
+    if (ndim < 1 || ndim > AG_MAX_DIMS || !shape) return ag_fail(g, "%s: rank %d not in 1..%d", what, ndim, AG_MAX_DIMS);
+    int64_t numel = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 1 || shape[i] > ((int64_t)1 << 40))
+            return ag_fail(g, "%s: bad shape %s", what, ag_dims_str(ndim, shape, buf, sizeof buf));
+        numel *= shape[i];
+        if (numel > ((int64_t)1 << 40)) return ag_fail(g, "%s: shape %s too large", what, ag_dims_str(ndim, shape, buf, sizeof buf));
+    }
+    if (g->n == g->cap) {
+        int cap = g->cap ? 2 * g->cap : 64;
+        ag_node **nn = realloc(g->nodes, (size_t)cap * sizeof *nn);
+        if (!nn) return ag_fail(g, "%s: out of memory", what);
+        g->nodes = nn;
+        g->cap = cap;
+    }
+    ag_node *n = calloc(1, sizeof *n);
+    if (!n) return ag_fail(g, "%s: out of memory", what);
+    n->g = g;
+    n->t.dtype = dtype;
+    n->t.kind = kind;
+    n->t.ndim = ndim;
+    for (int i = 0; i < AG_MAX_DIMS; i++) n->t.shape[i] = i < ndim ? shape[i] : 1;
+    n->t.numel = numel;
+    n->t.id = g->n;
+    g->nodes[g->n++] = n;
+    return n;
+}
+
+int ag_check_srcs(ag_graph *g, const char *op, int nsrc, ag_tensor *const *src) {
+    if (!g) return ei_error_set("%s: graph is NULL", op);
+    for (int i = 0; i < nsrc; i++) {
+        if (!src[i]) {
+            if (!g->failed) ag_fail(g, "%s: source %d is NULL", op, i);
+            return -1;
+        }
+        if (ag_n(src[i])->g != g) {
+            ag_fail(g, "%s: source %d belongs to another graph", op, i);
+            return -1;
+        }
+    }
+    if (g->finalized) {
+        ag_fail(g, "%s: graph is already finalized (build everything before forward)", op);
+        return -1;
+    }
+    return 0;
+}
+
+ag_node *ag_node_new(ag_graph *g, const ag_op *op, int ndim, const int64_t *shape, int nsrc, ag_tensor *const *src) {
+    /* views keep their source's dtype (a reshaped id tensor stays int32) */
+    ag_node *n = node_alloc(g, op->view ? src[0]->dtype : g->dtype, AG_NODE_OP, ndim, shape, op->name);
+    if (!n) return NULL;
+    n->op = op;
+    n->nsrc = nsrc;
+    for (int i = 0; i < nsrc; i++) n->src[i] = ag_n(src[i]);
+    if (op->view) {
+        n->t.data = src[0]->data;
+    } else {
+        n->t.data = ag_arena_alloc(g, (size_t)n->t.numel * ag_dtype_size(g->dtype));
+        if (!n->t.data) return ag_fail(g, "%s: out of memory for [%lld] values", op->name, (long long)n->t.numel);
+    }
+    return n;
+}
+
+/* ------------------------------------------------------------------ leaves */
+
+static ag_tensor *leaf_new(ag_graph *g, ag_dtype dt, ag_kind kind, int ndim, const int64_t *shape, const char *what) {
+    if (!g) {
+        ei_error_set("%s: graph is NULL", what);
+        return NULL;
+    }
+    ag_node *n = node_alloc(g, dt, kind, ndim, shape, what);
+    return n ? &n->t : NULL;
+}
+
+ag_tensor *ag_input(ag_graph *g, int ndim, const int64_t *shape) {
+    return leaf_new(g, g ? g->dtype : AG_F32, AG_LEAF_INPUT, ndim, shape, "ag_input");
+}
+ag_tensor *ag_param(ag_graph *g, int ndim, const int64_t *shape) {
+    ag_tensor *t = leaf_new(g, g ? g->dtype : AG_F32, AG_LEAF_PARAM, ndim, shape, "ag_param");
+    if (t) t->requires_grad = 1;
+    return t;
+}
+ag_tensor *ag_const(ag_graph *g, int ndim, const int64_t *shape) {
+    return leaf_new(g, g ? g->dtype : AG_F32, AG_LEAF_CONST, ndim, shape, "ag_const");
+}
+ag_tensor *ag_input_i32(ag_graph *g, int ndim, const int64_t *shape) {
+    return leaf_new(g, AG_I32, AG_LEAF_INPUT, ndim, shape, "ag_input_i32");
+}
+ag_tensor *ag_input_u8(ag_graph *g, int ndim, const int64_t *shape) {
+    return leaf_new(g, AG_U8, AG_LEAF_INPUT, ndim, shape, "ag_input_u8");
+}
+
+int ag_tensor_set_requires_grad(ag_tensor *t, int on) {
+    if (!t) return ei_error_set("ag_tensor_set_requires_grad: tensor is NULL");
+    ag_node *n = ag_n(t);
+    if (t->kind != AG_LEAF_INPUT || !ag_is_float(t))
+        return ei_error_set("ag_tensor_set_requires_grad: only float inputs can require a gradient");
+    if (n->g->finalized) return ei_error_set("ag_tensor_set_requires_grad: graph is already finalized");
+    t->requires_grad = on ? 1 : 0;
+    return 0;
+}
+
+int ag_tensor_bind(ag_tensor *t, void *data, void *grad) {
+    if (!t) return ei_error_set("ag_tensor_bind: tensor is NULL");
+    ag_node *n = ag_n(t);
+    if (t->kind == AG_NODE_OP) return ei_error_set("ag_tensor_bind: only leaves can be bound (node %d is an op)", t->id);
+    if (grad && !t->requires_grad)
+        return ei_error_set("ag_tensor_bind: node %d takes no gradient (only params and requires-grad inputs)", t->id);
+    if (data) {
+        t->data = data;
+        n->bound_data = 1;
+        n->read_only = 0;
+    }
+    if (grad) {
+        t->grad = grad;
+        n->bound_grad = 1;
+    }
+    return 0;
+}
+
+int ag_tensor_bind_const(ag_tensor *t, const void *data) {
+    if (!t || !data) return ei_error_set("ag_tensor_bind_const: tensor or data is NULL");
+    if (t->kind != AG_LEAF_CONST) return ei_error_set("ag_tensor_bind_const: node %d is not a const leaf", t->id);
+    /* The engine never writes const data, so dropping the qualifier is safe here. */
+    t->data = (void *)(uintptr_t)data;
+    ag_n(t)->bound_data = 1;
+    ag_n(t)->read_only = 1;
+    return 0;
+}
+
+void ag_tensor_set_name(ag_tensor *t, const char *name) {
+    if (t) t->name = name;
+}
+
+void *ag_tensor_data(ag_tensor *t) {
+    if (!t) return NULL;
+    ag_node *n = ag_n(t);
+    if (n->op && n->op->view) t->data = ag_tensor_data(&n->src[0]->t);
+    if (!t->data && !n->op) {
+        t->data = ag_arena_alloc(n->g, (size_t)t->numel * ag_dtype_size(t->dtype));
+        if (!t->data) ei_error_set("ag_tensor_data: out of memory");
+    }
+    return t->data;
+}
+
+int ag_tensor_set(ag_tensor *t, const void *src, ag_dtype sd) {
+    if (!t || !src) return ei_error_set("ag_tensor_set: tensor or source is NULL");
+    if (ag_n(t)->read_only) return ei_error_set("ag_tensor_set: node %d is bound to read-only memory", t->id);
+    void *d = ag_tensor_data(t);
+    if (!d) return -1;
+    const int64_t n = t->numel;
+    if (!ag_is_float(t) || (sd != AG_F32 && sd != AG_F64)) {
+        if (sd != t->dtype) return ei_error_set("ag_tensor_set: source dtype does not match node %d", t->id);
+        memcpy(d, src, (size_t)n * ag_dtype_size(sd));
+        return 0;
+    }
+    if (t->dtype == sd) {
+        memcpy(d, src, (size_t)n * ag_dtype_size(sd));
+    } else if (t->dtype == AG_F64) {
+        const float *s = src;
+        double *o = d;
+        for (int64_t i = 0; i < n; i++) o[i] = s[i];
+    } else {
+        const double *s = src;
+        float *o = d;
+        for (int64_t i = 0; i < n; i++) o[i] = (float)s[i];
+    }
+    return 0;
+}
+
+int ag_tensor_set_f32(ag_tensor *t, const float *src) { return ag_tensor_set(t, src, AG_F32); }
+int ag_tensor_set_f64(ag_tensor *t, const double *src) { return ag_tensor_set(t, src, AG_F64); }
+
+static int copy_out(const ag_tensor *t, const void *buf, void *dst, ag_dtype dd, const char *what) {
+    if (!t || !dst) return ei_error_set("%s: tensor or destination is NULL", what);
+    if (!buf) return ei_error_set("%s: node %d has no such buffer", what, t->id);
+    const int64_t n = t->numel;
+    if (t->dtype == dd) {
+        memcpy(dst, buf, (size_t)n * ag_dtype_size(dd));
+        return 0;
+    }
+    if (dd != AG_F32 && dd != AG_F64) return ei_error_set("%s: destination dtype must be AG_F32 or AG_F64", what);
+    for (int64_t i = 0; i < n; i++) {
+        double v;
+        switch (t->dtype) {
+        case AG_F32: v = ((const float *)buf)[i]; break;
+        case AG_F64: v = ((const double *)buf)[i]; break;
+        case AG_I32: v = ((const int32_t *)buf)[i]; break;
+        default: v = ((const uint8_t *)buf)[i]; break;
+        }
+        if (dd == AG_F32)
+            ((float *)dst)[i] = (float)v;
+        else
+            ((double *)dst)[i] = v;
+    }
+    return 0;
+}
+
+int ag_tensor_get(const ag_tensor *t, void *dst, ag_dtype dd) {
+    return copy_out(t, t ? t->data : NULL, dst, dd, "ag_tensor_get");
+}
+int ag_tensor_get_grad(const ag_tensor *t, void *dst, ag_dtype dd) {
+    return copy_out(t, t ? t->grad : NULL, dst, dd, "ag_tensor_get_grad");
+}
+
+static double at(const void *buf, ag_dtype dt, int64_t i) {
+    switch (dt) {
+    case AG_F32: return ((const float *)buf)[i];
+    case AG_F64: return ((const double *)buf)[i];
+    case AG_I32: return ((const int32_t *)buf)[i];
+    default: return ((const uint8_t *)buf)[i];
+    }
+}
+
+double ag_tensor_at(const ag_tensor *t, int64_t i) {
+    return t && t->data && i >= 0 && i < t->numel ? at(t->data, t->dtype, i) : NAN;
+}
+double ag_tensor_grad_at(const ag_tensor *t, int64_t i) {
+    return t && t->grad && i >= 0 && i < t->numel ? at(t->grad, t->dtype, i) : 0.0;
+}
+
+void ag_tensor_zero_grad(ag_tensor *t) {
+    if (t && t->grad) memset(t->grad, 0, (size_t)t->numel * ag_dtype_size(t->dtype));
+}
+
+/* ------------------------------------------------------------------ execution */
+
+int ag_graph_finalize(ag_graph *g) {
+    if (!g) return ei_error_set("ag_graph_finalize: graph is NULL");
+    if (g->failed) return ei_error_set("%s", g->first_error);
+    if (g->finalized) return 0;
+    const size_t es = ag_dtype_size(g->dtype);
+    for (int i = 0; i < g->n; i++) {
+        ag_node *n = g->nodes[i];
+        if (n->op) {
+            int rg = 0;
+            if (!n->op->no_grad)
+                for (int s = 0; s < n->nsrc; s++) rg |= n->src[s]->t.requires_grad;
+            n->t.requires_grad = rg;
+        } else {
+            if (!n->t.data && !ag_tensor_data(&n->t)) return -1;
+        }
+        if (n->op && n->op->view) n->t.data = n->src[0]->t.data;
+        if (n->t.requires_grad && !n->t.grad) {
+            n->t.grad = ag_arena_alloc(g, (size_t)n->t.numel * es);
+            if (!n->t.grad) return ei_error_set("ag_graph_finalize: out of memory for gradients");
+        }
+    }
+    g->finalized = 1;
+    return 0;
+}
+
+int ag_graph_forward(ag_graph *g) {
+    if (ag_graph_finalize(g)) return -1;
+    for (int i = 0; i < g->n; i++) {
+        ag_node *n = g->nodes[i];
+        if (!n->op) continue;
+        if (n->op->view) {
+            n->t.data = n->src[0]->t.data;
+            continue;
+        }
+        if (n->op->forward(n)) {
+            ei_error_prefix("forward, node %d (%s%s%s): ", n->t.id, n->op->name, n->t.name ? " " : "",
+                            n->t.name ? n->t.name : "");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void *ag_grad_acquire(ag_node *s) {
+    if (!s->t.grad) return NULL;
+    if (!s->grad_live) {
+        if (s->op) memset(s->t.grad, 0, (size_t)s->t.numel * ag_dtype_size(s->t.dtype));
+        s->grad_live = 1;
+    }
+    return s->t.grad;
+}
+
+/* Reverse sweep over the nodes whose gradient was touched (seeded or propagated into). */
+static void sweep(ag_graph *g) {
+    for (int i = g->n - 1; i >= 0; i--) {
+        ag_node *n = g->nodes[i];
+        if (n->op && n->grad_live && n->op->backward && !n->op->no_grad) n->op->backward(n);
+    }
+}
+
+/* Adds numel copies of seed (sd NULL) or the buffer sd to t's gradient. */
+static void seed_add(ag_graph *g, ag_tensor *t, const void *sd, double seed) {
+    void *gp = ag_grad_acquire(ag_n(t));
+    if (g->dtype == AG_F32) {
+        float *o = gp;
+        for (int64_t i = 0; i < t->numel; i++) o[i] += sd ? ((const float *)sd)[i] : (float)seed;
+    } else {
+        double *o = gp;
+        for (int64_t i = 0; i < t->numel; i++) o[i] += sd ? ((const double *)sd)[i] : seed;
+    }
+}
+
+int ag_graph_backward(ag_graph *g, int nout, ag_tensor *const *outputs, const void *const *seeds) {
+    if (ag_graph_finalize(g)) return -1;
+    for (int k = 0; k < nout; k++)
+        if (!outputs || !outputs[k] || ag_n(outputs[k])->g != g)
+            return ei_error_set("ag_graph_backward: output %d is NULL or of another graph", k);
+    for (int i = 0; i < g->n; i++) g->nodes[i]->grad_live = 0;
+    for (int k = 0; k < nout; k++)
+        if (outputs[k]->grad) seed_add(g, outputs[k], seeds ? seeds[k] : NULL, 1.0);
+    sweep(g);
+    return 0;
+}
+
+int ag_graph_backward_scalar(ag_graph *g, ag_tensor *loss, double seed) {
+    if (!g || !loss || ag_n(loss)->g != g) return ei_error_set("ag_graph_backward_scalar: graph or loss is NULL or foreign");
+    if (ag_graph_finalize(g)) return -1;
+    for (int i = 0; i < g->n; i++) g->nodes[i]->grad_live = 0;
+    if (loss->grad) seed_add(g, loss, NULL, seed);
+    sweep(g);
+    return 0;
+}
+
+void ag_graph_zero_grads(ag_graph *g) {
+    if (!g) return;
+    for (int i = 0; i < g->n; i++)
+        if (!g->nodes[i]->op) ag_tensor_zero_grad(&g->nodes[i]->t);
+}

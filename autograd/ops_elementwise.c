@@ -1,0 +1,202 @@
+/* Element-wise ops: broadcasting add/sub/mul/div, scale, add_scalar, SiLU, sigmoid, ELU+1, exp,
+ * SwiGLU and stop_grad. */
+#include "autograd/ag_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+enum { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV };
+enum { UN_SILU, UN_SIGMOID, UN_ELU1, UN_EXP, UN_SCALE, UN_ADDC };
+
+#define REAL float
+#define SFX(name) name##_f32
+#define EXPR expf
+#include "autograd/ops_elementwise_impl.inc"
+#undef REAL
+#undef SFX
+#undef EXPR
+#define REAL double
+#define SFX(name) name##_f64
+#define EXPR exp
+#include "autograd/ops_elementwise_impl.inc"
+#undef REAL
+#undef SFX
+#undef EXPR
+
+/* ------------------------------------------------------------------ broadcasting binary ops
+ * ip[0] op; shapes padded to 4 dims are recomputed from the tensors each call (cheap). */
+
+static void pad4(const ag_tensor *t, int64_t *s) {
+    const int off = 4 - t->ndim;
+    for (int d = 0; d < 4; d++) s[d] = d < off ? 1 : t->shape[d - off];
+}
+
+/* Strides of x (padded shape xs) when read at output positions: 0 on broadcast dims. */
+static void bstrides(const int64_t *xs, int64_t *st) {
+    int64_t s = 1;
+    for (int d = 3; d >= 0; d--) {
+        st[d] = xs[d] == 1 ? 0 : s;
+        s *= xs[d];
+    }
+}
+
+static int bin_forward(ag_node *n) {
+    int64_t os[4], as[4], bs[4], sta[4], stb[4];
+    pad4(&n->t, os);
+    pad4(&n->src[0]->t, as);
+    pad4(&n->src[1]->t, bs);
+    bstrides(as, sta);
+    bstrides(bs, stb);
+    if (n->t.dtype == AG_F32)
+        bin_forward_f32((int)n->ip[0], os, n->src[0]->t.data, sta, n->src[1]->t.data, stb, n->t.data);
+    else
+        bin_forward_f64((int)n->ip[0], os, n->src[0]->t.data, sta, n->src[1]->t.data, stb, n->t.data);
+    return 0;
+}
+
+static void bin_backward(ag_node *n) {
+    int64_t os[4], as[4], bs[4], sta[4], stb[4];
+    pad4(&n->t, os);
+    pad4(&n->src[0]->t, as);
+    pad4(&n->src[1]->t, bs);
+    bstrides(as, sta);
+    bstrides(bs, stb);
+    const int flat = !memcmp(os, as, sizeof os) && !memcmp(os, bs, sizeof os);
+    for (int w = 0; w < 2; w++) {
+        void *dx = ag_grad_acquire(n->src[w]);
+        if (!dx) continue;
+        if (flat && n->t.dtype == AG_F32)
+            bin_backward_flat_f32((int)n->ip[0], w, n->t.numel, n->t.grad, n->src[0]->t.data, n->src[1]->t.data, dx);
+        else if (flat)
+            bin_backward_flat_f64((int)n->ip[0], w, n->t.numel, n->t.grad, n->src[0]->t.data, n->src[1]->t.data, dx);
+        else if (!memcmp(os, w ? bs : as, sizeof os) && n->t.dtype == AG_F32)
+            bin_backward_full_f32((int)n->ip[0], w, os, n->t.grad, n->src[0]->t.data, sta, n->src[1]->t.data, stb, dx);
+        else if (!memcmp(os, w ? bs : as, sizeof os))
+            bin_backward_full_f64((int)n->ip[0], w, os, n->t.grad, n->src[0]->t.data, sta, n->src[1]->t.data, stb, dx);
+        else if (n->t.dtype == AG_F32)
+            bin_backward_f32((int)n->ip[0], w, os, w ? bs : as, n->t.grad, n->src[0]->t.data, sta, n->src[1]->t.data,
+                             stb, dx);
+        else
+            bin_backward_f64((int)n->ip[0], w, os, w ? bs : as, n->t.grad, n->src[0]->t.data, sta, n->src[1]->t.data,
+                             stb, dx);
+    }
+}
+
+static const ag_op op_bin[4] = {
+    {"add", bin_forward, bin_backward, 0, 0},
+    {"sub", bin_forward, bin_backward, 0, 0},
+    {"mul", bin_forward, bin_backward, 0, 0},
+    {"div", bin_forward, bin_backward, 0, 0},
+};
+
+static ag_tensor *binary(ag_graph *g, int op, ag_tensor *a, ag_tensor *b) {
+    const char *name = op_bin[op].name;
+    ag_tensor *src[2] = {a, b};
+    if (ag_check_srcs(g, name, 2, src)) return NULL;
+    char sa[96], sb[96];
+    ag_shape_str(a, sa, sizeof sa);
+    ag_shape_str(b, sb, sizeof sb);
+    if (!ag_is_float(a) || !ag_is_float(b)) return ag_fail(g, "%s: operands must be float: %s, %s", name, sa, sb);
+    const int nd = a->ndim > b->ndim ? a->ndim : b->ndim;
+    int64_t as[4], bs[4], shape[AG_MAX_DIMS];
+    pad4(a, as);
+    pad4(b, bs);
+    for (int d = 0; d < nd; d++) {
+        const int64_t x = as[4 - nd + d], y = bs[4 - nd + d];
+        if (x != y && x != 1 && y != 1) return ag_fail(g, "%s: shapes do not broadcast: %s, %s", name, sa, sb);
+        shape[d] = x > y ? x : y;
+    }
+    ag_node *n = ag_node_new(g, &op_bin[op], nd, shape, 2, src);
+    if (!n) return NULL;
+    n->ip[0] = op;
+    return &n->t;
+}
+
+ag_tensor *ag_add(ag_graph *g, ag_tensor *a, ag_tensor *b) { return binary(g, BIN_ADD, a, b); }
+ag_tensor *ag_sub(ag_graph *g, ag_tensor *a, ag_tensor *b) { return binary(g, BIN_SUB, a, b); }
+ag_tensor *ag_mul(ag_graph *g, ag_tensor *a, ag_tensor *b) { return binary(g, BIN_MUL, a, b); }
+ag_tensor *ag_div(ag_graph *g, ag_tensor *a, ag_tensor *b) { return binary(g, BIN_DIV, a, b); }
+
+/* ------------------------------------------------------------------ unary ops: ip[0] op, fp[0] */
+
+static int un_forward(ag_node *n) {
+    if (n->t.dtype == AG_F32)
+        unary_forward_f32((int)n->ip[0], n->t.numel, n->src[0]->t.data, n->t.data, (float)n->fp[0]);
+    else
+        unary_forward_f64((int)n->ip[0], n->t.numel, n->src[0]->t.data, n->t.data, n->fp[0]);
+    return 0;
+}
+
+static void un_backward(ag_node *n) {
+    void *dx = ag_grad_acquire(n->src[0]);
+    if (!dx) return;
+    if (n->t.dtype == AG_F32)
+        unary_backward_f32((int)n->ip[0], n->t.numel, n->src[0]->t.data, n->t.data, n->t.grad, dx, (float)n->fp[0]);
+    else
+        unary_backward_f64((int)n->ip[0], n->t.numel, n->src[0]->t.data, n->t.data, n->t.grad, dx, n->fp[0]);
+}
+
+static const ag_op op_un[6] = {
+    {"silu", un_forward, un_backward, 0, 0},  {"sigmoid", un_forward, un_backward, 0, 0},
+    {"elu1", un_forward, un_backward, 0, 0},  {"exp", un_forward, un_backward, 0, 0},
+    {"scale", un_forward, un_backward, 0, 0}, {"add_scalar", un_forward, un_backward, 0, 0},
+};
+
+static ag_tensor *unary(ag_graph *g, int op, ag_tensor *x, double p0) {
+    if (ag_check_srcs(g, op_un[op].name, 1, &x)) return NULL;
+    if (!ag_is_float(x)) return ag_fail(g, "%s: operand must be float", op_un[op].name);
+    ag_node *n = ag_node_new(g, &op_un[op], x->ndim, x->shape, 1, &x);
+    if (!n) return NULL;
+    n->ip[0] = op;
+    n->fp[0] = p0;
+    return &n->t;
+}
+
+ag_tensor *ag_silu(ag_graph *g, ag_tensor *x) { return unary(g, UN_SILU, x, 0); }
+ag_tensor *ag_sigmoid(ag_graph *g, ag_tensor *x) { return unary(g, UN_SIGMOID, x, 0); }
+ag_tensor *ag_elu1(ag_graph *g, ag_tensor *x) { return unary(g, UN_ELU1, x, 0); }
+ag_tensor *ag_exp(ag_graph *g, ag_tensor *x) { return unary(g, UN_EXP, x, 0); }
+ag_tensor *ag_scale(ag_graph *g, ag_tensor *x, double s) { return unary(g, UN_SCALE, x, s); }
+ag_tensor *ag_add_scalar(ag_graph *g, ag_tensor *x, double c) { return unary(g, UN_ADDC, x, c); }
+
+/* ------------------------------------------------------------------ swiglu */
+
+static int swiglu_forward(ag_node *n) {
+    if (n->t.dtype == AG_F32)
+        swiglu_forward_f32(n->t.numel, n->src[0]->t.data, n->src[1]->t.data, n->t.data);
+    else
+        swiglu_forward_f64(n->t.numel, n->src[0]->t.data, n->src[1]->t.data, n->t.data);
+    return 0;
+}
+
+static void swiglu_backward(ag_node *n) {
+    void *da = ag_grad_acquire(n->src[0]), *db = ag_grad_acquire(n->src[1]);
+    if (!da && !db) return;
+    if (n->t.dtype == AG_F32)
+        swiglu_backward_f32(n->t.numel, n->src[0]->t.data, n->src[1]->t.data, n->t.grad, da, db);
+    else
+        swiglu_backward_f64(n->t.numel, n->src[0]->t.data, n->src[1]->t.data, n->t.grad, da, db);
+}
+
+static const ag_op op_swiglu = {"swiglu", swiglu_forward, swiglu_backward, 0, 0};
+
+ag_tensor *ag_swiglu(ag_graph *g, ag_tensor *a, ag_tensor *b) {
+    ag_tensor *src[2] = {a, b};
+    if (ag_check_srcs(g, "swiglu", 2, src)) return NULL;
+    char sa[96], sb[96];
+    if (!ag_is_float(a) || !ag_is_float(b)) return ag_fail(g, "swiglu: operands must be float");
+    if (a->ndim != b->ndim || memcmp(a->shape, b->shape, sizeof a->shape))
+        return ag_fail(g, "swiglu: shapes differ: %s, %s", ag_shape_str(a, sa, sizeof sa), ag_shape_str(b, sb, sizeof sb));
+    ag_node *n = ag_node_new(g, &op_swiglu, a->ndim, a->shape, 2, src);
+    return n ? &n->t : NULL;
+}
+
+/* ------------------------------------------------------------------ stop_grad (a view) */
+
+static const ag_op op_stop_grad = {"stop_grad", NULL, NULL, 1, 1};
+
+ag_tensor *ag_stop_grad(ag_graph *g, ag_tensor *x) {
+    if (ag_check_srcs(g, "stop_grad", 1, &x)) return NULL;
+    ag_node *n = ag_node_new(g, &op_stop_grad, x->ndim, x->shape, 1, &x);
+    return n ? &n->t : NULL;
+}

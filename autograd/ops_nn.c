@@ -1,0 +1,250 @@
+/* Model ops: RMSNorm, RoPE, fused GQA attention, embedding lookup. The heavy loops are the kernels
+ * in kernels/kernels.h. */
+#include "autograd/ag_internal.h"
+#include "kernels/kernels.h"
+
+#include <string.h>
+
+/* ------------------------------------------------------------------ rmsnorm
+ * src: x, [w]; ip: 0 rows, 1 dim; fp[0] eps; scratch: rstd per row */
+
+static int rmsnorm_forward(ag_node *n) {
+    const void *w = n->nsrc == 2 ? n->src[1]->t.data : NULL;
+    if (n->t.dtype == AG_F32)
+        ei_k_rmsnorm_forward_f32(n->ip[0], n->ip[1], n->src[0]->t.data, w, n->fp[0], n->t.data, n->scratch);
+    else
+        ei_k_rmsnorm_forward_f64(n->ip[0], n->ip[1], n->src[0]->t.data, w, n->fp[0], n->t.data, n->scratch);
+    return 0;
+}
+
+static void rmsnorm_backward(ag_node *n) {
+    const void *w = n->nsrc == 2 ? n->src[1]->t.data : NULL;
+    void *dx = ag_grad_acquire(n->src[0]), *dw = n->nsrc == 2 ? ag_grad_acquire(n->src[1]) : NULL;
+    if (!dx && !dw) return;
+    if (n->t.dtype == AG_F32)
+        ei_k_rmsnorm_backward_f32(n->ip[0], n->ip[1], n->src[0]->t.data, w, n->scratch, n->t.grad, dx, dw);
+    else
+        ei_k_rmsnorm_backward_f64(n->ip[0], n->ip[1], n->src[0]->t.data, w, n->scratch, n->t.grad, dx, dw);
+}
+
+static const ag_op op_rmsnorm = {"rmsnorm", rmsnorm_forward, rmsnorm_backward, 0, 0};
+
+ag_tensor *ag_rmsnorm(ag_graph *g, ag_tensor *x, ag_tensor *w, double eps) {
+    ag_tensor *src[2] = {x, w};
+    const int ns = w ? 2 : 1;
+    if (ag_check_srcs(g, "rmsnorm", ns, src)) return NULL;
+    char sx[96], sw[96];
+    if (!ag_is_float(x) || (w && !ag_is_float(w))) return ag_fail(g, "rmsnorm: operands must be float");
+    const int64_t D = x->shape[x->ndim - 1];
+    if (w && (w->ndim != 1 || w->shape[0] != D))
+        return ag_fail(g, "rmsnorm: weight %s does not match x %s", ag_shape_str(w, sw, sizeof sw),
+                       ag_shape_str(x, sx, sizeof sx));
+    if (!(eps >= 0)) return ag_fail(g, "rmsnorm: eps must be >= 0");
+    ag_node *n = ag_node_new(g, &op_rmsnorm, x->ndim, x->shape, ns, src);
+    if (!n) return NULL;
+    n->ip[0] = x->numel / D;
+    n->ip[1] = D;
+    n->fp[0] = eps;
+    n->scratch = ag_arena_alloc(g, (size_t)n->ip[0] * ag_dtype_size(g->dtype));
+    return n->scratch ? &n->t : ag_fail(g, "rmsnorm: out of memory");
+}
+
+/* ------------------------------------------------------------------ rope
+ * src: x, pos; ip: 0 T, 1 H, 2 d, 3 layout; fp[0] theta */
+
+static int rope_forward(ag_node *n) {
+    if (n->t.dtype == AG_F32)
+        ei_k_rope_f32(n->ip[0], n->ip[1], n->ip[2], n->src[1]->t.data, n->fp[0], (int)n->ip[3], 0, n->src[0]->t.data,
+                      n->t.data);
+    else
+        ei_k_rope_f64(n->ip[0], n->ip[1], n->ip[2], n->src[1]->t.data, n->fp[0], (int)n->ip[3], 0, n->src[0]->t.data,
+                      n->t.data);
+    return 0;
+}
+
+static void rope_backward(ag_node *n) {
+    void *dx = ag_grad_acquire(n->src[0]);
+    if (!dx) return;
+    if (n->t.dtype == AG_F32)
+        ei_k_rope_f32(n->ip[0], n->ip[1], n->ip[2], n->src[1]->t.data, n->fp[0], (int)n->ip[3], 1, n->t.grad, dx);
+    else
+        ei_k_rope_f64(n->ip[0], n->ip[1], n->ip[2], n->src[1]->t.data, n->fp[0], (int)n->ip[3], 1, n->t.grad, dx);
+}
+
+static const ag_op op_rope = {"rope", rope_forward, rope_backward, 0, 0};
+
+ag_tensor *ag_rope(ag_graph *g, ag_tensor *x, ag_tensor *pos, double theta, ag_rope_layout layout) {
+    ag_tensor *src[2] = {x, pos};
+    if (ag_check_srcs(g, "rope", 2, src)) return NULL;
+    char sx[96], sp[96];
+    ag_shape_str(x, sx, sizeof sx);
+    ag_shape_str(pos, sp, sizeof sp);
+    if (!ag_is_float(x)) return ag_fail(g, "rope: x must be float");
+    if (pos->dtype != AG_I32) return ag_fail(g, "rope: positions must be int32");
+    if (x->ndim != 2 && x->ndim != 3) return ag_fail(g, "rope: x must be [T, H, d] or [T, d], got %s", sx);
+    const int64_t T = x->shape[0], d = x->shape[x->ndim - 1], H = x->ndim == 3 ? x->shape[1] : 1;
+    if (d % 2) return ag_fail(g, "rope: head dim %lld of %s is odd", (long long)d, sx);
+    if (pos->numel != T) return ag_fail(g, "rope: %s positions for x %s (one per row expected)", sp, sx);
+    if (layout != AG_ROPE_INTERLEAVED && layout != AG_ROPE_HALF) return ag_fail(g, "rope: unknown layout %d", (int)layout);
+    if (!(theta > 0)) return ag_fail(g, "rope: theta must be > 0");
+    ag_node *n = ag_node_new(g, &op_rope, x->ndim, x->shape, 2, src);
+    if (!n) return NULL;
+    n->ip[0] = T;
+    n->ip[1] = H;
+    n->ip[2] = d;
+    n->ip[3] = layout;
+    n->fp[0] = theta;
+    return &n->t;
+}
+
+/* ------------------------------------------------------------------ attention
+ * src: q, k, v, [valid]; ip: 0 Tq, 1 Tk, 2 H, 3 Hkv, 4 d, 5 dv, 6 causal_offset; fp[0] scale;
+ * scratch: lse [H, Tq]; scratch2: delta [H, Tq] */
+
+static void attn_problem(const ag_node *n, ei_k_attn *p) {
+    memset(p, 0, sizeof *p);
+    p->tq = n->ip[0];
+    p->tk = n->ip[1];
+    p->h = n->ip[2];
+    p->hkv = n->ip[3];
+    p->d = n->ip[4];
+    p->dv = n->ip[5];
+    p->causal_offset = n->ip[6];
+    p->scale = n->fp[0];
+    if (n->nsrc == 4) {
+        if (n->src[3]->t.dtype == AG_U8)
+            p->valid_u8 = n->src[3]->t.data;
+        else
+            p->valid_i32 = n->src[3]->t.data;
+    }
+}
+
+static int attention_forward(ag_node *n) {
+    ei_k_attn p;
+    attn_problem(n, &p);
+    if (n->t.dtype == AG_F32)
+        ei_k_attention_forward_f32(&p, n->src[0]->t.data, n->src[1]->t.data, n->src[2]->t.data, n->t.data, n->scratch);
+    else
+        ei_k_attention_forward_f64(&p, n->src[0]->t.data, n->src[1]->t.data, n->src[2]->t.data, n->t.data, n->scratch);
+    return 0;
+}
+
+static void attention_backward(ag_node *n) {
+    void *dq = ag_grad_acquire(n->src[0]), *dk = ag_grad_acquire(n->src[1]), *dv = ag_grad_acquire(n->src[2]);
+    if (!dq && !dk && !dv) return;
+    ei_k_attn p;
+    attn_problem(n, &p);
+    if (n->t.dtype == AG_F32)
+        ei_k_attention_backward_f32(&p, n->src[0]->t.data, n->src[1]->t.data, n->src[2]->t.data, n->t.data,
+                                    n->scratch, n->t.grad, n->scratch2, dq, dk, dv);
+    else
+        ei_k_attention_backward_f64(&p, n->src[0]->t.data, n->src[1]->t.data, n->src[2]->t.data, n->t.data,
+                                    n->scratch, n->t.grad, n->scratch2, dq, dk, dv);
+}
+
+static const ag_op op_attention = {"attention", attention_forward, attention_backward, 0, 0};
+
+ag_tensor *ag_attention(ag_graph *g, ag_tensor *q, ag_tensor *k, ag_tensor *v, ag_tensor *valid, double scale,
+                        int64_t causal_offset) {
+    ag_tensor *src[4] = {q, k, v, valid};
+    const int ns = valid ? 4 : 3;
+    if (ag_check_srcs(g, "attention", ns, src)) return NULL;
+    char sq[96], sk[96], sv[96];
+    ag_shape_str(q, sq, sizeof sq);
+    ag_shape_str(k, sk, sizeof sk);
+    ag_shape_str(v, sv, sizeof sv);
+    if (!ag_is_float(q) || !ag_is_float(k) || !ag_is_float(v)) return ag_fail(g, "attention: q, k, v must be float");
+    if (q->ndim != 3 || k->ndim != 3 || v->ndim != 3)
+        return ag_fail(g, "attention: q, k, v must be [T, heads, d]: q %s, k %s, v %s", sq, sk, sv);
+    const int64_t Tq = q->shape[0], H = q->shape[1], d = q->shape[2];
+    const int64_t Tk = k->shape[0], Hkv = k->shape[1];
+    if (k->shape[2] != d) return ag_fail(g, "attention: head dims differ: q %s, k %s", sq, sk);
+    if (v->shape[0] != Tk || v->shape[1] != Hkv) return ag_fail(g, "attention: k %s and v %s differ", sk, sv);
+    if (H % Hkv) return ag_fail(g, "attention: %lld query heads not a multiple of %lld kv heads: q %s, k %s",
+                                (long long)H, (long long)Hkv, sq, sk);
+    if (valid) {
+        if (valid->dtype != AG_U8 && valid->dtype != AG_I32)
+            return ag_fail(g, "attention: valid mask must be uint8 or int32");
+        if (valid->numel != Tk)
+            return ag_fail(g, "attention: valid mask has %lld entries for %lld keys", (long long)valid->numel,
+                           (long long)Tk);
+    }
+    if (!(scale == scale)) return ag_fail(g, "attention: scale is NaN");
+    if (causal_offset < -Tq - 1) causal_offset = -Tq - 1; /* no query sees a key; keeps index math in range */
+    const int64_t shape[3] = {Tq, H, v->shape[2]};
+    ag_node *n = ag_node_new(g, &op_attention, 3, shape, ns, src);
+    if (!n) return NULL;
+    n->ip[0] = Tq;
+    n->ip[1] = Tk;
+    n->ip[2] = H;
+    n->ip[3] = Hkv;
+    n->ip[4] = d;
+    n->ip[5] = v->shape[2];
+    n->ip[6] = causal_offset;
+    n->fp[0] = scale;
+    n->scratch = ag_arena_alloc(g, (size_t)(H * Tq) * ag_dtype_size(g->dtype));
+    n->scratch2 = ag_arena_alloc(g, (size_t)(H * Tq) * ag_dtype_size(g->dtype));
+    return n->scratch && n->scratch2 ? &n->t : ag_fail(g, "attention: out of memory");
+}
+
+/* ------------------------------------------------------------------ embedding
+ * src: table [V, D], ids; ip: 0 V, 1 D, 2 count */
+
+static int embedding_forward(ag_node *n) {
+    const int64_t V = n->ip[0], D = n->ip[1], N = n->ip[2];
+    const int32_t *ids = n->src[1]->t.data;
+    const size_t row = (size_t)D * ag_dtype_size(n->t.dtype);
+    for (int64_t i = 0; i < N; i++)
+        if (ids[i] < 0 || ids[i] >= V)
+            return ei_error_set("embedding: id %d at %lld outside [0, %lld)", ids[i], (long long)i, (long long)V);
+    const char *tab = n->src[0]->t.data;
+    char *y = n->t.data;
+#pragma omp parallel for schedule(static) if (N * D > AG_PAR_MIN)
+    for (int64_t i = 0; i < N; i++) memcpy(y + (size_t)i * row, tab + (size_t)ids[i] * row, row);
+    return 0;
+}
+
+static void embedding_backward(ag_node *n) {
+    void *dt = ag_grad_acquire(n->src[0]);
+    if (!dt) return;
+    const int64_t D = n->ip[1], N = n->ip[2], cb = 64, nblk = (D + cb - 1) / cb;
+    const int32_t *ids = n->src[1]->t.data;
+    /* column blocks per thread, ids in order: a row hit twice is summed in a fixed order */
+#pragma omp parallel for schedule(static) if (N * D > AG_PAR_MIN)
+    for (int64_t b = 0; b < nblk; b++) {
+        const int64_t c0 = b * cb, c1 = c0 + cb < D ? c0 + cb : D;
+        for (int64_t i = 0; i < N; i++) {
+            if (n->t.dtype == AG_F32) {
+                float *o = (float *)dt + (int64_t)ids[i] * D;
+                const float *s = (const float *)n->t.grad + i * D;
+                for (int64_t c = c0; c < c1; c++) o[c] += s[c];
+            } else {
+                double *o = (double *)dt + (int64_t)ids[i] * D;
+                const double *s = (const double *)n->t.grad + i * D;
+                for (int64_t c = c0; c < c1; c++) o[c] += s[c];
+            }
+        }
+    }
+}
+
+static const ag_op op_embedding = {"embedding", embedding_forward, embedding_backward, 0, 0};
+
+ag_tensor *ag_embedding(ag_graph *g, ag_tensor *table, ag_tensor *ids) {
+    ag_tensor *src[2] = {table, ids};
+    if (ag_check_srcs(g, "embedding", 2, src)) return NULL;
+    char st[96], si[96];
+    ag_shape_str(table, st, sizeof st);
+    ag_shape_str(ids, si, sizeof si);
+    if (!ag_is_float(table) || table->ndim != 2) return ag_fail(g, "embedding: table must be float [V, D], got %s", st);
+    if (ids->dtype != AG_I32) return ag_fail(g, "embedding: ids must be int32");
+    if (ids->ndim + 1 > AG_MAX_DIMS) return ag_fail(g, "embedding: ids %s have too many dims", si);
+    int64_t shape[AG_MAX_DIMS];
+    memcpy(shape, ids->shape, sizeof shape);
+    shape[ids->ndim] = table->shape[1];
+    ag_node *n = ag_node_new(g, &op_embedding, ids->ndim + 1, shape, 2, src);
+    if (!n) return NULL;
+    n->ip[0] = table->shape[0];
+    n->ip[1] = table->shape[1];
+    n->ip[2] = ids->numel;
+    return &n->t;
+}

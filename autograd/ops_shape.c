@@ -1,0 +1,259 @@
+/* Shape ops: concat, slice, reshape (a view), transpose. Forward moves bytes; backward adds. */
+#include "autograd/ag_internal.h"
+
+#include <string.h>
+
+static void add_into(ag_dtype dt, void *dst, const void *src, int64_t n) {
+    if (dt == AG_F32) {
+        float *d = dst;
+        const float *s = src;
+        for (int64_t i = 0; i < n; i++) d[i] += s[i];
+    } else {
+        double *d = dst;
+        const double *s = src;
+        for (int64_t i = 0; i < n; i++) d[i] += s[i];
+    }
+}
+
+/* ------------------------------------------------------------------ concat
+ * ip: 0 outer, 1 inner, 2 output extent along the axis; per-source extent read from its shape;
+ * fp unused; axis in ip[3]. */
+
+static int concat_forward(ag_node *n) {
+    const int64_t outer = n->ip[0], inner = n->ip[1], tot = n->ip[2];
+    const int ax = (int)n->ip[3];
+    const size_t es = ag_dtype_size(n->t.dtype);
+    char *y = n->t.data;
+#pragma omp parallel for schedule(static) if (n->t.numel > AG_PAR_MIN)
+    for (int64_t o = 0; o < outer; o++) {
+        int64_t off = 0;
+        for (int s = 0; s < n->nsrc; s++) {
+            const int64_t e = n->src[s]->t.shape[ax];
+            memcpy(y + (size_t)((o * tot + off) * inner) * es, (const char *)n->src[s]->t.data + (size_t)(o * e * inner) * es,
+                   (size_t)(e * inner) * es);
+            off += e;
+        }
+    }
+    return 0;
+}
+
+static void concat_backward(ag_node *n) {
+    const int64_t outer = n->ip[0], inner = n->ip[1], tot = n->ip[2];
+    const int ax = (int)n->ip[3];
+    const size_t es = ag_dtype_size(n->t.dtype);
+    int64_t off = 0;
+    for (int s = 0; s < n->nsrc; s++) {
+        const int64_t e = n->src[s]->t.shape[ax];
+        char *dx = ag_grad_acquire(n->src[s]);
+        if (dx) {
+            const char *dy = n->t.grad;
+#pragma omp parallel for schedule(static) if (n->t.numel > AG_PAR_MIN)
+            for (int64_t o = 0; o < outer; o++)
+                add_into(n->t.dtype, dx + (size_t)(o * e * inner) * es, dy + (size_t)((o * tot + off) * inner) * es,
+                         e * inner);
+        }
+        off += e;
+    }
+}
+
+static const ag_op op_concat = {"concat", concat_forward, concat_backward, 0, 0};
+
+ag_tensor *ag_concat_n(ag_graph *g, int n, ag_tensor *const *ts, int axis) {
+    if (n < 1 || n > AG_MAX_SRC) return ag_fail(g, "concat: %d inputs (1..%d supported)", n, AG_MAX_SRC);
+    if (ag_check_srcs(g, "concat", n, ts)) return NULL;
+    const ag_tensor *a = ts[0];
+    const int ax = ag_axis(axis, a->ndim);
+    char s0[96], si[96];
+    ag_shape_str(a, s0, sizeof s0);
+    if (ax < 0) return ag_fail(g, "concat: axis %d out of range for %s", axis, s0);
+    int64_t tot = 0;
+    for (int i = 0; i < n; i++) {
+        const ag_tensor *t = ts[i];
+        ag_shape_str(t, si, sizeof si);
+        if (!ag_is_float(t)) return ag_fail(g, "concat: input %d must be float", i);
+        if (t->ndim != a->ndim) return ag_fail(g, "concat: ranks differ: %s, %s", s0, si);
+        for (int d = 0; d < a->ndim; d++)
+            if (d != ax && t->shape[d] != a->shape[d])
+                return ag_fail(g, "concat: shapes differ off axis %d: %s, %s", ax, s0, si);
+        tot += t->shape[ax];
+    }
+    int64_t shape[AG_MAX_DIMS], outer = 1, inner = 1;
+    memcpy(shape, a->shape, sizeof shape);
+    shape[ax] = tot;
+    for (int d = 0; d < a->ndim; d++) {
+        if (d < ax) outer *= a->shape[d];
+        if (d > ax) inner *= a->shape[d];
+    }
+    ag_node *nd = ag_node_new(g, &op_concat, a->ndim, shape, n, ts);
+    if (!nd) return NULL;
+    nd->ip[0] = outer;
+    nd->ip[1] = inner;
+    nd->ip[2] = tot;
+    nd->ip[3] = ax;
+    return &nd->t;
+}
+
+ag_tensor *ag_concat(ag_graph *g, ag_tensor *a, ag_tensor *b, int axis) {
+    ag_tensor *ts[2] = {a, b};
+    return ag_concat_n(g, 2, ts, axis);
+}
+
+/* ------------------------------------------------------------------ slice
+ * ip: 0 outer, 1 source extent, 2 inner, 3 start, 4 len */
+
+static int slice_forward(ag_node *n) {
+    const int64_t outer = n->ip[0], ext = n->ip[1], inner = n->ip[2], st = n->ip[3], len = n->ip[4];
+    const size_t es = ag_dtype_size(n->t.dtype);
+    const char *x = n->src[0]->t.data;
+    char *y = n->t.data;
+#pragma omp parallel for schedule(static) if (n->t.numel > AG_PAR_MIN)
+    for (int64_t o = 0; o < outer; o++)
+        memcpy(y + (size_t)(o * len * inner) * es, x + (size_t)((o * ext + st) * inner) * es, (size_t)(len * inner) * es);
+    return 0;
+}
+
+static void slice_backward(ag_node *n) {
+    char *dx = ag_grad_acquire(n->src[0]);
+    if (!dx) return;
+    const int64_t outer = n->ip[0], ext = n->ip[1], inner = n->ip[2], st = n->ip[3], len = n->ip[4];
+    const size_t es = ag_dtype_size(n->t.dtype);
+    const char *dy = n->t.grad;
+#pragma omp parallel for schedule(static) if (n->t.numel > AG_PAR_MIN)
+    for (int64_t o = 0; o < outer; o++)
+        add_into(n->t.dtype, dx + (size_t)((o * ext + st) * inner) * es, dy + (size_t)(o * len * inner) * es, len * inner);
+}
+
+static const ag_op op_slice = {"slice", slice_forward, slice_backward, 0, 0};
+
+ag_tensor *ag_slice(ag_graph *g, ag_tensor *a, int axis, int64_t start, int64_t len) {
+    if (ag_check_srcs(g, "slice", 1, &a)) return NULL;
+    char sa[96];
+    ag_shape_str(a, sa, sizeof sa);
+    if (!ag_is_float(a)) return ag_fail(g, "slice: input must be float");
+    const int ax = ag_axis(axis, a->ndim);
+    if (ax < 0) return ag_fail(g, "slice: axis %d out of range for %s", axis, sa);
+    if (start < 0 || len < 1 || start > a->shape[ax] - len)
+        return ag_fail(g, "slice: [%lld, %lld) outside axis %d of %s", (long long)start, (long long)(start + len), ax, sa);
+    int64_t shape[AG_MAX_DIMS], outer = 1, inner = 1;
+    memcpy(shape, a->shape, sizeof shape);
+    shape[ax] = len;
+    for (int d = 0; d < a->ndim; d++) {
+        if (d < ax) outer *= a->shape[d];
+        if (d > ax) inner *= a->shape[d];
+    }
+    ag_node *n = ag_node_new(g, &op_slice, a->ndim, shape, 1, &a);
+    if (!n) return NULL;
+    n->ip[0] = outer;
+    n->ip[1] = a->shape[ax];
+    n->ip[2] = inner;
+    n->ip[3] = start;
+    n->ip[4] = len;
+    return &n->t;
+}
+
+/* ------------------------------------------------------------------ reshape (view, own gradient) */
+
+static void reshape_backward(ag_node *n) {
+    void *dx = ag_grad_acquire(n->src[0]);
+    if (dx) add_into(n->t.dtype, dx, n->t.grad, n->t.numel);
+}
+
+static const ag_op op_reshape = {"reshape", NULL, reshape_backward, 1, 0};
+
+ag_tensor *ag_reshape(ag_graph *g, ag_tensor *a, int ndim, const int64_t *shape) {
+    if (ag_check_srcs(g, "reshape", 1, &a)) return NULL;
+    char sa[96], sn[96];
+    ag_shape_str(a, sa, sizeof sa);
+    if (ndim < 1 || ndim > AG_MAX_DIMS || !shape) return ag_fail(g, "reshape: rank %d not in 1..%d", ndim, AG_MAX_DIMS);
+    ag_dims_str(ndim, shape, sn, sizeof sn);
+    int64_t s[AG_MAX_DIMS], known = 1;
+    int infer = -1;
+    for (int d = 0; d < ndim; d++) {
+        s[d] = shape[d];
+        if (s[d] == -1) {
+            if (infer >= 0) return ag_fail(g, "reshape: more than one -1 in %s", sn);
+            infer = d;
+        } else if (s[d] < 1) {
+            return ag_fail(g, "reshape: bad extent in %s", sn);
+        } else {
+            known *= s[d];
+        }
+    }
+    if (infer >= 0) {
+        if (a->numel % known) return ag_fail(g, "reshape: %s cannot become %s", sa, sn);
+        s[infer] = a->numel / known;
+        known *= s[infer];
+    }
+    if (known != a->numel) return ag_fail(g, "reshape: element counts differ: %s -> %s", sa, sn);
+    ag_node *n = ag_node_new(g, &op_reshape, ndim, s, 1, &a);
+    return n ? &n->t : NULL;
+}
+
+/* ------------------------------------------------------------------ transpose
+ * Output padded to 4 dims; ip[0..3]: strides of the source read at output index positions. */
+
+static void transpose_run(ag_node *n, int backward) {
+    int64_t os[4];
+    const int off = 4 - n->t.ndim;
+    for (int d = 0; d < 4; d++) os[d] = d < off ? 1 : n->t.shape[d - off];
+    const int64_t *st = n->ip;
+    const size_t es = ag_dtype_size(n->t.dtype);
+    char *x = backward ? ag_grad_acquire(n->src[0]) : n->src[0]->t.data;
+    char *y = backward ? n->t.grad : n->t.data;
+    if (!x) return;
+    const int f32 = n->t.dtype == AG_F32;
+#pragma omp parallel for collapse(3) schedule(static) if (n->t.numel > AG_PAR_MIN)
+    for (int64_t i0 = 0; i0 < os[0]; i0++)
+        for (int64_t i1 = 0; i1 < os[1]; i1++)
+            for (int64_t i2 = 0; i2 < os[2]; i2++) {
+                const int64_t ob = ((i0 * os[1] + i1) * os[2] + i2) * os[3];
+                const int64_t ib = i0 * st[0] + i1 * st[1] + i2 * st[2];
+                for (int64_t i3 = 0; i3 < os[3]; i3++) {
+                    const int64_t xi = ib + i3 * st[3], yi = ob + i3;
+                    if (!backward)
+                        memcpy(y + (size_t)yi * es, x + (size_t)xi * es, es);
+                    else if (f32)
+                        ((float *)x)[xi] += ((const float *)y)[yi];
+                    else
+                        ((double *)x)[xi] += ((const double *)y)[yi];
+                }
+            }
+}
+
+static int transpose_forward(ag_node *n) {
+    transpose_run(n, 0);
+    return 0;
+}
+static void transpose_backward(ag_node *n) { transpose_run(n, 1); }
+
+static const ag_op op_transpose = {"transpose", transpose_forward, transpose_backward, 0, 0};
+
+ag_tensor *ag_transpose(ag_graph *g, ag_tensor *a, int axis0, int axis1) {
+    if (ag_check_srcs(g, "transpose", 1, &a)) return NULL;
+    char sa[96];
+    ag_shape_str(a, sa, sizeof sa);
+    if (!ag_is_float(a)) return ag_fail(g, "transpose: input must be float");
+    const int x0 = ag_axis(axis0, a->ndim), x1 = ag_axis(axis1, a->ndim);
+    if (x0 < 0 || x1 < 0) return ag_fail(g, "transpose: axes %d, %d out of range for %s", axis0, axis1, sa);
+    int64_t shape[AG_MAX_DIMS], istr[AG_MAX_DIMS], s = 1;
+    memcpy(shape, a->shape, sizeof shape);
+    shape[x0] = a->shape[x1];
+    shape[x1] = a->shape[x0];
+    for (int d = a->ndim - 1; d >= 0; d--) {
+        istr[d] = s;
+        s *= a->shape[d];
+    }
+    ag_node *n = ag_node_new(g, &op_transpose, a->ndim, shape, 1, &a);
+    if (!n) return NULL;
+    const int off = 4 - a->ndim;
+    for (int d = 0; d < 4; d++) {
+        if (d < off) {
+            n->ip[d] = 0;
+            continue;
+        }
+        int sd = d - off; /* output dim sd reads source dim perm(sd) */
+        int src_d = sd == x0 ? x1 : sd == x1 ? x0 : sd;
+        n->ip[d] = istr[src_d];
+    }
+    return &n->t;
+}

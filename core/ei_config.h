@@ -1,0 +1,114 @@
+/* YAML configuration files checked against a schema.
+ *
+ * A schema is a table of keys ("section.key", any depth) describing a C struct: each key has a
+ * type, the offset of its field, a range, a default (written as YAML text) and a help line. A file
+ * is a nested YAML mapping whose leaves are those keys:
+ *
+ *   train:
+ *     lr: 5.0e-3
+ *     betas: [0.9, 0.999]
+ *
+ * Loading applies, in order: the schema defaults, each file (later files override earlier ones),
+ * and `--set section.key=value` overrides (the value is parsed as YAML, so lists work:
+ * `--set train.betas=[0.9,0.95]`). Unknown keys, wrong types, out-of-range values and duplicate
+ * keys are errors naming "file:line: key" (or the override) via ei_error_set.
+ *
+ * A file may start with `include: path` (or a list of paths): those files are loaded first, so the
+ * including file overrides them. Relative paths in configs, includes among them, resolve against
+ * the current directory (scripts run from the repository root), never against the file's folder.
+ *
+ * Field types (what the struct field must be):
+ *   EI_CFG_INT     int           range checked against [min, max] (and the int range)
+ *   EI_CFG_I64     int64_t       range checked against [min, max]
+ *   EI_CFG_FLOAT   double        finite, range checked
+ *   EI_CFG_BOOL    int           true/false, yes/no, on/off
+ *   EI_CFG_STRING  char *        malloc'd, owned by the struct; YAML null (~ or empty) gives NULL
+ *   EI_CFG_ENUM    int           index into `choices` ("token|head" -> 0 or 1)
+ *   EI_CFG_STRLIST ei_cfg_strlist  malloc'd array of malloc'd strings
+ *   EI_CFG_FLOATS  double[count] a YAML list of exactly `count` numbers, each range checked
+ * ei_config_release frees every string the loader put in the struct. */
+#ifndef EI_CONFIG_H
+#define EI_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef enum {
+    EI_CFG_INT = 1,
+    EI_CFG_I64,
+    EI_CFG_FLOAT,
+    EI_CFG_BOOL,
+    EI_CFG_STRING,
+    EI_CFG_ENUM,
+    EI_CFG_STRLIST,
+    EI_CFG_FLOATS,
+} ei_cfg_type;
+
+/* Key flags. */
+enum {
+    EI_CFG_REQUIRED = 1 << 0, /* must be set by a file or an override (strings: non-NULL) */
+    EI_CFG_FIXED = 1 << 1,    /* must not change when training resumes (see ei_config_compare) */
+};
+
+typedef struct {
+    char **items;
+    int n;
+} ei_cfg_strlist;
+
+typedef struct {
+    const char *key;     /* dotted path, e.g. "train.lr"; NULL ends the table */
+    ei_cfg_type type;
+    size_t offset;       /* offsetof(struct, field) */
+    double min, max;     /* inclusive range for numbers; no check when min > max */
+    const char *def;     /* default as YAML scalar/flow text ("1e-3", "[0.9, 0.999]"); NULL: none */
+    const char *choices; /* EI_CFG_ENUM: "a|b|c" */
+    int count;           /* EI_CFG_FLOATS: number of elements */
+    int flags;
+    const char *help;
+} ei_cfg_key;
+
+/* A config being built: the schema, the destination struct and where each key got its value. */
+typedef struct {
+    const ei_cfg_key *keys; /* borrowed, must outlive the config */
+    void *dst;              /* borrowed */
+    char **origin;          /* per key: "file:line", "--set k=v" or NULL (default); owned */
+    int n_keys;
+} ei_config;
+
+/* Sets every key's field in dst to its default (keys without a default get 0 / NULL); fields of dst
+ * that are not in the schema are left alone. Returns -1 if the schema itself is invalid (a default
+ * that fails its own validation, or a section whose keys are not contiguous). */
+int ei_config_init(ei_config *c, const ei_cfg_key *keys, void *dst);
+/* Frees the origins and every string/list owned by dst. dst itself is the caller's. */
+void ei_config_release(ei_config *c);
+
+/* Applies a YAML file / a YAML text (name is used in messages) on top of the current values. */
+int ei_config_load_file(ei_config *c, const char *path);
+int ei_config_load_string(ei_config *c, const char *text, const char *name);
+/* Applies "section.key=value". */
+int ei_config_set(ei_config *c, const char *assignment);
+/* Checks EI_CFG_REQUIRED keys. Call after all files and overrides. */
+int ei_config_check_required(const ei_config *c);
+
+/* Index of a key in the schema, -1 if unknown. */
+int ei_config_find(const ei_config *c, const char *key);
+/* Where a key's value came from: "file:line", "--set ...", or "default". */
+const char *ei_config_origin(const ei_config *c, const char *key);
+
+/* The resolved config as YAML text, every key in schema order, numbers printed so that loading the
+ * text back gives bit-identical values. malloc'd; caller frees. NULL on allocation failure. */
+char *ei_config_dump(const ei_config *c);
+/* Value of one key as YAML text (as in the dump) into buf. */
+void ei_config_format_value(const ei_cfg_key *k, const void *dst, char *buf, size_t n);
+
+/* Compares the keys whose flags include any bit of flags_mask (all keys when 0) between two
+ * structs of the same schema. Returns the number of differing keys; when buf is given, writes
+ * "key: a -> b; ..." into it (truncated to n). */
+int ei_config_compare(const ei_cfg_key *keys, const void *a, const void *b, int flags_mask, char *buf,
+                      size_t n);
+
+/* Prints every key with type, default, range and help (for --help and docs). */
+void ei_config_print_schema(const ei_cfg_key *keys, FILE *fp);
+
+#endif

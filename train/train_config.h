@@ -1,0 +1,89 @@
+/* The training configuration (DESIGN 8): one struct filled from YAML files (configs/train/)
+ * and `--set section.key=value` overrides through the schema in train_config.c. Every key, its
+ * default and range are listed by `ei_train_config_print_schema` and in docs/config.md.
+ *
+ * Ownership: strings in the struct are malloc'd and freed by ei_train_config_free.
+ * Relative paths are kept as written; they resolve against the current directory. */
+#ifndef EI_TRAIN_CONFIG_H
+#define EI_TRAIN_CONFIG_H
+
+#include "core/ei_config.h"
+#include "train/ei_options.h"
+
+#include <stdint.h>
+#include <stdio.h>
+
+/* Enum keys are stored as ints in the order of their choices: edgeinfinite.gate "token|head" is
+ * ei_gate_kind, edgeinfinite.memory_rule "linear|delta" is ei_mem_rule (train/ei_options.h). */
+typedef enum { EI_SCHEDULE_COSINE = 0, EI_SCHEDULE_CONSTANT = 1 } ei_schedule_kind; /* "cosine|constant" */
+
+typedef struct {
+    struct {
+        char *path;      /* llama2.c .bin or Hugging Face folder (required) */
+        char *tokenizer; /* NULL: the tokenizer that belongs to the model */
+    } model;
+    struct {
+        int segment;           /* L */
+        int sink;              /* S */
+        int window;            /* W */
+        int gate;              /* ei_gate_kind */
+        int memory_rule;       /* ei_mem_rule */
+        int route_threshold;   /* -1: S + W + L; 0: never route; capped at the model's context */
+        double gate_init_bias; /* b at initialisation */
+        int bptt_segments;     /* 0: full BPTT; k: truncate the gradient through the state every k */
+    } ei;
+    struct {
+        char *train;        /* dataset.h5 (required) */
+        char *val;          /* NULL: no evaluation */
+        int64_t max_tokens; /* 0: no limit; documents are cut to this many tokens */
+    } data;
+    struct {
+        int micro_batch;
+        int grad_accum;
+        double lr;
+        double betas[2];
+        double eps;
+        double weight_decay;
+        int warmup_steps;
+        int schedule;       /* ei_schedule_kind */
+        double min_lr_ratio;
+        double clip_norm;   /* 0: no clipping */
+        int64_t steps;      /* optimizer steps; 0: as many as `epochs` take */
+        int epochs;
+        int eval_every;     /* steps; 0: only at the end */
+        int eval_samples;   /* validation samples per evaluation; 0: all */
+        int eval_generate;  /* also greedy-generate answers and report exact match */
+        int checkpoint_every; /* steps; 0: only at the end */
+        int keep_last;
+        char *out_dir;
+        int64_t seed;
+        int threads;        /* 0: OpenMP default */
+        int max_bad_steps;  /* consecutive non-finite steps before giving up */
+    } train;
+} ei_train_config;
+
+/* The schema (NULL-terminated). Keys flagged EI_CFG_FIXED must match when resuming. */
+const ei_cfg_key *ei_train_config_schema(void);
+
+/* Defaults, then each file in order, then each "section.key=value" override, then the required-key
+ * and cross-key checks. On failure returns -1 with ei_error set (naming file:line: key or the
+ * override) and leaves *cfg empty (nothing to free). */
+int ei_train_config_load(ei_train_config *cfg, const char *const *files, int n_files,
+                         const char *const *overrides, int n_overrides);
+/* Same from YAML text (e.g. the config stored in a checkpoint); no required-key check. */
+int ei_train_config_from_text(ei_train_config *cfg, const char *text, const char *name);
+void ei_train_config_free(ei_train_config *cfg);
+
+/* Resolved config as YAML (every key). malloc'd; caller frees. */
+char *ei_train_config_dump(const ei_train_config *cfg);
+
+/* 0 if a run saved with `saved` may resume under `now` (only keys flagged EI_CFG_FIXED compared);
+ * otherwise -1 with an error listing every differing key with both values. */
+int ei_train_config_check_resume(const ei_train_config *saved, const ei_train_config *now);
+
+/* The EdgeInfinite options of the config. */
+void ei_train_config_opts(const ei_train_config *cfg, ei_opts *o);
+
+void ei_train_config_print_schema(FILE *fp);
+
+#endif

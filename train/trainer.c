@@ -1,0 +1,406 @@
+#include "train/trainer.h"
+
+#include "core/ei_error.h"
+#include "core/ei_io.h"
+#include "core/ei_rng.h"
+#include "data/dataset.h"
+#include "kernels/kernels.h"
+#include "train/checkpoint.h"
+#include "train/dist.h"
+#include "train/ei_gates.h"
+#include "train/ei_model.h"
+#include "train/metrics.h"
+#include "train/optim.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* One sample turned into the (ids, targets, mask) triple of ei_edge: position t reads tokens[t]
+ * and predicts tokens[t+1], counted when loss_mask[t+1] is set. Buffers grow as needed. */
+typedef struct {
+    int32_t *tokens, *targets;
+    uint8_t *mask, *pmask;
+    int64_t cap;
+} sample_buf;
+
+static int sample_load(sample_buf *b, ei_dataset *d, int64_t idx, int64_t max_tokens, int64_t *n_out,
+                       int64_t *count_out) {
+    int64_t n = ei_dataset_sample_len(d, idx);
+    if (n < 0) return ei_error_set("%s: sample %lld out of range", ei_dataset_path(d), (long long)idx);
+    if (n > b->cap) {
+        int64_t cap = n + 1024;
+        int32_t *t = realloc(b->tokens, (size_t)cap * sizeof *t);
+        if (t) b->tokens = t;
+        int32_t *g = realloc(b->targets, (size_t)cap * sizeof *g);
+        if (g) b->targets = g;
+        uint8_t *m = realloc(b->mask, (size_t)cap);
+        if (m) b->mask = m;
+        uint8_t *p = realloc(b->pmask, (size_t)cap);
+        if (p) b->pmask = p;
+        if (!t || !g || !m || !p) return ei_error_set("out of memory for a sample of %lld tokens", (long long)n);
+        b->cap = cap;
+    }
+    if (ei_dataset_read(d, idx, b->tokens, b->mask) < 0) return -1;
+    if (max_tokens > 0 && n > max_tokens) n = max_tokens;
+    int64_t count = 0;
+    for (int64_t t = 0; t + 1 < n; t++) {
+        b->targets[t] = b->tokens[t + 1];
+        b->pmask[t] = b->mask[t + 1];
+        count += b->pmask[t] != 0;
+    }
+    *n_out = n > 0 ? n - 1 : 0; /* positions that predict something */
+    *count_out = count;
+    return 0;
+}
+
+static void sample_free(sample_buf *b) {
+    free(b->tokens);
+    free(b->targets);
+    free(b->mask);
+    free(b->pmask);
+    memset(b, 0, sizeof *b);
+}
+
+static uint64_t model_file_size(const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0) return 0;
+    if (S_ISREG(st.st_mode)) return (uint64_t)st.st_size;
+    char *p = ei_path_join(path, "model.safetensors");
+    uint64_t s = 0;
+    if (p && stat(p, &st) == 0) s = (uint64_t)st.st_size;
+    free(p);
+    return s;
+}
+
+/* Mean NLL of a dataset's first max_samples samples, split across ranks (sample i on rank i % W). */
+static int eval_loss(ei_edge *e, ei_dataset *d, int64_t max_samples, sample_buf *b, double *loss,
+                     int64_t *count) {
+    int64_t n = ei_dataset_n_samples(d);
+    if (max_samples > 0 && max_samples < n) n = max_samples;
+    int rank = ei_dist_rank(), world = ei_dist_size();
+    double acc[2] = {0, 0};
+    int rc = 0;
+    for (int64_t i = rank; i < n && rc == 0; i += world) {
+        int64_t len, cnt;
+        if (sample_load(b, d, i, 0, &len, &cnt) != 0) {
+            rc = -1;
+            break;
+        }
+        if (cnt == 0) continue;
+        ei_doc_result r;
+        if (ei_edge_doc_eval(e, b->tokens, b->targets, b->pmask, len, &r) != 0) {
+            rc = -1;
+            break;
+        }
+        acc[0] += r.nll_sum;
+        acc[1] += (double)r.count;
+    }
+    double fail = rc != 0;
+    ei_dist_allreduce_max_f64(&fail, 1);
+    if (fail != 0) return rc != 0 ? -1 : ei_error_set("evaluation failed on another rank");
+    ei_dist_allreduce_sum_f64(acc, 2);
+    *count = (int64_t)acc[1];
+    *loss = acc[1] > 0 ? acc[0] / acc[1] : NAN;
+    return 0;
+}
+
+/* Per-layer statistics of the gate at its bias (the value of sigmoid(x.w + b) for an input
+ * orthogonal to w, and sigmoid(beta) for head gates): mean and standard deviation over heads. */
+static void gate_stats(const ei_gates *g, double *mean, double *sd) {
+    for (int l = 0; l < g->n_layers; l++) {
+        const float *b = g->data + ei_gates_b_offset(g, l);
+        double s = 0, s2 = 0;
+        for (int h = 0; h < g->n_heads; h++) {
+            double v = 1.0 / (1.0 + exp(-(double)b[h]));
+            s += v;
+            s2 += v * v;
+        }
+        mean[l] = s / g->n_heads;
+        double var = s2 / g->n_heads - mean[l] * mean[l];
+        sd[l] = var > 0 ? sqrt(var) : 0;
+    }
+}
+
+typedef struct {
+    ei_model *model;
+    ei_gates *gates;
+    ei_edge *edge;
+    ei_dataset *train, *val;
+    ei_dataset_iter *it;
+    ei_adamw adam;
+    ei_metrics *metrics;
+    sample_buf buf;
+    double *gmean, *gsd;
+    char *cfg_text;
+    ei_opts opts;
+} trainer;
+
+static void trainer_free(trainer *t) {
+    ei_dataset_iter_free(t->it);
+    ei_dataset_close(t->train);
+    ei_dataset_close(t->val);
+    ei_edge_free(t->edge);
+    ei_gates_free(t->gates);
+    ei_model_free(t->model);
+    ei_adamw_free(&t->adam);
+    ei_metrics_close(t->metrics);
+    sample_free(&t->buf);
+    free(t->gmean);
+    free(t->gsd);
+    free(t->cfg_text);
+}
+
+static int save_checkpoint(trainer *t, const ei_train_config *cfg, int64_t step, const ei_rng *rng,
+                           ei_dataset_pos pos, uint64_t msize) {
+    if (!ei_dist_is_root()) return 0;
+    ei_checkpoint c;
+    memset(&c, 0, sizeof c);
+    c.step = step;
+    c.adam_t = t->adam.t;
+    c.data_epoch = pos.epoch;
+    c.data_index = pos.index;
+    c.n_params = t->gates->n;
+    c.params = t->gates->data;
+    c.adam_m = t->adam.m;
+    c.adam_v = t->adam.v;
+    c.n_rng = EI_RNG_STATE_WORDS;
+    memcpy(c.rng, rng->s, sizeof rng->s);
+    c.config_yaml = t->cfg_text;
+    c.model_path = t->model->path;
+    c.model_size = msize;
+    c.model_hash = t->model->identity;
+    char *written = NULL;
+    if (ei_ckpt_save(cfg->train.out_dir, &c, cfg->train.keep_last, &written) != 0) return -1;
+    free(written);
+    return 0;
+}
+
+static int setup_model(trainer *t, const ei_train_config *cfg, ei_mode mode, const char *gates_path) {
+    t->model = ei_model_load(cfg->model.path);
+    if (!t->model) return -1;
+    ei_train_config_opts(cfg, &t->opts);
+    if (ei_opts_validate(&t->opts, &t->model->cfg) != 0) return -1;
+    t->gates = ei_gates_new(&t->model->cfg, t->opts.gate, t->opts.gate_init_bias);
+    if (!t->gates) return -1;
+    if (gates_path && ei_gates_load(t->gates, gates_path) != 0) return -1;
+    t->edge = ei_edge_new(t->model, &t->opts, t->gates, mode, AG_F32);
+    return t->edge ? 0 : -1;
+}
+
+static int check_dataset(const ei_dataset *d, const ei_model *m) {
+    int v = ei_dataset_vocab_size(d);
+    if (v > m->cfg.vocab_size)
+        return ei_error_set("%s: dataset vocabulary (%d) is larger than the model's (%d): wrong tokenizer?",
+                            ei_dataset_path(d), v, m->cfg.vocab_size);
+    return 0;
+}
+
+int ei_trainer_eval_dataset(const ei_train_config *cfg, const char *mode_name, const char *gates_path,
+                            const char *data_path, int64_t max_samples, double *loss, int64_t *count) {
+    trainer t;
+    memset(&t, 0, sizeof t);
+    ei_mode mode;
+    int rc = -1;
+    if (ei_mode_parse(mode_name, &mode) != 0) return -1;
+    if (setup_model(&t, cfg, mode, gates_path) != 0) goto done;
+    t.val = ei_dataset_open(data_path);
+    if (!t.val || check_dataset(t.val, t.model) != 0) goto done;
+    rc = eval_loss(t.edge, t.val, max_samples, &t.buf, loss, count);
+done:
+    trainer_free(&t);
+    return rc;
+}
+
+int ei_trainer_run(const ei_train_config *cfg, const ei_trainer_opts *ro) {
+    trainer t;
+    memset(&t, 0, sizeof t);
+    int rank = ei_dist_rank(), world = ei_dist_size(), root = ei_dist_is_root();
+    int rc = -1;
+    if (cfg->train.threads > 0) ei_k_threads_set(cfg->train.threads);
+    if (setup_model(&t, cfg, EI_MODE_EDGEINFINITE, NULL) != 0) goto done;
+    uint64_t msize = model_file_size(cfg->model.path);
+    t.cfg_text = ei_train_config_dump(cfg);
+    t.train = ei_dataset_open(cfg->data.train);
+    if (!t.train || check_dataset(t.train, t.model) != 0) goto done;
+    if (cfg->data.val) {
+        t.val = ei_dataset_open(cfg->data.val);
+        if (!t.val || check_dataset(t.val, t.model) != 0) goto done;
+    }
+    int64_t B = (int64_t)cfg->train.micro_batch * cfg->train.grad_accum;
+    if (B < world) {
+        ei_error_set("global batch (micro_batch %d x grad_accum %d = %lld) is smaller than the %d ranks",
+                     cfg->train.micro_batch, cfg->train.grad_accum, (long long)B, world);
+        goto done;
+    }
+    if (ei_dataset_n_samples(t.train) < B) {
+        ei_error_set("%s: %lld samples, fewer than one global batch of %lld", cfg->data.train,
+                     (long long)ei_dataset_n_samples(t.train), (long long)B);
+        goto done;
+    }
+    if (ei_adamw_init(&t.adam, t.gates->n, cfg->train.betas[0], cfg->train.betas[1], cfg->train.eps,
+                      cfg->train.weight_decay) != 0)
+        goto done;
+    ei_rng rng;
+    ei_rng_seed(&rng, (uint64_t)cfg->train.seed);
+
+    int64_t step = 0;
+    ei_dataset_pos pos = {0, 0};
+    if (ro->resume) {
+        const char *dir = ro->resume_dir ? ro->resume_dir : cfg->train.out_dir;
+        char *path = ei_ckpt_latest(dir, t.gates->n);
+        if (!path) {
+            ei_error_prefix("--resume: ");
+            goto done;
+        }
+        ei_checkpoint c;
+        if (ei_ckpt_read(path, t.gates->n, &c) != 0) {
+            free(path);
+            goto done;
+        }
+        if (ei_ckpt_check_resume(&c, cfg, msize, t.model->identity, cfg->model.path) != 0 ||
+            ei_adamw_restore(&t.adam, c.adam_m, c.adam_v, c.adam_t) != 0 ||
+            (c.n_rng == EI_RNG_STATE_WORDS && ei_rng_set_state(&rng, c.rng) != 0)) {
+            ei_error_prefix("%s: cannot resume: ", path);
+            ei_ckpt_free(&c);
+            free(path);
+            goto done;
+        }
+        memcpy(t.gates->data, c.params, t.gates->n * sizeof(float));
+        step = c.step;
+        pos.epoch = c.data_epoch;
+        pos.index = c.data_index;
+        if (root) fprintf(stderr, "ei train: resuming from %s (step %lld)\n", path, (long long)step);
+        ei_ckpt_free(&c);
+        free(path);
+    }
+    ei_dataset_iter_opts io = {(uint64_t)cfg->train.seed, 1, B, rank, world};
+    t.it = ei_dataset_iter_new(t.train, &io, pos);
+    if (!t.it) goto done;
+    int64_t total = cfg->train.steps > 0 ? cfg->train.steps
+                                         : (int64_t)cfg->train.epochs * ei_dataset_iter_batches_per_epoch(t.it);
+    ei_lr_schedule sched = {cfg->train.lr, cfg->train.warmup_steps, total, cfg->train.min_lr_ratio,
+                            cfg->train.schedule};
+    if (root) {
+        if (ei_mkdir_p(cfg->train.out_dir) != 0) goto done;
+        char *mp = ei_path_join(cfg->train.out_dir, "metrics.jsonl");
+        t.metrics = mp ? ei_metrics_open(mp, ro->resume ? step : -1) : NULL;
+        free(mp);
+        if (!t.metrics) goto done;
+        fprintf(stderr,
+                "ei train: %zu trainable gate parameters (%.4f%% of %zu), %lld train samples, "
+                "global batch %lld on %d rank(s), steps %lld..%lld\n",
+                t.gates->n, 100.0 * (double)t.gates->n / (double)t.model->n_params, t.model->n_params,
+                (long long)ei_dataset_n_samples(t.train), (long long)B, world, (long long)step,
+                (long long)total);
+    }
+    t.gmean = calloc((size_t)t.gates->n_layers, sizeof(double));
+    t.gsd = calloc((size_t)t.gates->n_layers, sizeof(double));
+    if (!t.gmean || !t.gsd) {
+        ei_error_set("out of memory");
+        goto done;
+    }
+    ei_progress prog;
+    ei_progress_init(&prog, stderr, step, total);
+    int64_t share = ei_dataset_rank_share(B, rank, world);
+    int bad_run = 0;
+    for (; step < total; step++) {
+        double t0 = ei_time_now();
+        ei_gates_zero_grad(t.gates);
+        /* acc: nll sum, counted tokens, tokens read, local failure flag */
+        double acc[4] = {0, 0, 0, 0};
+        for (int64_t i = 0; i < share; i++) {
+            int64_t idx = ei_dataset_iter_next(t.it, NULL), len, cnt;
+            if (sample_load(&t.buf, t.train, idx, cfg->data.max_tokens, &len, &cnt) != 0) {
+                acc[3] = 1;
+                break;
+            }
+            acc[2] += (double)len + 1;
+            if (cnt == 0) continue;
+            ei_doc_result r;
+            if (ei_edge_doc_train(t.edge, t.buf.tokens, t.buf.targets, t.buf.pmask, len, (double)cnt, &r, NULL) !=
+                0) {
+                acc[3] = 1;
+                break;
+            }
+            acc[0] += r.nll_sum;
+            acc[1] += (double)r.count;
+        }
+        double fail = acc[3];
+        ei_dist_allreduce_max_f64(&fail, 1);
+        if (fail != 0) {
+            if (acc[3] == 0) ei_error_set("step %lld failed on another rank", (long long)step + 1);
+            goto done;
+        }
+        ei_dist_allreduce_sum_f32(t.gates->grad, t.gates->n);
+        ei_dist_allreduce_sum_f64(acc, 3);
+        double loss = acc[1] > 0 ? acc[0] / acc[1] : NAN;
+        if (acc[1] > 0) {
+            float inv = (float)(1.0 / acc[1]);
+            for (size_t k = 0; k < t.gates->n; k++) t.gates->grad[k] *= inv;
+        }
+        double gnorm = ei_grad_global_norm(t.gates->grad, t.gates->n);
+        double lr = ei_lr_at(&sched, step);
+        ei_metrics_row row;
+        memset(&row, 0, sizeof row);
+        row.step = step + 1;
+        row.loss = loss;
+        row.lr = lr;
+        row.grad_norm = gnorm;
+        row.tokens = (int64_t)acc[2];
+        row.val_exact = -1;
+        if (!isfinite(loss) || !isfinite(gnorm)) {
+            bad_run++;
+            row.skipped = 1;
+            if (root)
+                fprintf(stderr, "\nei train: step %lld: non-finite %s, step skipped (%d in a row)\n",
+                        (long long)step + 1, !isfinite(loss) ? "loss" : "gradient", bad_run);
+            if (bad_run >= cfg->train.max_bad_steps) {
+                ei_error_set("%d consecutive steps with non-finite loss or gradient (train.max_bad_steps = %d): "
+                             "giving up; lower train.lr or check the data",
+                             bad_run, cfg->train.max_bad_steps);
+                goto done;
+            }
+        } else {
+            bad_run = 0;
+            ei_grad_clip(t.gates->grad, t.gates->n, cfg->train.clip_norm);
+            ei_adamw_step(&t.adam, t.gates->data, t.gates->grad, lr);
+        }
+        row.bad_steps = bad_run;
+        double dt = ei_time_now() - t0;
+        row.tokens_per_s = dt > 0 ? acc[2] / dt : 0;
+        gate_stats(t.gates, t.gmean, t.gsd);
+        row.n_layers = t.gates->n_layers;
+        row.gate_mean = t.gmean;
+        row.gate_std = t.gsd;
+        int last = step + 1 == total;
+        if (t.val && ((cfg->train.eval_every > 0 && (step + 1) % cfg->train.eval_every == 0) || last)) {
+            int64_t vc;
+            if (eval_loss(t.edge, t.val, cfg->train.eval_samples, &t.buf, &row.val_loss, &vc) != 0) goto done;
+            row.has_val = 1;
+            if (root) fprintf(stderr, "%sei train: step %lld: val loss %.4f over %lld tokens\n",
+                              prog.tty ? "\n" : "", (long long)step + 1, row.val_loss, (long long)vc);
+        }
+        if (root) {
+            if (ei_metrics_write(t.metrics, &row) != 0) goto done;
+            if (!ro->quiet) ei_progress_report(&prog, &row);
+        }
+        if ((cfg->train.checkpoint_every > 0 && (step + 1) % cfg->train.checkpoint_every == 0) || last) {
+            if (save_checkpoint(&t, cfg, step + 1, &rng, ei_dataset_iter_pos(t.it), msize) != 0) goto done;
+        }
+    }
+    if (root) {
+        if (!ro->quiet) ei_progress_done(&prog);
+        char *gp = ei_path_join(cfg->train.out_dir, "gates.safetensors");
+        int grc = gp ? ei_gates_save_opts(t.gates, &t.opts, gp) : -1;
+        if (grc == 0) fprintf(stderr, "ei train: done, gates written to %s\n", gp);
+        free(gp);
+        if (grc != 0) goto done;
+    }
+    rc = 0;
+done:
+    trainer_free(&t);
+    return rc;
+}
