@@ -12,9 +12,11 @@
 #include "core/ei_args.h"
 #include "core/ei_error.h"
 #include "core/ei_io.h"
+#include "data/dataset.h"
 #include "data/tokenizer.h"
 #include "train/ei_cli.h"
 #include "train/infer.h"
+#include "train/trainer.h"
 #include "train/model.h"
 
 #include <math.h>
@@ -171,18 +173,113 @@ static void json_string(FILE *f, const char *s) {
     fputc('"', f);
 }
 
+/* --data: mean NLL over the loss-masked tokens of the first max_samples samples of an HDF5 dataset
+ * (ei prepare), each sample cut to max_tokens (0: whole), in any mode (the session's edge runs the
+ * base model in full mode). The same measure as the trainer's validation loss. */
+static int score_dataset(const char *path, const ei_model *m, int64_t max_samples, int64_t max_tokens, int json,
+                         const char *mode_name, int exact) {
+    ei_cli_session s;
+    ei_dataset *d = ei_dataset_open(path);
+    if (!d) return -1;
+    if (ei_dataset_vocab_size(d) > m->cfg.vocab_size) {
+        ei_dataset_close(d);
+        return ei_error_set("%s: dataset vocabulary (%d) larger than the model's (%d): wrong tokenizer?", path,
+                            ei_dataset_vocab_size(d), m->cfg.vocab_size);
+    }
+    if (ei_cli_session_open(&s, &g_edge_opts, m) != 0) {
+        ei_dataset_close(d);
+        return -1;
+    }
+    int64_t n = ei_dataset_n_samples(d);
+    if (max_samples > 0 && max_samples < n) n = max_samples;
+    int32_t *tok = NULL, *tgt = NULL;
+    uint8_t *mask = NULL, *pm = NULL;
+    double nll = 0, t0 = ei_time_now();
+    int64_t count = 0, rc = 0, n_exact = 0, n_answered = 0;
+    float *logits = exact ? malloc((size_t)m->cfg.vocab_size * sizeof(float)) : NULL;
+    if (exact && !logits) rc = ei_error_set("out of memory");
+    g_progress = (progress_state){.t_start = t0, .t_last = t0, .n_docs = (int)n, .tty = isatty(2)};
+    ei_edge_set_progress(s.edge, edge_progress, NULL);
+    for (int64_t i = 0; i < n && rc == 0; i++) {
+        int64_t len = ei_dataset_read_alloc(d, i, &tok, &mask);
+        if (len < 0) {
+            rc = -1;
+            break;
+        }
+        if (max_tokens > 0 && len > max_tokens) len = max_tokens;
+        tgt = malloc((size_t)len * sizeof *tgt);
+        pm = malloc((size_t)len);
+        if (!tgt || !pm) rc = ei_error_set("out of memory");
+        for (int64_t t = 0; rc == 0 && t + 1 < len; t++) {
+            tgt[t] = tok[t + 1];
+            pm[t] = mask[t + 1];
+        }
+        ei_doc_result r;
+        g_progress.doc = (int)i;
+        g_progress.done_before = count;
+        if (rc == 0 && len > 1 && ei_edge_doc_eval(s.edge, tok, tgt, pm, len - 1, &r) != 0) rc = -1;
+        if (rc == 0 && len > 1) {
+            nll += r.nll_sum;
+            count += r.count;
+        }
+        if (rc == 0 && exact) {
+            int x = ei_trainer_answer_exact(s.edge, tok, mask, len, m->cfg.vocab_size, logits);
+            if (x < 0) rc = -1;
+            else if (x < 2) {
+                n_exact += x;
+                n_answered++;
+            }
+        }
+        free(tok);
+        free(mask);
+        free(tgt);
+        free(pm);
+        tok = tgt = NULL;
+        mask = pm = NULL;
+    }
+    free(logits);
+    ei_cli_session_close(&s);
+    ei_dataset_close(d);
+    if (rc != 0) return -1;
+    if (count == 0) return ei_error_set("%s: no loss-masked tokens to score", path);
+    if (g_progress.tty && ei_time_now() - t0 >= 1.0) fputc('\n', stderr);
+    double loss = nll / (double)count, secs = ei_time_now() - t0;
+    if (json) {
+        printf("{\"data\": ");
+        json_string(stdout, path);
+        printf(", \"mode\": \"%s\", \"samples\": %lld, \"tokens\": %lld, \"loss\": %.6f, \"ppl\": %.6f, "
+               "\"seconds\": %.3f",
+               mode_name, (long long)n, (long long)count, loss, exp(loss), secs);
+        if (exact) printf(", \"answered\": %lld, \"exact\": %.6f", (long long)n_answered,
+                          n_answered ? (double)n_exact / (double)n_answered : 0.0);
+        printf("}\n");
+    } else {
+        printf("tokens %lld\nloss %.6f\nppl %.6f\n", (long long)count, loss, exp(loss));
+        if (exact) printf("answered %lld\nexact %.6f\n", (long long)n_answered,
+                          n_answered ? (double)n_exact / (double)n_answered : 0.0);
+    }
+    fprintf(stderr, "eval: %lld samples, %lld tokens in %.2f s\n", (long long)n, (long long)count, secs);
+    return 0;
+}
+
 int ei_cmd_eval(int argc, char **argv) {
-    const char *ppl_path = NULL, *model_path = NULL, *tok_path = NULL, *mode_name = "full";
-    int max_tokens = 0, paragraphs = 0, json = 0, ctx = 0, stride = 0;
+    const char *ppl_path = NULL, *data_path = NULL, *model_path = NULL, *tok_path = NULL, *mode_name = "full";
+    int max_tokens = 0, paragraphs = 0, json = 0, ctx = 0, stride = 0, max_samples = 0, exact = 0;
     ei_cli_opts_default(&g_edge_opts);
     ei_arg opts[] = {
         {"ppl", EI_ARG_STR, &ppl_path, "FILE", "text file to score (required)"},
+        {"data", EI_ARG_STR, &data_path, "FILE.h5",
+         "instead of --ppl: mean loss over the loss-masked tokens of a dataset (ei prepare)"},
+        {"max-samples", EI_ARG_INT, &max_samples, "N", "--data: only the first N samples (0: all)"},
+        {"exact", EI_ARG_FLAG, &exact, NULL,
+         "--data: also decode each answer greedily and report the exact-match rate"},
         {"model", EI_ARG_STR, &model_path, "PATH", "llama2.c .bin file or Hugging Face folder (required)"},
         {"tokenizer", EI_ARG_STR, &tok_path, "PATH", "tokenizer file or folder (default: the model's own)"},
         {"mode", EI_ARG_STR, &mode_name, "MODE", "attention scheme: full, window or edgeinfinite"},
         {"paragraphs", EI_ARG_FLAG, &paragraphs, NULL,
          "score each blank-line-separated paragraph as its own BOS-prefixed document"},
-        {"max-tokens", EI_ARG_INT, &max_tokens, "N", "keep only the first N tokens, BOS tokens included (0: all)"},
+        {"max-tokens", EI_ARG_INT, &max_tokens, "N",
+         "keep only the first N tokens, BOS tokens included (0: all); with --data: per sample"},
         {"ctx", EI_ARG_INT, &ctx, "N", "context length (0: the model's trained context)"},
         {"stride", EI_ARG_INT, &stride, "N", "sliding-window step for documents longer than the context (0: ctx/2)"},
         {"json", EI_ARG_FLAG, &json, NULL, "print one JSON object instead of lines"},
@@ -194,8 +291,8 @@ int ei_cmd_eval(int argc, char **argv) {
                            "BOS), `loss L` (their mean negative log-likelihood, nats) and `ppl P` (exp(loss)).",
                            opts, NULL, NULL);
     if (rc) return rc < 0 ? 2 : 0;
-    if (!ppl_path || !model_path) {
-        fprintf(stderr, "ei eval: error: --ppl FILE and --model PATH are required (see --help)\n");
+    if ((!ppl_path && !data_path) || (ppl_path && data_path) || !model_path) {
+        fprintf(stderr, "ei eval: error: --model PATH and one of --ppl FILE or --data FILE.h5 are required (see --help)\n");
         return 2;
     }
     if (max_tokens < 0 || ctx < 0 || stride < 0) {
@@ -212,6 +309,14 @@ int ei_cmd_eval(int argc, char **argv) {
         return 2;
     }
 
+    if (data_path) {
+        g_edge_opts.mode = mode->name;
+        ei_model *dm = ei_model_load(model_path);
+        int r = dm ? score_dataset(data_path, dm, max_samples, max_tokens, json, mode->name, exact) : -1;
+        if (r != 0) ei_error_print("eval");
+        ei_model_free(dm);
+        return r == 0 ? 0 : 1;
+    }
     int status = 1, mode_open = 0;
     ei_model *m = NULL;
     ei_tokenizer *tok = NULL;

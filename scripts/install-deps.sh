@@ -7,7 +7,7 @@
 set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config libopenblas-dev libhdf5-dev hdf5-tools libcmocka-dev
-      libyaml-dev libcjson-dev libpcre2-dev openmpi-bin libopenmpi-dev gnuplot-nox)
+      libyaml-dev libcjson-dev libpcre2-dev openmpi-bin libopenmpi-dev gnuplot-nox python3)
 DEV_PKGS=(python3-numpy python3-torch python3-h5py nodejs npm)
 
 check=0

@@ -29,7 +29,7 @@ import json, struct, sys
 for name, beta in (("closed", -40.0), ("open", 2.0)):
     header, data = {}, b""
     for l in range(5):
-        header[f"layers.{l}.mem_gate.beta"] = {"dtype": "F32", "shape": [8],
+        header[f"model.layers.{l}.self_attn.memory_gate.beta"] = {"dtype": "F32", "shape": [8],
                                                "data_offsets": [len(data), len(data) + 32]}
         data += struct.pack("<8f", *([beta] * 8))
     h = json.dumps(header).encode()

@@ -67,13 +67,13 @@ static int save_with_meta(const ei_gates *g, const char *path, const char *const
     }
     for (int l = 0, i = 0; l < g->n_layers; l++) {
         if (g->kind == EI_GATE_TOKEN) {
-            snprintf(names[i], 64, "layers.%d.mem_gate.weight", l);
+            snprintf(names[i], 64, "model.layers.%d.self_attn.memory_gate.weight", l);
             e[i] = (ei_st_entry){names[i], EI_ST_F32, 2, {g->n_heads, g->dim},
                                  g->data + ei_gates_w_offset(g, l)};
             i++;
-            snprintf(names[i], 64, "layers.%d.mem_gate.bias", l);
+            snprintf(names[i], 64, "model.layers.%d.self_attn.memory_gate.bias", l);
         } else {
-            snprintf(names[i], 64, "layers.%d.mem_gate.beta", l);
+            snprintf(names[i], 64, "model.layers.%d.self_attn.memory_gate.beta", l);
         }
         e[i] = (ei_st_entry){names[i], EI_ST_F32, 1, {g->n_heads}, g->data + ei_gates_b_offset(g, l)};
         i++;
@@ -155,12 +155,12 @@ int ei_gates_load(ei_gates *g, const char *path) {
     for (int l = 0; rc == 0 && l < g->n_layers; l++) {
         char name[64];
         if (g->kind == EI_GATE_TOKEN) {
-            snprintf(name, sizeof name, "layers.%d.mem_gate.weight", l);
+            snprintf(name, sizeof name, "model.layers.%d.self_attn.memory_gate.weight", l);
             rc = load_tensor(f, path, name, 2, g->n_heads, g->dim, tmp + ei_gates_w_offset(g, l));
             if (rc) break;
-            snprintf(name, sizeof name, "layers.%d.mem_gate.bias", l);
+            snprintf(name, sizeof name, "model.layers.%d.self_attn.memory_gate.bias", l);
         } else {
-            snprintf(name, sizeof name, "layers.%d.mem_gate.beta", l);
+            snprintf(name, sizeof name, "model.layers.%d.self_attn.memory_gate.beta", l);
         }
         rc = load_tensor(f, path, name, 1, g->n_heads, 0, tmp + ei_gates_b_offset(g, l));
     }

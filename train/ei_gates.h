@@ -33,8 +33,8 @@ void ei_gates_zero_grad(ei_gates *g);
 size_t ei_gates_w_offset(const ei_gates *g, int layer); /* token gate only */
 size_t ei_gates_b_offset(const ei_gates *g, int layer); /* b (token) or beta (head) */
 
-/* Gate file: safetensors with float32 tensors "layers.<l>.mem_gate.weight" [H, D] and
- * "layers.<l>.mem_gate.bias" [H] (token gate) or "layers.<l>.mem_gate.beta" [H] (head gate), and
+/* Gate file: safetensors with float32 tensors "model.layers.<l>.self_attn.memory_gate.weight" [H, D] and
+ * "model.layers.<l>.self_attn.memory_gate.bias" [H] (token gate) or "model.layers.<l>.self_attn.memory_gate.beta" [H] (head gate), and
  * metadata {"format": "edgeinfinite-gates", "gate": "token"|"head", "n_layers": ...}. Written
  * atomically. Loading checks the kind, the layer count and every shape against g. */
 int ei_gates_save(const ei_gates *g, const char *path);

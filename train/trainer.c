@@ -76,8 +76,8 @@ static uint64_t model_file_size(const char *path) {
 }
 
 /* Mean NLL of a dataset's first max_samples samples, split across ranks (sample i on rank i % W). */
-static int eval_loss(ei_edge *e, ei_dataset *d, int64_t max_samples, sample_buf *b, double *loss,
-                     int64_t *count) {
+static int eval_loss(ei_edge *e, ei_dataset *d, int64_t max_samples, int64_t max_tokens, sample_buf *b,
+                     double *loss, int64_t *count) {
     int64_t n = ei_dataset_n_samples(d);
     if (max_samples > 0 && max_samples < n) n = max_samples;
     int rank = ei_dist_rank(), world = ei_dist_size();
@@ -85,7 +85,7 @@ static int eval_loss(ei_edge *e, ei_dataset *d, int64_t max_samples, sample_buf 
     int rc = 0;
     for (int64_t i = rank; i < n && rc == 0; i += world) {
         int64_t len, cnt;
-        if (sample_load(b, d, i, 0, &len, &cnt) != 0) {
+        if (sample_load(b, d, i, max_tokens, &len, &cnt) != 0) {
             rc = -1;
             break;
         }
@@ -104,6 +104,55 @@ static int eval_loss(ei_edge *e, ei_dataset *d, int64_t max_samples, sample_buf 
     ei_dist_allreduce_sum_f64(acc, 2);
     *count = (int64_t)acc[1];
     *loss = acc[1] > 0 ? acc[0] / acc[1] : NAN;
+    return 0;
+}
+
+int ei_trainer_answer_exact(ei_edge *e, const int32_t *tokens, const uint8_t *mask, int64_t n, int vocab,
+                            float *logits) {
+    int64_t first = -1;
+    for (int64_t t = 1; t < n; t++)
+        if (mask[t]) {
+            first = t;
+            break;
+        }
+    if (first < 1) return 2; /* language-modelling sample: nothing to answer */
+    ei_edge_reset(e);
+    if (ei_edge_feed(e, tokens, first, NULL, NULL, NULL, logits) != 0) return -1;
+    for (int64_t t = first; t < n && mask[t]; t++) {
+        int best = 0;
+        for (int v = 1; v < vocab; v++)
+            if (logits[v] > logits[best]) best = v;
+        if (best != tokens[t]) return 0;
+        if (t + 1 < n && mask[t + 1] && ei_edge_feed(e, &tokens[t], 1, NULL, NULL, NULL, logits) != 0) return -1;
+    }
+    return 1;
+}
+
+/* Exact-match rate over the first max_samples samples, split across ranks (sample i on rank i % W). */
+static int eval_exact(ei_edge *e, ei_dataset *d, int64_t max_samples, int vocab, sample_buf *b, double *rate) {
+    int64_t n = ei_dataset_n_samples(d);
+    if (max_samples > 0 && max_samples < n) n = max_samples;
+    int rank = ei_dist_rank(), world = ei_dist_size();
+    float *logits = malloc((size_t)vocab * sizeof(float));
+    double acc[3] = {0, 0, 0}; /* exact, answered, failure */
+    if (!logits) acc[2] = 1;
+    for (int64_t i = rank; i < n && acc[2] == 0; i += world) {
+        int64_t len, cnt;
+        if (sample_load(b, d, i, 0, &len, &cnt) != 0) {
+            acc[2] = 1;
+            break;
+        }
+        int r = ei_trainer_answer_exact(e, b->tokens, b->mask, len + 1, vocab, logits);
+        if (r < 0) acc[2] = 1;
+        else if (r < 2) {
+            acc[0] += r;
+            acc[1] += 1;
+        }
+    }
+    free(logits);
+    ei_dist_allreduce_sum_f64(acc, 3);
+    if (acc[2] != 0) return -1;
+    *rate = acc[1] > 0 ? acc[0] / acc[1] : -1;
     return 0;
 }
 
@@ -196,22 +245,6 @@ static int check_dataset(const ei_dataset *d, const ei_model *m) {
         return ei_error_set("%s: dataset vocabulary (%d) is larger than the model's (%d): wrong tokenizer?",
                             ei_dataset_path(d), v, m->cfg.vocab_size);
     return 0;
-}
-
-int ei_trainer_eval_dataset(const ei_train_config *cfg, const char *mode_name, const char *gates_path,
-                            const char *data_path, int64_t max_samples, double *loss, int64_t *count) {
-    trainer t;
-    memset(&t, 0, sizeof t);
-    ei_mode mode;
-    int rc = -1;
-    if (ei_mode_parse(mode_name, &mode) != 0) return -1;
-    if (setup_model(&t, cfg, mode, gates_path) != 0) goto done;
-    t.val = ei_dataset_open(data_path);
-    if (!t.val || check_dataset(t.val, t.model) != 0) goto done;
-    rc = eval_loss(t.edge, t.val, max_samples, &t.buf, loss, count);
-done:
-    trainer_free(&t);
-    return rc;
 }
 
 int ei_trainer_run(const ei_train_config *cfg, const ei_trainer_opts *ro) {
@@ -377,11 +410,20 @@ int ei_trainer_run(const ei_train_config *cfg, const ei_trainer_opts *ro) {
         row.gate_std = t.gsd;
         int last = step + 1 == total;
         if (t.val && ((cfg->train.eval_every > 0 && (step + 1) % cfg->train.eval_every == 0) || last)) {
-            int64_t vc;
-            if (eval_loss(t.edge, t.val, cfg->train.eval_samples, &t.buf, &row.val_loss, &vc) != 0) goto done;
+            int64_t vc = 0;
+            if (eval_loss(t.edge, t.val, cfg->train.eval_samples, cfg->data.max_tokens, &t.buf, &row.val_loss, &vc) != 0)
+                goto done;
             row.has_val = 1;
-            if (root) fprintf(stderr, "%sei train: step %lld: val loss %.4f over %lld tokens\n",
-                              prog.tty ? "\n" : "", (long long)step + 1, row.val_loss, (long long)vc);
+            if (cfg->train.eval_generate &&
+                eval_exact(t.edge, t.val, cfg->train.eval_samples, t.model->cfg.vocab_size, &t.buf, &row.val_exact) !=
+                    0)
+                goto done;
+            if (root) {
+                fprintf(stderr, "%sei train: step %lld: val loss %.4f over %lld tokens", prog.tty ? "\n" : "",
+                        (long long)step + 1, row.val_loss, (long long)vc);
+                if (row.val_exact >= 0) fprintf(stderr, ", exact match %.3f", row.val_exact);
+                fputc('\n', stderr);
+            }
         }
         if (root) {
             if (ei_metrics_write(t.metrics, &row) != 0) goto done;

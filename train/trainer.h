@@ -13,6 +13,7 @@
 #ifndef EI_TRAINER_H
 #define EI_TRAINER_H
 
+#include "train/ei_model.h"
 #include "train/train_config.h"
 
 typedef struct {
@@ -24,10 +25,11 @@ typedef struct {
 /* Runs the whole training job. Returns 0 on success, -1 with ei_error set. Every rank calls it. */
 int ei_trainer_run(const ei_train_config *cfg, const ei_trainer_opts *opts);
 
-/* Evaluation of the gates in `gates_path` (NULL: untrained gates from cfg) or of window mode on a
- * dataset: mean NLL over its first max_samples samples (0: all). mode: "window", "edgeinfinite" or
- * "full". Used by `ei eval --data`. */
-int ei_trainer_eval_dataset(const ei_train_config *cfg, const char *mode, const char *gates_path,
-                            const char *data_path, int64_t max_samples, double *loss, int64_t *count);
+/* Greedy exact match of one instruction sample of n tokens: the tokens before the first loss-masked
+ * one are the prompt, the masked run after it the reference answer; the model decodes greedily
+ * (streaming through e) and must reproduce every answer token. logits: scratch of vocab floats.
+ * Returns 1 (exact), 0 (not), 2 (no masked token after the first: nothing to answer), -1 (error). */
+int ei_trainer_answer_exact(ei_edge *e, const int32_t *tokens, const uint8_t *mask, int64_t n, int vocab,
+                            float *logits);
 
 #endif

@@ -1,0 +1,23 @@
+# Shared by the launch scripts: repository root, the ei binary (built if missing), fixtures.
+# Source it; it changes into the repository root so the configs' relative paths resolve.
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+FIXTURES=${EI_FIXTURES:-../shared/fixtures}
+if [ ! -d "$FIXTURES/models/stories260K" ]; then
+  echo "fixtures not found at $FIXTURES (set EI_FIXTURES)" >&2
+  exit 1
+fi
+EI=${EI:-build/ei}
+if [ ! -x "$EI" ]; then
+  echo "== building ($EI not found)"
+  scripts/build.sh release
+fi
+MODEL=$FIXTURES/models/stories260K/stories260K.bin
+TOKENIZER=$FIXTURES/models/stories260K/tok512.bin
+log() { printf '\n== %s\n' "$*"; }
+# val_loss MODE [extra ei eval options]: mean loss on the validation set (stdout: the number)
+val_loss() {
+  local mode=$1; shift
+  "$EI" eval --data "$VAL" --model "$MODEL" --mode "$mode" --max-samples "$EVAL_SAMPLES" \
+    --max-tokens "$EVAL_TOKENS" "$@" 2>/dev/null | awk '$1 == "loss" {print $2}'
+}
