@@ -247,6 +247,22 @@ static int check_dataset(const ei_dataset *d, const ei_model *m) {
     return 0;
 }
 
+int ei_trainer_update(ei_adamw *adam, float *params, float *grad, size_t n, double loss, double grad_norm,
+                      double lr, double clip_norm, int *bad_run, int max_bad_steps) {
+    if (!isfinite(loss) || !isfinite(grad_norm)) {
+        (*bad_run)++;
+        if (*bad_run >= max_bad_steps)
+            return ei_error_set("%d consecutive steps with non-finite loss or gradient (train.max_bad_steps = %d): "
+                                "giving up; lower train.lr or check the data",
+                                *bad_run, max_bad_steps);
+        return 0;
+    }
+    *bad_run = 0;
+    ei_grad_clip(grad, n, clip_norm);
+    ei_adamw_step(adam, params, grad, lr);
+    return 1;
+}
+
 int ei_trainer_run(const ei_train_config *cfg, const ei_trainer_opts *ro) {
     trainer t;
     memset(&t, 0, sizeof t);
@@ -384,23 +400,13 @@ int ei_trainer_run(const ei_train_config *cfg, const ei_trainer_opts *ro) {
         row.grad_norm = gnorm;
         row.tokens = (int64_t)acc[2];
         row.val_exact = -1;
-        if (!isfinite(loss) || !isfinite(gnorm)) {
-            bad_run++;
-            row.skipped = 1;
-            if (root)
-                fprintf(stderr, "\nei train: step %lld: non-finite %s, step skipped (%d in a row)\n",
-                        (long long)step + 1, !isfinite(loss) ? "loss" : "gradient", bad_run);
-            if (bad_run >= cfg->train.max_bad_steps) {
-                ei_error_set("%d consecutive steps with non-finite loss or gradient (train.max_bad_steps = %d): "
-                             "giving up; lower train.lr or check the data",
-                             bad_run, cfg->train.max_bad_steps);
-                goto done;
-            }
-        } else {
-            bad_run = 0;
-            ei_grad_clip(t.gates->grad, t.gates->n, cfg->train.clip_norm);
-            ei_adamw_step(&t.adam, t.gates->data, t.gates->grad, lr);
-        }
+        int applied = ei_trainer_update(&t.adam, t.gates->data, t.gates->grad, t.gates->n, loss, gnorm, lr,
+                                        cfg->train.clip_norm, &bad_run, cfg->train.max_bad_steps);
+        if (applied == 0 && root)
+            fprintf(stderr, "\nei train: step %lld: non-finite %s, step skipped (%d in a row)\n", (long long)step + 1,
+                    !isfinite(loss) ? "loss" : "gradient", bad_run);
+        if (applied < 0) goto done;
+        row.skipped = applied == 0;
         row.bad_steps = bad_run;
         double dt = ei_time_now() - t0;
         row.tokens_per_s = dt > 0 ? acc[2] / dt : 0;

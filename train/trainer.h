@@ -14,6 +14,7 @@
 #define EI_TRAINER_H
 
 #include "train/ei_model.h"
+#include "train/optim.h"
 #include "train/train_config.h"
 
 typedef struct {
@@ -24,6 +25,13 @@ typedef struct {
 
 /* Runs the whole training job. Returns 0 on success, -1 with ei_error set. Every rank calls it. */
 int ei_trainer_run(const ei_train_config *cfg, const ei_trainer_opts *opts);
+
+/* One optimizer update from an all-reduced, normalised gradient. A non-finite loss or gradient norm
+ * skips the update (parameters and moments untouched) and counts it in *bad_run; max_bad_steps in a
+ * row is fatal. Otherwise clips to clip_norm, applies AdamW with lr and resets *bad_run.
+ * Returns 1 applied, 0 skipped, -1 (ei_error set) too many skipped in a row. */
+int ei_trainer_update(ei_adamw *adam, float *params, float *grad, size_t n, double loss, double grad_norm,
+                      double lr, double clip_norm, int *bad_run, int max_bad_steps);
 
 /* Greedy exact match of one instruction sample of n tokens: the tokens before the first loss-masked
  * one are the prompt, the masked run after it the reference answer; the model decodes greedily
