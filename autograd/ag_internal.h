@@ -35,6 +35,9 @@ struct ag_node {
     double fp[4];        /* float op params */
     void *scratch;       /* op state kept from forward for backward (arena) */
     void *scratch2;
+    size_t bwd_bytes;    /* scratch only the backward needs: finalize allocates it into bwd_scratch
+                            when the node takes a gradient, so forward-only graphs never pay for it */
+    void *bwd_scratch;
     double aux;          /* op result besides the tensor (cross-entropy count) */
     int bound_data;      /* leaf data points to caller memory */
     int bound_grad;
@@ -70,6 +73,9 @@ void *ag_fail(ag_graph *g, const char *fmt, ...) __attribute__((format(printf, 2
 /* The gradient buffer of a source, zeroed on first touch in this backward (leaves: never zeroed,
  * they accumulate). NULL if the source takes no gradient. */
 void *ag_grad_acquire(ag_node *src);
+/* The same for a caller that overwrites the whole buffer when *fresh is set (first touch of an op
+ * node's gradient in this backward: not zeroed, e.g. a GEMM with beta 0) and adds otherwise. */
+void *ag_grad_acquire_overwrite(ag_node *src, int *fresh);
 /* Checks common to every op constructor: graph finalized, sources non-NULL and of this graph.
  * Returns 0 when the op may be built; -1 when it must return NULL (message set if needed). */
 int ag_check_srcs(ag_graph *g, const char *op, int nsrc, ag_tensor *const *src);

@@ -209,6 +209,12 @@ ag_tensor *ag_rmsnorm(ag_graph *g, ag_tensor *x, ag_tensor *w, double eps);
  * values, e.g. cache-relative). Frequencies theta^(-2i/d), i = 0..d/2-1, pair i rotated by
  * pos * freq_i; which elements form pair i depends on layout. */
 ag_tensor *ag_rope(ag_graph *g, ag_tensor *x, ag_tensor *pos, double theta, ag_rope_layout layout);
+/* The same with every position known to lie in [0, max_pos]: one (cos, sin) table over those
+ * positions is computed at the first forward and reused whatever positions later runs use (ag_rope
+ * recomputes its per-row table whenever the positions change). A position outside the range fails
+ * the forward. max_pos 0 behaves as ag_rope. */
+ag_tensor *ag_rope_ex(ag_graph *g, ag_tensor *x, ag_tensor *pos, double theta, ag_rope_layout layout,
+                      int32_t max_pos);
 
 /* Fused scaled-dot-product attention with grouped-query heads.
  *   q [Tq, H, d], k [Tk, Hkv, d], v [Tk, Hkv, dv], H a multiple of Hkv; query head h uses KV head

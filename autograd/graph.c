@@ -2,6 +2,7 @@
 #include "autograd/ag_internal.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +16,58 @@ struct ag_block {
 
 #define AG_ALIGN 64
 
-void *ag_arena_alloc(ag_graph *g, size_t bytes) {
+/* Freed arena blocks are kept for the next graph (up to AG_POOL_BYTES): a training loop frees
+ * and rebuilds segment graphs of a few plans per document, and fresh memory costs a page fault
+ * per 4 KiB on first touch, which measured more than the rebuild itself. Sanitizer builds free
+ * blocks at once so use-after-free of a graph's memory is still caught. */
+#if defined(__SANITIZE_ADDRESS__)
+#define AG_POOL_BLOCKS 0
+#else
+#define AG_POOL_BLOCKS 64
+#endif
+#define AG_POOL_BYTES ((size_t)64 << 20)
+
+static struct {
+    pthread_mutex_t mu;
+    unsigned char *mem[AG_POOL_BLOCKS + 1];
+    size_t size[AG_POOL_BLOCKS + 1];
+    int n;
+    size_t bytes;
+} pool = {PTHREAD_MUTEX_INITIALIZER, {0}, {0}, 0, 0};
+
+/* A pooled block of at least sz bytes (and at most twice that, so a small request does not pin a
+ * large block), or NULL. *got receives its size. */
+static unsigned char *pool_take(size_t sz, size_t *got) {
+    unsigned char *m = NULL;
+    pthread_mutex_lock(&pool.mu);
+    int best = -1;
+    for (int i = 0; i < pool.n; i++)
+        if (pool.size[i] >= sz && pool.size[i] / 2 <= sz && (best < 0 || pool.size[i] < pool.size[best])) best = i;
+    if (best >= 0) {
+        m = pool.mem[best];
+        *got = pool.size[best];
+        pool.bytes -= pool.size[best];
+        pool.mem[best] = pool.mem[--pool.n];
+        pool.size[best] = pool.size[pool.n];
+    }
+    pthread_mutex_unlock(&pool.mu);
+    return m;
+}
+
+static void pool_give(unsigned char *m, size_t sz) {
+    pthread_mutex_lock(&pool.mu);
+    if (pool.n < AG_POOL_BLOCKS && pool.bytes + sz <= AG_POOL_BYTES) {
+        pool.mem[pool.n] = m;
+        pool.size[pool.n++] = sz;
+        pool.bytes += sz;
+        m = NULL;
+    }
+    pthread_mutex_unlock(&pool.mu);
+    free(m);
+}
+
+/* zero = 0 leaves the bytes as they are: for op outputs, which every forward writes in full. */
+static void *arena_alloc(ag_graph *g, size_t bytes, int zero) {
     bytes = (bytes + AG_ALIGN - 1) & ~(size_t)(AG_ALIGN - 1);
     if (bytes == 0) bytes = AG_ALIGN;
     ag_block *b = g->blocks;
@@ -23,21 +75,25 @@ void *ag_arena_alloc(ag_graph *g, size_t bytes) {
         size_t sz = bytes > g->block_size ? bytes : g->block_size;
         b = calloc(1, sizeof *b);
         if (!b) return NULL;
-        b->mem = aligned_alloc(AG_ALIGN, sz);
+        size_t got = sz;
+        b->mem = pool_take(sz, &got);
+        if (!b->mem) b->mem = aligned_alloc(AG_ALIGN, sz);
         if (!b->mem) {
             free(b);
             return NULL;
         }
-        memset(b->mem, 0, sz);
-        b->size = sz;
+        b->size = got;
         b->next = g->blocks;
         g->blocks = b;
     }
     void *p = b->mem + b->used;
     b->used += bytes;
     g->arena_used += bytes;
+    if (zero) memset(p, 0, bytes);
     return p;
 }
+
+void *ag_arena_alloc(ag_graph *g, size_t bytes) { return arena_alloc(g, bytes, 1); }
 
 void *ag_fail(ag_graph *g, const char *fmt, ...) {
     va_list ap;
@@ -92,7 +148,7 @@ void ag_graph_free(ag_graph *g) {
     free(g->nodes);
     for (ag_block *b = g->blocks, *nx; b; b = nx) {
         nx = b->next;
-        free(b->mem);
+        pool_give(b->mem, b->size);
         free(b);
     }
     free(g);
@@ -164,7 +220,7 @@ ag_node *ag_node_new(ag_graph *g, const ag_op *op, int ndim, const int64_t *shap
     if (op->view) {
         n->t.data = src[0]->data;
     } else {
-        n->t.data = ag_arena_alloc(g, (size_t)n->t.numel * ag_dtype_size(g->dtype));
+        n->t.data = arena_alloc(g, (size_t)n->t.numel * ag_dtype_size(g->dtype), 0);
         if (!n->t.data) return ag_fail(g, "%s: out of memory for [%lld] values", op->name, (long long)n->t.numel);
     }
     return n;
@@ -354,6 +410,10 @@ int ag_graph_finalize(ag_graph *g) {
             n->t.grad = ag_arena_alloc(g, (size_t)n->t.numel * es);
             if (!n->t.grad) return ei_error_set("ag_graph_finalize: out of memory for gradients");
         }
+        if (n->t.requires_grad && n->bwd_bytes && !n->bwd_scratch) {
+            n->bwd_scratch = ag_arena_alloc(g, n->bwd_bytes);
+            if (!n->bwd_scratch) return ei_error_set("ag_graph_finalize: out of memory for backward scratch");
+        }
     }
     g->finalized = 1;
     return 0;
@@ -381,6 +441,16 @@ void *ag_grad_acquire(ag_node *s) {
     if (!s->t.grad) return NULL;
     if (!s->grad_live) {
         if (s->op) memset(s->t.grad, 0, (size_t)s->t.numel * ag_dtype_size(s->t.dtype));
+        s->grad_live = 1;
+    }
+    return s->t.grad;
+}
+
+void *ag_grad_acquire_overwrite(ag_node *s, int *fresh) {
+    *fresh = 0;
+    if (!s->t.grad) return NULL;
+    if (!s->grad_live) {
+        *fresh = s->op != NULL; /* leaves accumulate across backward calls */
         s->grad_live = 1;
     }
     return s->t.grad;

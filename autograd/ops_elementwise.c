@@ -1,6 +1,7 @@
 /* Element-wise ops: broadcasting add/sub/mul/div, scale, add_scalar, SiLU, sigmoid, ELU+1, exp,
  * SwiGLU and stop_grad. */
 #include "autograd/ag_internal.h"
+#include "kernels/kernels.h"
 
 #include <math.h>
 #include <string.h>
@@ -8,20 +9,39 @@
 enum { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV };
 enum { UN_SILU, UN_SIGMOID, UN_ELU1, UN_EXP, UN_SCALE, UN_ADDC };
 
+/* float: sigmoid and exp of non-positive arguments through the vectorisable exp of kernels.h
+ * (about 1 ulp; libm's expf is a call per element); double keeps libm for the gradient checks. */
+static inline float sigmoid_f32(float v) {
+    const float e = ei_k_exp_nonpos_f32(-__builtin_fabsf(v)), r = 1.0f / (1.0f + e);
+    return ei_k_select_f32(v >= 0.0f, r, e * r);
+}
+
 #define REAL float
 #define SFX(name) name##_f32
 #define EXPR expf
+#define EXPNP ei_k_exp_nonpos_f32
+#define SIGMR sigmoid_f32
+#define SELR ei_k_select_f32
 #include "autograd/ops_elementwise_impl.inc"
 #undef REAL
 #undef SFX
 #undef EXPR
+#undef EXPNP
+#undef SIGMR
+#undef SELR
 #define REAL double
 #define SFX(name) name##_f64
 #define EXPR exp
+#define EXPNP exp
+#define SIGMR(v) (1 / (1 + exp(-(v))))
+#define SELR(c, a, b) ((c) ? (a) : (b))
 #include "autograd/ops_elementwise_impl.inc"
 #undef REAL
 #undef SFX
 #undef EXPR
+#undef EXPNP
+#undef SIGMR
+#undef SELR
 
 /* ------------------------------------------------------------------ broadcasting binary ops
  * ip[0] op; shapes padded to 4 dims are recomputed from the tensors each call (cheap). */

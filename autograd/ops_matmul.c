@@ -138,9 +138,10 @@ static int linear_forward(ag_node *n) {
 static void linear_backward(ag_node *n) {
     const int64_t R = n->ip[0], I = n->ip[1], O = n->ip[2];
     const ag_dtype dt = n->t.dtype;
-    void *dx = ag_grad_acquire(n->src[0]), *dw = ag_grad_acquire(n->src[1]);
-    if (dx) gemm(dt, 0, 0, R, I, O, n->t.grad, O, n->src[1]->t.data, I, 1.0, dx, I);
-    if (dw) gemm(dt, 1, 0, O, I, R, n->t.grad, O, n->src[0]->t.data, I, 1.0, dw, I);
+    int fx, fw; /* a first touch is written with beta 0: no zeroing pass over the buffer */
+    void *dx = ag_grad_acquire_overwrite(n->src[0], &fx), *dw = ag_grad_acquire_overwrite(n->src[1], &fw);
+    if (dx) gemm(dt, 0, 0, R, I, O, n->t.grad, O, n->src[1]->t.data, I, fx ? 0.0 : 1.0, dx, I);
+    if (dw) gemm(dt, 1, 0, O, I, R, n->t.grad, O, n->src[0]->t.data, I, fw ? 0.0 : 1.0, dw, I);
     void *db = n->nsrc == 3 ? ag_grad_acquire(n->src[2]) : NULL;
     if (!db) return;
     /* columns split across threads, rows summed in order inside each */

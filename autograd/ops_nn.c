@@ -50,30 +50,71 @@ ag_tensor *ag_rmsnorm(ag_graph *g, ag_tensor *x, ag_tensor *w, double eps) {
 }
 
 /* ------------------------------------------------------------------ rope
- * src: x, pos; ip: 0 T, 1 H, 2 d, 3 layout; fp[0] theta */
+ * src: x, pos; ip: 0 T, 1 H, 2 d, 3 layout, 4 table valid, 5 max_pos (0: per-row table);
+ * fp[0] theta; scratch: (cos, sin) table, [T, d/2, 2] per row or [max_pos + 1, d/2, 2] per
+ * position; scratch2: the positions a per-row table was computed for (recomputed when they change) */
+
+static int rope_table(ag_node *n, const void **cs, const int32_t **idx) {
+    const int64_t T = n->ip[0], d = n->ip[2], maxp = n->ip[5];
+    const int32_t *pos = n->src[1]->t.data;
+    if (maxp > 0) {
+        for (int64_t r = 0; r < T; r++)
+            if (pos[r] < 0 || pos[r] > maxp)
+                return ei_error_set("rope: position %d of row %lld outside [0, %lld]", pos[r], (long long)r,
+                                    (long long)maxp);
+        if (!n->ip[4]) {
+            if (n->t.dtype == AG_F32)
+                ei_k_rope_angles_f32(maxp + 1, d, NULL, n->fp[0], n->scratch);
+            else
+                ei_k_rope_angles_f64(maxp + 1, d, NULL, n->fp[0], n->scratch);
+            n->ip[4] = 1;
+        }
+        *idx = pos;
+    } else {
+        if (!n->ip[4] || memcmp(pos, n->scratch2, (size_t)T * sizeof(int32_t)) != 0) {
+            if (n->t.dtype == AG_F32)
+                ei_k_rope_angles_f32(T, d, pos, n->fp[0], n->scratch);
+            else
+                ei_k_rope_angles_f64(T, d, pos, n->fp[0], n->scratch);
+            memcpy(n->scratch2, pos, (size_t)T * sizeof(int32_t));
+            n->ip[4] = 1;
+        }
+        *idx = NULL;
+    }
+    *cs = n->scratch;
+    return 0;
+}
 
 static int rope_forward(ag_node *n) {
+    const void *cs;
+    const int32_t *idx;
+    if (rope_table(n, &cs, &idx)) return -1;
     if (n->t.dtype == AG_F32)
-        ei_k_rope_f32(n->ip[0], n->ip[1], n->ip[2], n->src[1]->t.data, n->fp[0], (int)n->ip[3], 0, n->src[0]->t.data,
-                      n->t.data);
+        ei_k_rope_tab_f32(n->ip[0], n->ip[1], n->ip[2], cs, idx, (int)n->ip[3], 0, n->src[0]->t.data, n->t.data);
     else
-        ei_k_rope_f64(n->ip[0], n->ip[1], n->ip[2], n->src[1]->t.data, n->fp[0], (int)n->ip[3], 0, n->src[0]->t.data,
-                      n->t.data);
+        ei_k_rope_tab_f64(n->ip[0], n->ip[1], n->ip[2], cs, idx, (int)n->ip[3], 0, n->src[0]->t.data, n->t.data);
     return 0;
 }
 
 static void rope_backward(ag_node *n) {
     void *dx = ag_grad_acquire(n->src[0]);
-    if (!dx) return;
+    const void *cs;
+    const int32_t *idx;
+    if (!dx || rope_table(n, &cs, &idx)) return; /* positions were checked by the forward */
     if (n->t.dtype == AG_F32)
-        ei_k_rope_f32(n->ip[0], n->ip[1], n->ip[2], n->src[1]->t.data, n->fp[0], (int)n->ip[3], 1, n->t.grad, dx);
+        ei_k_rope_tab_f32(n->ip[0], n->ip[1], n->ip[2], cs, idx, (int)n->ip[3], 1, n->t.grad, dx);
     else
-        ei_k_rope_f64(n->ip[0], n->ip[1], n->ip[2], n->src[1]->t.data, n->fp[0], (int)n->ip[3], 1, n->t.grad, dx);
+        ei_k_rope_tab_f64(n->ip[0], n->ip[1], n->ip[2], cs, idx, (int)n->ip[3], 1, n->t.grad, dx);
 }
 
 static const ag_op op_rope = {"rope", rope_forward, rope_backward, 0, 0};
 
 ag_tensor *ag_rope(ag_graph *g, ag_tensor *x, ag_tensor *pos, double theta, ag_rope_layout layout) {
+    return ag_rope_ex(g, x, pos, theta, layout, 0);
+}
+
+ag_tensor *ag_rope_ex(ag_graph *g, ag_tensor *x, ag_tensor *pos, double theta, ag_rope_layout layout,
+                      int32_t max_pos) {
     ag_tensor *src[2] = {x, pos};
     if (ag_check_srcs(g, "rope", 2, src)) return NULL;
     char sx[96], sp[96];
@@ -87,19 +128,35 @@ ag_tensor *ag_rope(ag_graph *g, ag_tensor *x, ag_tensor *pos, double theta, ag_r
     if (pos->numel != T) return ag_fail(g, "rope: %s positions for x %s (one per row expected)", sp, sx);
     if (layout != AG_ROPE_INTERLEAVED && layout != AG_ROPE_HALF) return ag_fail(g, "rope: unknown layout %d", (int)layout);
     if (!(theta > 0)) return ag_fail(g, "rope: theta must be > 0");
+    if (max_pos < 0) return ag_fail(g, "rope: max_pos %d is negative", (int)max_pos);
     ag_node *n = ag_node_new(g, &op_rope, x->ndim, x->shape, 2, src);
     if (!n) return NULL;
     n->ip[0] = T;
     n->ip[1] = H;
     n->ip[2] = d;
     n->ip[3] = layout;
+    n->ip[4] = 0;
+    n->ip[5] = max_pos;
     n->fp[0] = theta;
-    return &n->t;
+    n->scratch = ag_arena_alloc(g, (size_t)((max_pos > 0 ? max_pos + 1 : T) * (d / 2) * 2) * ag_dtype_size(g->dtype));
+    n->scratch2 = max_pos > 0 ? NULL : ag_arena_alloc(g, (size_t)T * sizeof(int32_t));
+    return n->scratch && (max_pos > 0 || n->scratch2) ? &n->t : ag_fail(g, "rope: out of memory");
 }
 
 /* ------------------------------------------------------------------ attention
  * src: q, k, v, [valid]; ip: 0 Tq, 1 Tk, 2 H, 3 Hkv, 4 d, 5 dv, 6 causal_offset; fp[0] scale;
- * scratch: lse [H, Tq]; scratch2: delta [H, Tq] */
+ * ip[7]: 1 when the forward stores the probabilities for the backward; scratch: lse [H, Tq];
+ * bwd_scratch: the one-pass backward's workspace (delta and dQ shares), then (ip[7]) the store */
+
+/* Largest H * Tq * Tk whose probabilities are kept from the forward (64 MiB of float): one segment
+ * with its caches; anything longer recomputes the scores in the backward. */
+#define AG_ATTN_STORE_MAX ((int64_t)1 << 24)
+
+/* The probability store inside bwd_scratch, or NULL (forward-only graphs, or too large). */
+static void *attn_store(const ag_node *n, const ei_k_attn *p) {
+    if (!n->ip[7] || !n->bwd_scratch) return NULL;
+    return (char *)n->bwd_scratch + (size_t)ei_k_attention_ws_len(p) * ag_dtype_size(n->t.dtype);
+}
 
 static void attn_problem(const ag_node *n, ei_k_attn *p) {
     memset(p, 0, sizeof *p);
@@ -122,10 +179,13 @@ static void attn_problem(const ag_node *n, ei_k_attn *p) {
 static int attention_forward(ag_node *n) {
     ei_k_attn p;
     attn_problem(n, &p);
+    void *pst = attn_store(n, &p);
     if (n->t.dtype == AG_F32)
-        ei_k_attention_forward_f32(&p, n->src[0]->t.data, n->src[1]->t.data, n->src[2]->t.data, n->t.data, n->scratch);
+        ei_k_attention_forward_p_f32(&p, n->src[0]->t.data, n->src[1]->t.data, n->src[2]->t.data, n->t.data,
+                                     n->scratch, pst);
     else
-        ei_k_attention_forward_f64(&p, n->src[0]->t.data, n->src[1]->t.data, n->src[2]->t.data, n->t.data, n->scratch);
+        ei_k_attention_forward_p_f64(&p, n->src[0]->t.data, n->src[1]->t.data, n->src[2]->t.data, n->t.data,
+                                     n->scratch, pst);
     return 0;
 }
 
@@ -134,12 +194,13 @@ static void attention_backward(ag_node *n) {
     if (!dq && !dk && !dv) return;
     ei_k_attn p;
     attn_problem(n, &p);
+    const void *pst = attn_store(n, &p);
     if (n->t.dtype == AG_F32)
-        ei_k_attention_backward_f32(&p, n->src[0]->t.data, n->src[1]->t.data, n->src[2]->t.data, n->t.data,
-                                    n->scratch, n->t.grad, n->scratch2, dq, dk, dv);
+        ei_k_attention_backward_ws_f32(&p, n->src[0]->t.data, n->src[1]->t.data, n->src[2]->t.data, n->t.data,
+                                       n->scratch, n->t.grad, n->bwd_scratch, pst, dq, dk, dv);
     else
-        ei_k_attention_backward_f64(&p, n->src[0]->t.data, n->src[1]->t.data, n->src[2]->t.data, n->t.data,
-                                    n->scratch, n->t.grad, n->scratch2, dq, dk, dv);
+        ei_k_attention_backward_ws_f64(&p, n->src[0]->t.data, n->src[1]->t.data, n->src[2]->t.data, n->t.data,
+                                       n->scratch, n->t.grad, n->bwd_scratch, pst, dq, dk, dv);
 }
 
 static const ag_op op_attention = {"attention", attention_forward, attention_backward, 0, 0};
@@ -170,6 +231,7 @@ ag_tensor *ag_attention(ag_graph *g, ag_tensor *q, ag_tensor *k, ag_tensor *v, a
                            (long long)Tk);
     }
     if (!(scale == scale)) return ag_fail(g, "attention: scale is NaN");
+    ei_k_attn kp;
     if (causal_offset < -Tq - 1) causal_offset = -Tq - 1; /* no query sees a key; keeps index math in range */
     const int64_t shape[3] = {Tq, H, v->shape[2]};
     ag_node *n = ag_node_new(g, &op_attention, 3, shape, ns, src);
@@ -183,8 +245,11 @@ ag_tensor *ag_attention(ag_graph *g, ag_tensor *q, ag_tensor *k, ag_tensor *v, a
     n->ip[6] = causal_offset;
     n->fp[0] = scale;
     n->scratch = ag_arena_alloc(g, (size_t)(H * Tq) * ag_dtype_size(g->dtype));
-    n->scratch2 = ag_arena_alloc(g, (size_t)(H * Tq) * ag_dtype_size(g->dtype));
-    return n->scratch && n->scratch2 ? &n->t : ag_fail(g, "attention: out of memory");
+    attn_problem(n, &kp);
+    n->ip[7] = H * Tq * Tk <= AG_ATTN_STORE_MAX;
+    n->bwd_bytes = (size_t)(ei_k_attention_ws_len(&kp) + (n->ip[7] ? ei_k_attention_p_len(&kp) : 0)) *
+                   ag_dtype_size(g->dtype);
+    return n->scratch ? &n->t : ag_fail(g, "attention: out of memory");
 }
 
 /* ------------------------------------------------------------------ embedding

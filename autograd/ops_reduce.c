@@ -1,5 +1,6 @@
 /* Reductions (sum, mean, sum_all), softmax and the fused masked cross-entropy. */
 #include "autograd/ag_internal.h"
+#include "kernels/kernels.h"
 
 #include <math.h>
 #include <string.h>
@@ -8,21 +9,21 @@
 
 #define REAL float
 #define SFX(name) name##_f32
-#define EXPR expf
+#define EXPNP ei_k_exp_nonpos_f32 /* vectorisable, about 1 ulp; arguments here are <= 0 */
 #define LOGR logf
 #include "autograd/ops_reduce_impl.inc"
 #undef REAL
 #undef SFX
-#undef EXPR
+#undef EXPNP
 #undef LOGR
 #define REAL double
 #define SFX(name) name##_f64
-#define EXPR exp
+#define EXPNP exp
 #define LOGR log
 #include "autograd/ops_reduce_impl.inc"
 #undef REAL
 #undef SFX
-#undef EXPR
+#undef EXPNP
 #undef LOGR
 
 /* ------------------------------------------------------------------ sum / mean over an axis

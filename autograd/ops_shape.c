@@ -208,6 +208,13 @@ static void transpose_run(ag_node *n, int backward) {
             for (int64_t i2 = 0; i2 < os[2]; i2++) {
                 const int64_t ob = ((i0 * os[1] + i1) * os[2] + i2) * os[3];
                 const int64_t ib = i0 * st[0] + i1 * st[1] + i2 * st[2];
+                if (st[3] == 1) { /* innermost axis kept: whole rows */
+                    if (!backward)
+                        memcpy(y + (size_t)ob * es, x + (size_t)ib * es, (size_t)os[3] * es);
+                    else
+                        add_into(n->t.dtype, x + (size_t)ib * es, y + (size_t)ob * es, os[3]);
+                    continue;
+                }
                 for (int64_t i3 = 0; i3 < os[3]; i3++) {
                     const int64_t xi = ib + i3 * st[3], yi = ob + i3;
                     if (!backward)

@@ -1,5 +1,7 @@
 #include "kernels/infer_kernels.h"
 
+#include "kernels/kernels.h"
+
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
@@ -29,10 +31,11 @@ void ei_k_rmsnorm(float *out, const float *x, const float *w, int n_rows, int di
 void ei_k_linear(float *y, const float *x, const float *W, const float *b, int n_rows, int n_in, int n_out) {
     if (n_rows <= 0 || n_out <= 0) return;
     if (n_rows == 1) {
+        ei_k_blas_init(); /* OpenBLAS stays single-threaded next to the OpenMP team */
         cblas_sgemv(CblasRowMajor, CblasNoTrans, n_out, n_in, 1.0f, W, n_in, x, 1, 0.0f, y, 1);
     } else {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_rows, n_out, n_in, 1.0f, x, n_in, W, n_in, 0.0f,
-                    y, n_out);
+        /* through the engine's GEMM: OpenBLAS is pinned to one thread, the blocks go to the OpenMP team */
+        ei_k_gemm_f32(0, 1, n_rows, n_out, n_in, 1.0f, x, n_in, W, n_in, 0.0f, y, n_out);
     }
     if (b) {
         for (int r = 0; r < n_rows; r++) {
@@ -102,25 +105,8 @@ void ei_k_swiglu(float *out, const float *gate, const float *up, size_t n) {
     }
 }
 
-/* exp(x) for x <= 0 (softmax terms), vectorisable: Cephes' expf polynomial (about 1 ulp) on the
- * reduced argument, scaled by 2^n through the exponent bits. Below -87 the result flushes to the
- * smallest normal float, which is negligible next to the row maximum's exp(0) = 1. */
-static inline float exp_nonpos(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    float n = floorf(x * 1.44269504088896341f + 0.5f);
-    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    float y = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return y * scale;
-}
+/* exp(x) for x <= 0 (softmax terms), vectorisable: kernels.h's Cephes polynomial (about 1 ulp). */
+#define exp_nonpos ei_k_exp_nonpos_f32
 
 /* Keys are processed in blocks: one rescale of the accumulator per block instead of per key. */
 #define EI_K_ATT_BLOCK 64
@@ -162,7 +148,7 @@ void ei_k_attention(float *out, const float *q, const float *k, const float *v, 
                     m = bm;
                 }
 #pragma omp simd
-                for (int jj = 0; jj < nb; jj++) sc[jj] = sc[jj] == -INFINITY ? 0.0f : exp_nonpos(sc[jj] - m);
+                for (int jj = 0; jj < nb; jj++) sc[jj] = exp_nonpos(sc[jj] - m); /* masked: exp(-inf) = 0 */
                 for (int jj = 0; jj < nb; jj++) {
                     float p = sc[jj];
                     if (p == 0.0f) continue;
@@ -200,15 +186,15 @@ void ei_k_attention_gemm(float *out, const float *q, const float *k, const float
     int n_use = q_offset + n_q < n_k ? q_offset + n_q : n_k; /* keys any row can see */
     for (int h = 0; h < n_heads; h++) {
         int g = h / group;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_q, n_use, head_dim, scale, q + (size_t)h * head_dim, qs,
-                    k + (size_t)g * head_dim, ks, 0.0f, scratch, n_use);
+        ei_k_gemm_f32(0, 1, n_q, n_use, head_dim, scale, q + (size_t)h * head_dim, qs, k + (size_t)g * head_dim, ks,
+                      0.0f, scratch, n_use);
 #pragma omp parallel for schedule(static) if ((long)n_q * n_use >= EI_K_PAR_MIN)
         for (int i = 0; i < n_q; i++) {
             int n_vis = q_offset + i + 1 < n_use ? q_offset + i + 1 : n_use;
             softmax_prefix(scratch + (size_t)i * n_use, n_vis, n_use);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n_q, head_dim, n_use, 1.0f, scratch, n_use,
-                    v + (size_t)g * head_dim, ks, 0.0f, out + (size_t)h * head_dim, qs);
+        ei_k_gemm_f32(0, 0, n_q, head_dim, n_use, 1.0f, scratch, n_use, v + (size_t)g * head_dim, ks, 0.0f,
+                      out + (size_t)h * head_dim, qs);
     }
 }
 

@@ -16,6 +16,59 @@
 
 #include <stdint.h>
 
+/* Bitwise select c ? a : b. Float compares feeding a plain ?: are not if-converted under GCC's
+ * default -ftrapping-math, which leaves the whole loop scalar; an integer mask is. */
+static inline float ei_k_select_f32(int c, float a, float b) {
+    union {
+        float f;
+        int32_t i;
+    } ua = {a}, ub = {b};
+    const int32_t m = -(int32_t)(c != 0);
+    ua.i = (ua.i & m) | (ub.i & ~m);
+    return ua.f;
+}
+
+/* a * b + c, fused where the target has the instruction (ISO C mode does not contract a * b + c
+ * by itself), else the plain expression: a libm fmaf call would not vectorise. */
+#if defined(__FMA__) || defined(__aarch64__)
+#define EI_K_FMA(a, b, c) __builtin_fmaf((a), (b), (c))
+#else
+#define EI_K_FMA(a, b, c) ((a) * (b) + (c))
+#endif
+
+/* exp(x) for x <= 0 in float (softmax terms), written so that loops over it vectorise: Cephes'
+ * expf polynomial (about 1 ulp) on the reduced argument x - n ln2, n rounded to nearest through the
+ * 1.5 * 2^23 shift (whose low mantissa bits then hold n), scaled by 2^n through the exponent bits.
+ * x below -87.3 (where expf leaves the normal range) and -INFINITY give exactly 0, so masked
+ * scores drop out; x > 0 is treated as 0 and NaN stays NaN. libm's expf is a call per element
+ * that the compiler cannot vectorise; in the attention kernels it was a third of the training
+ * time. */
+static inline float ei_k_exp_nonpos_f32(float x) {
+    /* both clamps keep NaN (their compares are false for it); there is no float-to-int cast, so a
+     * NaN only flows through the bits and comes out as NaN */
+    float xc = ei_k_select_f32(x < -87.3f, -87.3f, x);
+    xc = ei_k_select_f32(xc > 0.0f, 0.0f, xc);
+    union {
+        float f;
+        uint32_t u;
+    } t = {xc * 1.44269504088896341f + 12582912.0f};
+    const float n = t.f - 12582912.0f;
+    const float r = EI_K_FMA(n, 2.12194440e-4f, EI_K_FMA(n, -0.693359375f, xc));
+    float p = 1.9875691500e-4f;
+    p = EI_K_FMA(p, r, 1.3981999507e-3f);
+    p = EI_K_FMA(p, r, 8.3334519073e-3f);
+    p = EI_K_FMA(p, r, 4.1665795894e-2f);
+    p = EI_K_FMA(p, r, 1.6666665459e-1f);
+    p = EI_K_FMA(p, r, 5.0000001201e-1f);
+    const float y = EI_K_FMA(p * r, r, r) + 1.0f;
+    union {
+        uint32_t u;
+        float f;
+    } scale = {(t.u - 0x4B400000u + 127u) << 23}; /* 2^n, n >= -126 after the clamp; unsigned: wraps, never UB */
+    const float res = y * scale.f;
+    return ei_k_select_f32(x < -87.3f, 0.0f, res);
+}
+
 /* Work (elements touched) below which a kernel stays single-threaded: waking a team costs more
  * than it saves on tiny tensors, and far more when the cores are shared. */
 #define EI_KERNELS_PAR_MIN 32768
@@ -51,13 +104,35 @@ void ei_k_attention_forward_f32(const ei_k_attn *p, const float *q, const float 
                                 float *lse);
 void ei_k_attention_forward_f64(const ei_k_attn *p, const double *q, const double *k, const double *v,
                                 double *out, double *lse);
-/* Recomputes the scores. delta is scratch of h * tq values (overwritten). dq, dk, dv: += . */
+/* The forward, also storing what the backward needs instead of recomputing the scores: pst holds
+ * ei_k_attention_p_len(p) values (tq x tk probabilities before normalisation plus their per-tile
+ * maxima), filled on the visible parts only. Materialises [h, tq, tk]: meant for one segment plus
+ * its caches, not for long sequences. */
+int64_t ei_k_attention_p_len(const ei_k_attn *p);
+void ei_k_attention_forward_p_f32(const ei_k_attn *p, const float *q, const float *k, const float *v, float *out,
+                                  float *lse, float *pst);
+void ei_k_attention_forward_p_f64(const ei_k_attn *p, const double *q, const double *k, const double *v,
+                                  double *out, double *lse, double *pst);
+/* Recomputes the scores. delta is scratch of h * tq values (overwritten). dq, dk, dv: += .
+ * Two passes over the scores (one for dq, one for dk/dv). */
 void ei_k_attention_backward_f32(const ei_k_attn *p, const float *q, const float *k, const float *v,
                                  const float *out, const float *lse, const float *dout, float *delta, float *dq,
                                  float *dk, float *dv);
 void ei_k_attention_backward_f64(const ei_k_attn *p, const double *q, const double *k, const double *v,
                                  const double *out, const double *lse, const double *dout, double *delta,
                                  double *dq, double *dk, double *dv);
+/* The same backward in one pass over the scores (half the exponentials and score products): each
+ * key tile writes its share of dq into the workspace, and the shares are added in tile order, so
+ * the result stays independent of the thread count. ws: ei_k_attention_ws_len(p) values of the
+ * kernel's type (overwritten; delta included). pst: NULL (recompute the scores) or the store of
+ * ei_k_attention_forward_p from the same inputs. dq, dk, dv: += . */
+int64_t ei_k_attention_ws_len(const ei_k_attn *p);
+void ei_k_attention_backward_ws_f32(const ei_k_attn *p, const float *q, const float *k, const float *v,
+                                    const float *out, const float *lse, const float *dout, float *ws,
+                                    const float *pst, float *dq, float *dk, float *dv);
+void ei_k_attention_backward_ws_f64(const ei_k_attn *p, const double *q, const double *k, const double *v,
+                                    const double *out, const double *lse, const double *dout, double *ws,
+                                    const double *pst, double *dq, double *dk, double *dv);
 
 /* RMSNorm over rows of length dim: y = x * rstd * w (w NULL = 1), rstd[r] = 1/sqrt(mean(x^2)+eps)
  * is stored for the backward. */
@@ -78,5 +153,16 @@ void ei_k_rope_f32(int64_t t, int64_t h, int64_t d, const int32_t *pos, double t
                    const float *x, float *y);
 void ei_k_rope_f64(int64_t t, int64_t h, int64_t d, const int32_t *pos, double theta, int layout, int inverse,
                    const double *x, double *y);
+/* The same rotation from a precomputed table (bit-identical to ei_k_rope_*, which recompute pow
+ * and sincos for every row). ei_k_rope_angles_* fills cs [t, d/2, 2] with (cos, sin) of the pair
+ * angles of positions pos[0..t) (pos NULL: positions 0 .. t-1). ei_k_rope_tab_* rotates row r by
+ * the table row idx[r] (idx NULL: row r), so a table over positions 0..P-1 serves any positions in
+ * that range without recomputing. */
+void ei_k_rope_angles_f32(int64_t t, int64_t d, const int32_t *pos, double theta, float *cs);
+void ei_k_rope_angles_f64(int64_t t, int64_t d, const int32_t *pos, double theta, double *cs);
+void ei_k_rope_tab_f32(int64_t t, int64_t h, int64_t d, const float *cs, const int32_t *idx, int layout, int inverse,
+                       const float *x, float *y);
+void ei_k_rope_tab_f64(int64_t t, int64_t h, int64_t d, const double *cs, const int32_t *idx, int layout,
+                       int inverse, const double *x, double *y);
 
 #endif

@@ -136,6 +136,16 @@ static void test_binary(void **state) {
         b = PR(&c, lo, hi, AG_SHAPE(2, 1, 3, 1));
         snprintf(name, sizeof name, "%s bcast [4],[2,1,3,1]", names[k]);
         check(&c, fns[k](c.g, a, b), name);
+        ctx_init(&c, 81 + k); /* broadcast along the last axis only, on either side (a gate) */
+        a = PR(&c, lo, hi, AG_SHAPE(2, 3, 1));
+        b = PR(&c, lo, hi, AG_SHAPE(2, 3, 5));
+        snprintf(name, sizeof name, "%s bcast [2,3,1],[2,3,5]", names[k]);
+        check(&c, fns[k](c.g, a, b), name);
+        ctx_init(&c, 91 + k);
+        a = P(&c, AG_SHAPE(2, 3, 5));
+        b = PR(&c, lo, hi, AG_SHAPE(2, 3, 1));
+        snprintf(name, sizeof name, "%s bcast [2,3,5],[2,3,1]", names[k]);
+        check(&c, fns[k](c.g, a, b), name);
     }
 }
 

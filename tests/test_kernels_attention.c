@@ -2,7 +2,9 @@
  * score matrix (softmax computed directly, backward from the textbook formulas).
  * Bounds: float64 kernel within 1e-12 of the reference (only summation order differs); float32
  * kernel within 2e-5 absolute on outputs of magnitude ~1 (float32 rounding over ~100-term sums);
- * float64 backward within 1e-11. Also: bit-identical results with 1 and 2 threads. */
+ * float64 backward within 1e-11 (two-pass, one-pass with recomputed scores, one-pass from the
+ * forward's probability store); float32 one-pass dK within 1e-4. Also: bit-identical results with
+ * 1 and 2 threads (forward, and the float32 one-pass backward). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -129,6 +131,21 @@ static void run_case(int64_t tq, int64_t tk, int64_t h, int64_t hkv, int64_t d, 
     for (int64_t i = 0; i < pr.nk; i++) assert_true(fabs(gk[i] - rk[i]) < 1e-11);
     for (int64_t i = 0; i < pr.nv; i++) assert_true(fabs(gv[i] - rv[i]) < 1e-11);
 
+    /* one-pass backward, scores recomputed (pst NULL) and from the forward's probability store */
+    double *ws = malloc((size_t)ei_k_attention_ws_len(&pr.p) * 8), *pst = malloc((size_t)ei_k_attention_p_len(&pr.p) * 8);
+    for (int stored = 0; stored < 2; stored++) {
+        double *hq = calloc((size_t)pr.nq, 8), *hk = calloc((size_t)pr.nk, 8), *hv = calloc((size_t)pr.nv, 8);
+        double *o2 = calloc((size_t)pr.no, 8), *l2 = calloc((size_t)(h * tq), 8);
+        ei_k_attention_forward_p_f64(&pr.p, pr.q, pr.k, pr.v, o2, l2, stored ? pst : NULL);
+        for (int64_t i = 0; i < pr.no; i++) assert_true(fabs(o2[i] - ref[i]) < 1e-12);
+        ei_k_attention_backward_ws_f64(&pr.p, pr.q, pr.k, pr.v, o2, l2, pr.dout, ws, stored ? pst : NULL, hq, hk, hv);
+        for (int64_t i = 0; i < pr.nq; i++) assert_true(fabs(hq[i] - rq[i]) < 1e-11);
+        for (int64_t i = 0; i < pr.nk; i++) assert_true(fabs(hk[i] - rk[i]) < 1e-11);
+        for (int64_t i = 0; i < pr.nv; i++) assert_true(fabs(hv[i] - rv[i]) < 1e-11);
+        free(hq), free(hk), free(hv), free(o2), free(l2);
+    }
+    free(ws), free(pst);
+
     float *q32 = to_f32(pr.q, pr.nq), *k32 = to_f32(pr.k, pr.nk), *v32 = to_f32(pr.v, pr.nv);
     float *o32 = calloc((size_t)pr.no, 4), *l32 = calloc((size_t)(h * tq), 4), *o32b = calloc((size_t)pr.no, 4);
     ei_k_threads_set(1);
@@ -139,6 +156,25 @@ static void run_case(int64_t tq, int64_t tk, int64_t h, int64_t hkv, int64_t d, 
     ei_k_threads_set(2);
     ei_k_attention_forward_f32(&pr.p, q32, k32, v32, o32b, l32);
     assert_memory_equal(o32, o32b, (size_t)pr.no * 4);
+    /* float32 one-pass backward with the store: bit-identical with 1 and 2 threads */
+    {
+        float *ws32 = malloc((size_t)ei_k_attention_ws_len(&pr.p) * 4), *p32 = malloc((size_t)ei_k_attention_p_len(&pr.p) * 4);
+        float *d32 = to_f32(pr.dout, pr.no), *g[2][3];
+        for (int t = 0; t < 2; t++) {
+            ei_k_threads_set(t + 1);
+            g[t][0] = calloc((size_t)pr.nq, 4), g[t][1] = calloc((size_t)pr.nk, 4), g[t][2] = calloc((size_t)pr.nv, 4);
+            ei_k_attention_forward_p_f32(&pr.p, q32, k32, v32, o32b, l32, p32);
+            ei_k_attention_backward_ws_f32(&pr.p, q32, k32, v32, o32b, l32, d32, ws32, p32, g[t][0], g[t][1], g[t][2]);
+        }
+        double e = 0;
+        for (int64_t i = 0; i < pr.nk; i++) e = fmax(e, fabs((double)g[0][1][i] - rk[i]));
+        assert_true(e < 1e-4);
+        assert_memory_equal(g[0][0], g[1][0], (size_t)pr.nq * 4);
+        assert_memory_equal(g[0][1], g[1][1], (size_t)pr.nk * 4);
+        assert_memory_equal(g[0][2], g[1][2], (size_t)pr.nv * 4);
+        for (int t = 0; t < 2; t++) free(g[t][0]), free(g[t][1]), free(g[t][2]);
+        free(ws32), free(p32), free(d32);
+    }
     ei_k_threads_set(1);
 
     free(q32), free(k32), free(v32), free(o32), free(l32), free(o32b);
@@ -166,6 +202,14 @@ static void test_noncausal_and_empty_rows(void **state) {
     run_case(5, 5, 2, 1, 4, 4, -2, NULL, 4); /* queries 0 and 1 see nothing */
 }
 
+/* more keys than one tile (256): online rescaling across tiles, one dQ share per key tile */
+static void test_several_key_tiles(void **state) {
+    (void)state;
+    uint8_t valid[600];
+    for (int j = 0; j < 600; j++) valid[j] = !(j >= 4 && j < 40) && j != 300;
+    run_case(80, 600, 4, 2, 8, 8, 520, valid, 6);
+}
+
 static void test_long_f32(void **state) {
     (void)state;
     run_case(256, 256, 2, 1, 32, 32, 0, NULL, 5);
@@ -176,6 +220,7 @@ int main(void) {
         cmocka_unit_test(test_small_gqa_masked),
         cmocka_unit_test(test_segment_after_cache),
         cmocka_unit_test(test_noncausal_and_empty_rows),
+        cmocka_unit_test(test_several_key_tiles),
         cmocka_unit_test(test_long_f32),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -9,7 +9,14 @@
  *    masked unfilled window slots) give the base model's logits (1e-4 relative);
  *  - gradient w.r.t. the head gates vs central finite differences in float64 (5 segments, delta);
  *  - the frozen weights are bit-identical after a float32 forward + backward;
- *  - the Hugging Face layout (rotate-half RoPE, permuted q/k rows) gives the same loss (1e-5). */
+ *  - the Hugging Face layout (rotate-half RoPE, permuted q/k rows) gives the same loss (1e-5);
+ *  - compact positions: a document of S + W + L tokens (S + W a multiple of L) run through
+ *    EdgeInfinite segments without routing gives the base model's logits (1e-4 relative) fed in
+ *    segments, and its loss (1e-5 relative) in training; fed token by token (decoding), the first
+ *    S + W + 1 tokens give the base logits; design positions differ while the window fills (the
+ *    gap between sink and window);
+ *  - a float32 forward + backward gives bit-identical loss and gate gradients with 1 and 2 threads
+ *    (segments large enough for the parallel kernel paths). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +25,7 @@
 
 #include "core/ei_error.h"
 #include "core/ei_io.h"
+#include "kernels/kernels.h"
 #include "train/ei_model.h"
 #include "train/infer.h"
 
@@ -91,6 +99,7 @@ static void test_pytorch_reference(void **s) {
         o.sink = h[3];
         o.window = h[4];
         o.route_threshold = 0;
+        o.positions = EI_POS_DESIGN; /* make_ei_ref.py implements DESIGN 3.1's positions */
         ei_gates *g = ei_gates_new(&m->cfg, o.gate, 0.0);
         assert_int_equal(g->n, np);
         memcpy(g->data, gv, 4 * (size_t)np);
@@ -342,6 +351,128 @@ static void test_hf_layout_same(void **s) {
     ei_model_free(b);
 }
 
+/* Base model logits for story[0..n) into a malloc'd [n, V] buffer. */
+static float *base_logits(const ei_model *m, int n) {
+    ei_infer *inf = ei_infer_new(m, 0);
+    float *lg = malloc((size_t)n * m->cfg.vocab_size * sizeof(float));
+    assert_non_null(inf);
+    assert_int_equal(ei_infer_forward(inf, story, n, lg, EI_INFER_ALL), 0);
+    ei_infer_free(inf);
+    return lg;
+}
+
+/* Largest |got - want| / max(1, |want|) over V logits. */
+static double logit_err(const float *got, const float *want, int V) {
+    double e = 0;
+    for (int j = 0; j < V; j++) e = fmax(e, fabs((double)got[j] - want[j]) / fmax(1.0, fabs((double)want[j])));
+    return e;
+}
+
+static void test_compact_positions_match_base(void **s) {
+    (void)s;
+    ei_model *m = model_ok();
+    /* S + W a multiple of L: the last segment starts right after S + W tokens, so every token of
+     * the document still sees all earlier ones (nothing has left the window when it is used) */
+    const int S = 4, W = 20, L = 8, n = S + W + L, V = m->cfg.vocab_size;
+    assert_true(n < STORY_N);
+    float *lg = base_logits(m, n), *last = malloc((size_t)V * sizeof(float));
+    double nll = 0;
+    for (int t = 0; t < n; t++) {
+        const float *row = lg + (size_t)t * V;
+        double mx = row[0], se = 0;
+        for (int j = 1; j < V; j++) mx = fmax(mx, row[j]);
+        for (int j = 0; j < V; j++) se += exp(row[j] - mx);
+        nll += mx + log(se) - row[story[t + 1]];
+    }
+    for (int pi = 0; pi < 2; pi++)
+        for (int mi = 0; mi < 2; mi++) {
+            ei_opts o;
+            ei_opts_default(&o);
+            assert_int_equal(o.positions, EI_POS_COMPACT); /* the default */
+            o.positions = pi ? EI_POS_DESIGN : EI_POS_COMPACT;
+            o.sink = S;
+            o.window = W;
+            o.segment = L;
+            o.route_threshold = 0;
+            ei_mode mode = mi ? EI_MODE_EDGEINFINITE : EI_MODE_WINDOW;
+            ei_gates *g = mi ? ei_gates_new(&m->cfg, o.gate, 0.0) : NULL;
+            for (size_t j = 0; g && j < g->n; j++) g->data[j] = (float)(0.5 * sin(0.3 * j));
+            ei_edge *e = edge_ok(m, &o, g, mode, AG_F32);
+            assert_false(ei_edge_routes(e, n));
+            double worst_seg = 0, worst_tok = 0;
+            ei_edge_reset(e); /* whole segments */
+            for (int t = 0; t < n; t += L) {
+                const int k = n - t < L ? n - t : L;
+                assert_int_equal(ei_edge_feed(e, story + t, k, NULL, NULL, NULL, last), 0);
+                worst_seg = fmax(worst_seg, logit_err(last, lg + (size_t)(t + k - 1) * V, V));
+            }
+            ei_edge_reset(e); /* one token at a time, as decoding: complete contexts up to S + W */
+            for (int t = 0; t <= S + W; t++) {
+                assert_int_equal(ei_edge_feed(e, story + t, 1, NULL, NULL, NULL, last), 0);
+                worst_tok = fmax(worst_tok, logit_err(last, lg + (size_t)t * V, V));
+            }
+            print_message("  %s positions, %s mode: max logit error in segments %.1e, token by token %.1e\n",
+                          ei_positions_name(o.positions), ei_mode_name(mode), worst_seg, worst_tok);
+            if (pi == 0) {
+                if (worst_seg > 1e-4 || worst_tok > 1e-4) fail_msg("compact positions differ from the base model");
+            } else {
+                assert_true(worst_tok > 1e-3); /* the gap of design positions changes the logits */
+            }
+            if (mi && pi == 0) { /* training path: state-only forward sweep + recomputed segments */
+                ei_doc_result r;
+                assert_int_equal(ei_edge_doc_train(e, story, story + 1, NULL, n, 1.0, &r, NULL), 0);
+                assert_int_equal(r.routed, 0);
+                assert_int_equal(r.n_segments, (n + L - 1) / L);
+                if (fabs(r.loss - nll / n) > 1e-5 * nll / n)
+                    fail_msg("training loss %.8f, base model %.8f", r.loss, nll / n);
+            }
+            ei_edge_free(e);
+            ei_gates_free(g);
+        }
+    free(lg);
+    free(last);
+    ei_model_free(m);
+}
+
+static void test_threads_bit_identical(void **s) {
+    (void)s;
+    ei_model *m = model_ok();
+    ei_opts o;
+    ei_opts_default(&o);
+    o.segment = 64;
+    o.sink = 4;
+    o.window = 96;
+    o.route_threshold = 0;
+    enum { N = 400 };
+    int32_t *doc = malloc((N + 1) * sizeof(int32_t));
+    for (int i = 0; i <= N; i++) doc[i] = story[(i * 7) % STORY_N];
+    ei_gates *g = ei_gates_new(&m->cfg, o.gate, -1.0);
+    for (size_t j = 0; j < g->n; j++) g->data[j] += (float)(0.1 * sin(0.37 * j));
+    float *grad1 = malloc(g->n * sizeof(float));
+    double loss[2];
+    for (int t = 0; t < 2; t++) {
+        ei_k_threads_set(t + 1);
+        ei_edge *e = edge_ok(m, &o, g, EI_MODE_EDGEINFINITE, AG_F32);
+        memset(g->grad, 0, g->n * sizeof(float));
+        ei_doc_result r;
+        assert_int_equal(ei_edge_doc_train(e, doc, doc + 1, NULL, N, 1.0, &r, NULL), 0);
+        assert_int_equal(r.n_segments, 7);
+        loss[t] = r.loss;
+        if (t == 0) memcpy(grad1, g->grad, g->n * sizeof(float));
+        ei_edge_free(e);
+    }
+    ei_k_threads_set(1);
+    assert_true(loss[0] == loss[1]);
+    assert_memory_equal(grad1, g->grad, g->n * sizeof(float));
+    double gn = 0;
+    for (size_t j = 0; j < g->n; j++) gn += (double)grad1[j] * grad1[j];
+    assert_true(gn > 0); /* the gates did get a gradient */
+    free(grad1);
+    free(doc);
+    ei_gates_free(g);
+    ei_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pytorch_reference),
@@ -350,6 +481,8 @@ int main(void) {
         cmocka_unit_test(test_stories_grad_fd),
         cmocka_unit_test(test_stories_frozen),
         cmocka_unit_test(test_hf_layout_same),
+        cmocka_unit_test(test_compact_positions_match_base),
+        cmocka_unit_test(test_threads_bit_identical),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,6 +20,8 @@ int ei_cli_session_open(ei_cli_session *s, const ei_cli_opts *c, const ei_model 
     if (c->gate && ei_gate_kind_parse(c->gate, &s->opts.gate) != 0) return ei_error_prefix("--gate: ");
     if (c->memory_rule && ei_mem_rule_parse(c->memory_rule, &s->opts.memory_rule) != 0)
         return ei_error_prefix("--memory-rule: ");
+    if (c->positions && ei_positions_parse(c->positions, &s->opts.positions) != 0)
+        return ei_error_prefix("--positions: ");
     if (c->segment != -1) s->opts.segment = c->segment;
     if (c->sink != -1) s->opts.sink = c->sink;
     if (c->window != -1) s->opts.window = c->window;

@@ -1,6 +1,6 @@
 /* Command-line glue for the EdgeInfinite inference modes, shared by `ei eval` and `ei generate`:
  * the options (--mode, --gates, --segment, --sink, --window, --gate, --gate-init-bias,
- * --memory-rule) as ei_args rows, and opening an ei_edge for the chosen mode.
+ * --memory-rule, --positions) as ei_args rows, and opening an ei_edge for the chosen mode.
  *
  *   ei_cli_opts eo;  ei_cli_opts_default(&eo);
  *   ei_arg opts[] = { ...command options..., EI_CLI_ARG_MODE(&eo), EI_CLI_ARG_ROWS(&eo), {0} };
@@ -23,6 +23,7 @@ typedef struct {
     const char *gates_path;   /* NULL: gates at their initialisation (w = 0, b = gate_init_bias) */
     const char *gate;         /* token | head */
     const char *memory_rule;  /* linear | delta */
+    const char *positions;    /* compact | design */
     int segment, sink, window;
     double gate_init_bias;
 } ei_cli_opts;
@@ -43,7 +44,10 @@ void ei_cli_opts_default(ei_cli_opts *c);
     {"gate", EI_ARG_STR, &(c)->gate, "token|head", "memory gate kind (default: --gates, else token)"},  \
     {"gate-init-bias", EI_ARG_FLOAT, &(c)->gate_init_bias, "B", "gate bias when no --gates are given"}, \
     {"memory-rule", EI_ARG_STR, &(c)->memory_rule, "linear|delta",                                      \
-     "compressive memory update rule (default: from --gates, else linear)"}
+     "compressive memory update rule (default: from --gates, else linear)"},                            \
+    {"positions", EI_ARG_STR, &(c)->positions, "compact|design",                                        \
+     "RoPE positions of cached keys: compact numbers occupied slots contiguously, design leaves the "   \
+     "gap of DESIGN 3.1 while the window fills (default: from --gates, else compact)"}
 
 typedef struct {
     ei_mode mode;

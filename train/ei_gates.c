@@ -106,7 +106,7 @@ int ei_gates_save_opts(const ei_gates *g, const ei_opts *o, const char *path) {
     snprintf(bp, sizeof bp, "%d", o->bptt_segments);
     const char *extra[] = {"segment", v[0], "sink", v[1], "window", v[2], "memory_rule",
                            ei_mem_rule_name(o->memory_rule), "gate_init_bias", v[3], "route_threshold", v[4],
-                           "bptt_segments", bp, NULL};
+                           "bptt_segments", bp, "positions", ei_positions_name(o->positions), NULL};
     return save_with_meta(g, path, extra);
 }
 
@@ -114,7 +114,7 @@ int ei_gates_file_opts(const char *path, ei_opts *o) {
     ei_st_file *f = ei_st_open(path);
     if (!f) return -1;
     static const char *const keys[] = {"gate", "segment", "sink", "window", "memory_rule", "gate_init_bias",
-                                       "route_threshold", "bptt_segments"};
+                                       "route_threshold", "bptt_segments", "positions"};
     ei_opts t = *o;
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < sizeof keys / sizeof keys[0]; i++) {

@@ -97,43 +97,27 @@ static ag_tensor *state_leaf(builder *b, int train, int64_t rows, int64_t cols, 
     return t;
 }
 
-/* One layer: updates *xp and writes the layer's output state. */
-static void build_layer(builder *b, ei_seg_graph *sg, const ei_opts *o, int l, ag_tensor **xp,
-                        ag_tensor *qpos, ag_tensor *kpos) {
+/* Attention (local + memory + gate), W_o, residual and MLP of layer l: updates *xp. */
+static void build_tail(builder *b, ei_seg_graph *sg, const ei_opts *o, int l, ag_tensor **xp, ag_tensor *xn,
+                       ag_tensor *k, ag_tensor *v, ag_tensor *qpos, ag_tensor *kpos) {
     ag_graph *g = b->g;
     const ei_model_config *cfg = &b->m->cfg;
     const ei_layer_weights *lw = &b->m->layers[l];
     const ei_seg_plan *p = &sg->plan;
-    int64_t D = cfg->dim, H = b->H, Hkv = b->Hkv, d = b->d, F = cfg->hidden_dim, n = b->n;
-    ag_tensor **in = sg->st_in + (size_t)l * EI_SC_COUNT, **out = sg->st_out + (size_t)l * EI_SC_COUNT;
-    in[EI_SC_SINK_K] = state_leaf(b, sg->train, b->S, Hkv, d);
-    in[EI_SC_SINK_V] = state_leaf(b, sg->train, b->S, Hkv, d);
-    in[EI_SC_WIN_K] = state_leaf(b, sg->train, b->W, Hkv, d);
-    in[EI_SC_WIN_V] = state_leaf(b, sg->train, b->W, Hkv, d);
-    in[EI_SC_MEM_M] = state_leaf(b, sg->train, Hkv, d, d);
-    in[EI_SC_MEM_Z] = ag_input(g, AG_SHAPE(Hkv, d));
-    if (in[EI_SC_MEM_Z] && sg->train) ag_tensor_set_requires_grad(in[EI_SC_MEM_Z], 1);
-    for (int c = 0; c < EI_SC_COUNT; c++) out[c] = in[c];
-
-    ag_tensor *x = *xp;
-    ag_tensor *xn = ag_rmsnorm(g, x, weight(b, lw->attn_norm, AG_SHAPE(D)), cfg->norm_eps);
+    int64_t D = cfg->dim, H = b->H, d = b->d, F = cfg->hidden_dim, n = b->n;
+    ag_tensor **in = sg->st_in + (size_t)l * EI_SC_COUNT;
     ag_tensor *q = ag_linear(g, xn, weight(b, lw->wq, AG_SHAPE(H * d, D)),
                              lw->bq ? weight(b, lw->bq, AG_SHAPE(H * d)) : NULL);
-    ag_tensor *k = ag_linear(g, xn, weight(b, lw->wk, AG_SHAPE(Hkv * d, D)),
-                             lw->bk ? weight(b, lw->bk, AG_SHAPE(Hkv * d)) : NULL);
-    ag_tensor *v = ag_linear(g, xn, weight(b, lw->wv, AG_SHAPE(Hkv * d, D)),
-                             lw->bv ? weight(b, lw->bv, AG_SHAPE(Hkv * d)) : NULL);
     q = ag_reshape(g, q, AG_SHAPE(n, H, d));
-    k = ag_reshape(g, k, AG_SHAPE(n, Hkv, d));
-    v = ag_reshape(g, v, AG_SHAPE(n, Hkv, d));
 
     /* local attention over [sink | window | segment]; caches hold pre-RoPE K */
     ag_rope_layout lay = cfg->rope_interleaved ? AG_ROPE_INTERLEAVED : AG_ROPE_HALF;
     ag_tensor *kp[3] = {in[EI_SC_SINK_K], in[EI_SC_WIN_K], k};
     ag_tensor *vp[3] = {in[EI_SC_SINK_V], in[EI_SC_WIN_V], v};
-    ag_tensor *kall = ag_rope(g, cat0(b, 3, kp), kpos, cfg->rope_theta, lay);
+    const int32_t maxp = (int32_t)(b->S + b->W + n - 1); /* no position reaches S + W + n in either numbering */
+    ag_tensor *kall = ag_rope_ex(g, cat0(b, 3, kp), kpos, cfg->rope_theta, lay, maxp);
     ag_tensor *vall = cat0(b, 3, vp);
-    ag_tensor *qr = ag_rope(g, q, qpos, cfg->rope_theta, lay);
+    ag_tensor *qr = ag_rope_ex(g, q, qpos, cfg->rope_theta, lay, maxp);
     ag_tensor *a = ag_attention(g, qr, kall, vall, sg->kvalid, 1.0 / sqrt((double)d), b->S + b->W);
 
     if (p->mem) {
@@ -149,12 +133,19 @@ static void build_layer(builder *b, ei_seg_graph *sg, const ei_opts *o, int l, a
         a = ag_add(g, a, ag_mul(g, ag_sub(g, amem, a), gate));
     }
     a = ag_reshape(g, a, AG_SHAPE(n, H * d));
-    x = ag_add(g, x, ag_linear(g, a, weight(b, lw->wo, AG_SHAPE(D, H * d)), NULL));
+    ag_tensor *x = ag_add(g, *xp, ag_linear(g, a, weight(b, lw->wo, AG_SHAPE(D, H * d)), NULL));
     ag_tensor *xn2 = ag_rmsnorm(g, x, weight(b, lw->ffn_norm, AG_SHAPE(D)), cfg->norm_eps);
     ag_tensor *hg = ag_linear(g, xn2, weight(b, lw->w_gate, AG_SHAPE(F, D)), NULL);
     ag_tensor *hu = ag_linear(g, xn2, weight(b, lw->w_up, AG_SHAPE(F, D)), NULL);
     x = ag_add(g, x, ag_linear(g, ag_swiglu(g, hg, hu), weight(b, lw->w_down, AG_SHAPE(D, F)), NULL));
     *xp = x;
+}
+
+/* Output state of layer l from the segment's pre-RoPE k, v. */
+static void build_update(builder *b, ei_seg_graph *sg, const ei_opts *o, int l, ag_tensor *k, ag_tensor *v) {
+    ag_graph *g = b->g;
+    const ei_seg_plan *p = &sg->plan;
+    ag_tensor **in = sg->st_in + (size_t)l * EI_SC_COUNT, **out = sg->st_out + (size_t)l * EI_SC_COUNT;
 
     /* cache update: the first S tokens of the document fill the sink; tokens pushed out of the
      * window (oldest first) are compressed into memory */
@@ -183,8 +174,38 @@ static void build_layer(builder *b, ei_seg_graph *sg, const ei_opts *o, int l, a
                             &out[EI_SC_MEM_M], &out[EI_SC_MEM_Z]);
 }
 
+/* One layer: updates *xp and writes the layer's output state. tail = 0: only what the output state
+ * needs (K, V projections and the cache update). */
+static void build_layer(builder *b, ei_seg_graph *sg, const ei_opts *o, int l, ag_tensor **xp,
+                        ag_tensor *qpos, ag_tensor *kpos, int tail) {
+    ag_graph *g = b->g;
+    const ei_model_config *cfg = &b->m->cfg;
+    const ei_layer_weights *lw = &b->m->layers[l];
+    int64_t D = cfg->dim, Hkv = b->Hkv, d = b->d, n = b->n;
+    ag_tensor **in = sg->st_in + (size_t)l * EI_SC_COUNT, **out = sg->st_out + (size_t)l * EI_SC_COUNT;
+    in[EI_SC_SINK_K] = state_leaf(b, sg->train, b->S, Hkv, d);
+    in[EI_SC_SINK_V] = state_leaf(b, sg->train, b->S, Hkv, d);
+    in[EI_SC_WIN_K] = state_leaf(b, sg->train, b->W, Hkv, d);
+    in[EI_SC_WIN_V] = state_leaf(b, sg->train, b->W, Hkv, d);
+    in[EI_SC_MEM_M] = state_leaf(b, sg->train, Hkv, d, d);
+    in[EI_SC_MEM_Z] = ag_input(g, AG_SHAPE(Hkv, d));
+    if (in[EI_SC_MEM_Z] && sg->train) ag_tensor_set_requires_grad(in[EI_SC_MEM_Z], 1);
+    for (int c = 0; c < EI_SC_COUNT; c++) out[c] = in[c];
+
+    ag_tensor *x = *xp;
+    ag_tensor *xn = ag_rmsnorm(g, x, weight(b, lw->attn_norm, AG_SHAPE(D)), cfg->norm_eps);
+    ag_tensor *k = ag_linear(g, xn, weight(b, lw->wk, AG_SHAPE(Hkv * d, D)),
+                             lw->bk ? weight(b, lw->bk, AG_SHAPE(Hkv * d)) : NULL);
+    ag_tensor *v = ag_linear(g, xn, weight(b, lw->wv, AG_SHAPE(Hkv * d, D)),
+                             lw->bv ? weight(b, lw->bv, AG_SHAPE(Hkv * d)) : NULL);
+    k = ag_reshape(g, k, AG_SHAPE(n, Hkv, d));
+    v = ag_reshape(g, v, AG_SHAPE(n, Hkv, d));
+    if (tail) build_tail(b, sg, o, l, xp, xn, k, v, qpos, kpos);
+    build_update(b, sg, o, l, k, v);
+}
+
 ei_seg_graph *ei_seg_graph_build(const ei_model *m, const ei_opts *o, const ei_gates *gates,
-                                 ei_seg_plan plan, ei_mode mode, ag_dtype dtype, int train) {
+                                 ei_seg_plan plan, ei_mode mode, ag_dtype dtype, int kind) {
     const ei_model_config *cfg = &m->cfg;
     if (mode == EI_MODE_FULL) {
         ei_error_set("edgeinfinite graph: full mode runs the base model, not a segment graph");
@@ -216,7 +237,8 @@ ei_seg_graph *ei_seg_graph_build(const ei_model *m, const ei_opts *o, const ei_g
     sg->dtype = dtype;
     sg->plan = plan;
     sg->mode = mode;
-    sg->train = train && mode == EI_MODE_EDGEINFINITE;
+    sg->train = kind == EI_SEG_TRAIN && mode == EI_MODE_EDGEINFINITE;
+    sg->kind = kind;
     sg->n_layers = cfg->n_layers;
     sg->gates = gates;
     builder b = {sg->g, m, dtype, plan.n, o->sink, o->window, cfg->n_heads, cfg->n_kv_heads, cfg->head_dim};
@@ -227,14 +249,9 @@ ei_seg_graph *ei_seg_graph_build(const ei_model *m, const ei_opts *o, const ei_g
     sg->targets = ag_input_i32(g, AG_SHAPE(n));
     sg->mask = ag_input_u8(g, AG_SHAPE(n));
     if (o->sink + o->window > 0) sg->kvalid = ag_input_u8(g, AG_SHAPE(T));
-    ag_tensor *qpos = ag_input_i32(g, AG_SHAPE(n));
-    ag_tensor *kpos = ag_input_i32(g, AG_SHAPE(T));
-    int32_t *qp = qpos ? ag_tensor_data(qpos) : NULL, *kp = kpos ? ag_tensor_data(kpos) : NULL;
-    if (qp && kp) {
-        /* sink slot i -> i, window slot j -> S + j, segment token t -> S + W + t (0-based t) */
-        for (int64_t i = 0; i < T; i++) kp[i] = (int32_t)i;
-        for (int64_t t = 0; t < n; t++) qp[t] = (int32_t)(o->sink + o->window + t);
-    }
+    ag_tensor *qpos = sg->qpos = ag_input_i32(g, AG_SHAPE(n));
+    ag_tensor *kpos = sg->kpos = ag_input_i32(g, AG_SHAPE(T));
+    sg->positions = o->positions;
     if (gates && mode == EI_MODE_EDGEINFINITE) {
         for (int l = 0; l < cfg->n_layers; l++) {
             int64_t H = cfg->n_heads, D = cfg->dim;
@@ -247,14 +264,18 @@ ei_seg_graph *ei_seg_graph_build(const ei_model *m, const ei_opts *o, const ei_g
     }
     ag_tensor *emb = weight(&b, m->tok_embeddings, AG_SHAPE(cfg->vocab_size, cfg->dim));
     ag_tensor *x = ag_embedding(g, emb, sg->ids);
-    for (int l = 0; l < cfg->n_layers; l++) build_layer(&b, sg, o, l, &x, qpos, kpos);
-    x = ag_rmsnorm(g, x, weight(&b, m->final_norm, AG_SHAPE(cfg->dim)), cfg->norm_eps);
-    ag_tensor *cls = m->classifier == m->tok_embeddings
-                         ? emb
-                         : weight(&b, m->classifier, AG_SHAPE(cfg->vocab_size, cfg->dim));
-    sg->logits = ag_linear(g, x, cls, NULL);
-    sg->loss = ag_cross_entropy(g, sg->logits, sg->targets, sg->mask);
-    if (!sg->loss || ag_graph_finalize(g) != 0) {
+    const int state_only = kind == EI_SEG_STATE;
+    for (int l = 0; l < cfg->n_layers; l++)
+        build_layer(&b, sg, o, l, &x, qpos, kpos, !(state_only && l == cfg->n_layers - 1));
+    if (!state_only) {
+        x = ag_rmsnorm(g, x, weight(&b, m->final_norm, AG_SHAPE(cfg->dim)), cfg->norm_eps);
+        ag_tensor *cls = m->classifier == m->tok_embeddings
+                             ? emb
+                             : weight(&b, m->classifier, AG_SHAPE(cfg->vocab_size, cfg->dim));
+        sg->logits = ag_linear(g, x, cls, NULL);
+        sg->loss = ag_cross_entropy(g, sg->logits, sg->targets, sg->mask);
+    }
+    if ((!state_only && !sg->loss) || ag_graph_finalize(g) != 0) {
         ei_error_prefix("edgeinfinite graph (segment of %d tokens): ", plan.n);
         ei_seg_graph_free(sg);
         return NULL;
@@ -273,19 +294,29 @@ void ei_seg_graph_free(ei_seg_graph *sg) {
 }
 
 void ei_seg_graph_set_valid(ei_seg_graph *sg, int sink, int window) {
-    if (!sg->kvalid) return;
-    uint8_t *v = ag_tensor_data(sg->kvalid);
-    int64_t T = sg->kvalid->numel;
+    const ei_seg_plan *p = &sg->plan;
+    const int64_t T = (int64_t)sink + window + p->n;
+    uint8_t *v = sg->kvalid ? ag_tensor_data(sg->kvalid) : NULL;
+    int32_t *kp = ag_tensor_data(sg->kpos), *qp = ag_tensor_data(sg->qpos);
+    /* design: slot index is the position; compact: occupied slots numbered contiguously (unfilled
+     * slots are masked, their positions only have to stay in range) */
+    const int compact = sg->positions == EI_POS_COMPACT;
     for (int64_t i = 0; i < T; i++) {
         int ok;
-        if (i < sink)
-            ok = i < sg->plan.sf;
-        else if (i < sink + window)
-            ok = i - sink >= window - sg->plan.wf;
-        else
+        int64_t pos = i;
+        if (i < sink) {
+            ok = i < p->sf;
+        } else if (i < sink + window) {
+            ok = i - sink >= window - p->wf;
+            if (compact) pos = ok ? p->sf + (i - sink - (window - p->wf)) : p->sf;
+        } else {
             ok = 1;
-        v[i] = (uint8_t)ok;
+            if (compact) pos = p->sf + p->wf + (i - sink - window);
+        }
+        if (v) v[i] = (uint8_t)ok;
+        kp[i] = (int32_t)pos;
     }
+    for (int64_t t = 0; t < p->n; t++) qp[t] = (int32_t)(compact ? p->sf + p->wf + t : sink + window + t);
 }
 
 int ei_seg_graph_bind_state(ei_seg_graph *sg, const ei_state *st, void *block, void *grad_block) {

@@ -8,15 +8,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Graphs are cached per plan. A document touches a handful of plans (filling segments, the steady
- * state, a short last segment); decoding while the window fills reuses one plan because unfilled
- * slots are masked, so a small cache suffices. Forward-only graphs are cached freely (they are a
- * third of a training graph's size); training graphs one at a time. */
+/* Graphs are cached per plan and kind (EI_SEG_*). A document touches a handful of plans (filling
+ * segments, the steady state, a short last segment); decoding while the window fills reuses one
+ * plan because unfilled slots are masked, so a small cache suffices. Forward-only and state-only
+ * graphs are cached freely (they are about a third of a training graph's size); training graphs
+ * one at a time. */
 #define EI_GRAPH_CACHE 12
 
 typedef struct {
     ei_seg_plan key;
-    int train;
+    int kind;
     ei_seg_graph *sg;
     uint64_t last_use;
 } cache_entry;
@@ -32,6 +33,13 @@ struct ei_edge {
     cache_entry cache[EI_GRAPH_CACHE];
     uint64_t tick;
     float *logit_buf; /* chunk logits for routed scoring */
+    /* BPTT buffers, kept across documents so a training loop does not fault in fresh pages for
+     * every document: saved input states, state gradients in / out, per-segment losses */
+    char *saved;
+    size_t saved_cap;
+    void *gin, *gout;
+    double *seg_nll;
+    int64_t seg_cap;
     ei_edge_progress_fn progress;
     void *progress_ctx;
 };
@@ -75,6 +83,10 @@ void ei_edge_free(ei_edge *e) {
     ei_state_free(e->state);
     ei_infer_free(e->inf);
     free(e->logit_buf);
+    free(e->saved);
+    free(e->gin);
+    free(e->gout);
+    free(e->seg_nll);
     free(e);
 }
 
@@ -94,32 +106,32 @@ static int same_key(const ei_seg_plan *a, const ei_seg_plan *b) {
            (a->c == 0 || a->wf == b->wf);
 }
 
-static ei_seg_graph *graph_for(ei_edge *e, ei_seg_plan plan, int train) {
+static ei_seg_graph *graph_for(ei_edge *e, ei_seg_plan plan, int kind) {
     int lru = 0;
     for (int i = 0; i < EI_GRAPH_CACHE; i++) {
         cache_entry *c = &e->cache[i];
-        if (c->sg && c->train == train && same_key(&c->key, &plan)) {
+        if (c->sg && c->kind == kind && same_key(&c->key, &plan)) {
             c->last_use = ++e->tick;
             c->sg->plan = plan; /* wf may differ (mask only) */
             return c->sg;
         }
         if (!c->sg || (e->cache[lru].sg && c->last_use < e->cache[lru].last_use)) lru = i;
     }
-    if (train) {
+    if (kind == EI_SEG_TRAIN) {
         /* at most one training graph alive: the activations and gradients of one segment are the
          * whole activation memory of a document's forward + backward. Plans change only near the
          * start and the end of a document, so this costs a few rebuilds per document. */
         for (int i = 0; i < EI_GRAPH_CACHE; i++)
-            if (e->cache[i].sg && e->cache[i].train) {
+            if (e->cache[i].sg && e->cache[i].kind == EI_SEG_TRAIN) {
                 ei_seg_graph_free(e->cache[i].sg);
                 e->cache[i] = (cache_entry){0};
                 lru = i;
             }
     }
-    ei_seg_graph *sg = ei_seg_graph_build(e->m, &e->o, e->gates, plan, e->mode, e->dtype, train);
+    ei_seg_graph *sg = ei_seg_graph_build(e->m, &e->o, e->gates, plan, e->mode, e->dtype, kind);
     if (!sg) return NULL;
     ei_seg_graph_free(e->cache[lru].sg);
-    e->cache[lru] = (cache_entry){plan, train, sg, ++e->tick};
+    e->cache[lru] = (cache_entry){plan, kind, sg, ++e->tick};
     return sg;
 }
 
@@ -181,12 +193,13 @@ static int base_feed(ei_edge *e, const int32_t *ids, int64_t n, const int32_t *t
     return 0;
 }
 
-/* Runs the forward of one segment on the current state (state->data), leaving the new state there. */
+/* Runs the forward of one segment on the current state (state->data), leaving the new state there.
+ * kind EI_SEG_STATE computes the state only (nll, count and logits_last must then be NULL). */
 static int segment_step(ei_edge *e, const int32_t *ids, int n, const int32_t *targets, const uint8_t *mask,
-                        int train, double *nll, int64_t *count, float *logits_last) {
+                        int kind, double *nll, int64_t *count, float *logits_last) {
     ei_state *st = e->state;
     ei_seg_plan plan = ei_seg_plan_make(e->o.sink, e->o.window, st->n_seen, n, e->mode);
-    ei_seg_graph *sg = graph_for(e, plan, train);
+    ei_seg_graph *sg = graph_for(e, plan, kind);
     if (!sg) return -1;
     set_inputs(sg, ids, targets, mask, n);
     ei_seg_graph_set_valid(sg, e->o.sink, e->o.window);
@@ -194,6 +207,7 @@ static int segment_step(ei_edge *e, const int32_t *ids, int n, const int32_t *ta
         ag_graph_forward(sg->g) != 0 || ei_seg_graph_read_state(sg, st, st->data) != 0)
         return -1;
     st->n_seen += n;
+    if (!sg->loss) return 0;
     if (nll) *nll += ag_tensor_at(sg->loss, 0);
     if (count) *count += (int64_t)(ag_cross_entropy_count(sg->loss) + 0.5);
     if (logits_last) {
@@ -215,7 +229,7 @@ int ei_edge_feed(ei_edge *e, const int32_t *ids, int64_t n, const int32_t *targe
     int L = e->o.segment;
     for (int64_t s = 0; s < n; s += L) {
         int k = (int)(n - s < L ? n - s : L);
-        if (segment_step(e, ids + s, k, targets ? targets + s : NULL, NULL, 0, nll_sum, count,
+        if (segment_step(e, ids + s, k, targets ? targets + s : NULL, NULL, EI_SEG_FORWARD, nll_sum, count,
                          s + k == n ? logits_last : NULL) != 0)
             return -1;
     }
@@ -244,7 +258,7 @@ int ei_edge_doc_eval(ei_edge *e, const int32_t *ids, const int32_t *targets, con
     int L = e->o.segment, nseg = 0;
     for (int64_t s = 0; s < n; s += L, nseg++) {
         int k = (int)(n - s < L ? n - s : L);
-        if (segment_step(e, ids + s, k, targets ? targets + s : NULL, mask ? mask + s : NULL, 0, &nll,
+        if (segment_step(e, ids + s, k, targets ? targets + s : NULL, mask ? mask + s : NULL, EI_SEG_FORWARD, &nll,
                          &count, NULL) != 0)
             return -1;
         if (e->progress) e->progress(e->progress_ctx, s + k, n);
@@ -261,12 +275,14 @@ static void add_block(ag_dtype dt, void *dst, const void *src, size_t n) {
 }
 
 /* Backward of segment s from its saved input state: gin receives d/d(input state); gout holds
- * d/d(output state) from the later segment. */
+ * d/d(output state) from the later segment. *nll receives the segment's summed NLL (from the
+ * recomputed forward). */
 static int segment_backward(ei_edge *e, const int32_t *ids, int n, const int32_t *targets, const uint8_t *mask,
-                            void *saved, int64_t n_seen, void *gin, void *gout, double seed, double *grad64) {
+                            void *saved, int64_t n_seen, void *gin, void *gout, double seed, double *grad64,
+                            double *nll) {
     ei_state *st = e->state;
     ei_seg_plan plan = ei_seg_plan_make(e->o.sink, e->o.window, n_seen, n, e->mode);
-    ei_seg_graph *sg = graph_for(e, plan, 1);
+    ei_seg_graph *sg = graph_for(e, plan, EI_SEG_TRAIN);
     if (!sg) return -1;
     set_inputs(sg, ids, targets, mask, n);
     ei_seg_graph_set_valid(sg, e->o.sink, e->o.window);
@@ -274,6 +290,7 @@ static int segment_backward(ei_edge *e, const int32_t *ids, int n, const int32_t
     if (ei_seg_graph_bind_state(sg, st, saved, gin) != 0 || ei_seg_graph_sync_gates(sg) != 0 ||
         ag_graph_forward(sg->g) != 0)
         return -1;
+    *nll = ag_tensor_at(sg->loss, 0);
     int nst = sg->n_layers * EI_SC_COUNT, k = 0;
     ag_tensor **outs = malloc(((size_t)nst + 1) * sizeof *outs);
     const void **seeds = malloc(((size_t)nst + 1) * sizeof *seeds);
@@ -310,6 +327,27 @@ static int segment_backward(ei_edge *e, const int32_t *ids, int n, const int32_t
     return 0;
 }
 
+/* Grows the BPTT buffers for nseg segments. */
+static int bptt_buffers(ei_edge *e, int64_t nseg) {
+    size_t sb = ei_state_bytes(e->state);
+    if ((size_t)nseg * sb > e->saved_cap) {
+        char *p = realloc(e->saved, (size_t)nseg * sb);
+        if (!p) return ei_error_set("edgeinfinite: out of memory saving %lld states of %zu bytes", (long long)nseg, sb);
+        e->saved = p;
+        e->saved_cap = (size_t)nseg * sb;
+    }
+    if (nseg > e->seg_cap) {
+        double *p = realloc(e->seg_nll, (size_t)nseg * sizeof *p);
+        if (!p) return ei_error_set("edgeinfinite: out of memory");
+        e->seg_nll = p;
+        e->seg_cap = nseg;
+    }
+    if (!e->gin) e->gin = malloc(sb);
+    if (!e->gout) e->gout = malloc(sb);
+    if (!e->gin || !e->gout) return ei_error_set("edgeinfinite: out of memory");
+    return 0;
+}
+
 int ei_edge_doc_train(ei_edge *e, const int32_t *ids, const int32_t *targets, const uint8_t *mask,
                       int64_t n, double weight, ei_doc_result *res, double *grad64) {
     if (e->mode != EI_MODE_EDGEINFINITE)
@@ -321,34 +359,34 @@ int ei_edge_doc_train(ei_edge *e, const int32_t *ids, const int32_t *targets, co
     int L = e->o.segment;
     int64_t nseg = (n + L - 1) / L;
     size_t sb = ei_state_bytes(st);
-    char *saved = malloc((size_t)nseg * sb);
-    void *gin = calloc(1, sb), *gout = calloc(1, sb);
+    if (bptt_buffers(e, nseg) != 0) return -1;
+    char *saved = e->saved;
+    void *gin = e->gin, *gout = e->gout;
+    memset(gout, 0, sb);
     int rc = 0;
-    double nll = 0;
-    int64_t cnt = 0;
-    if (!saved || !gin || !gout) rc = ei_error_set("edgeinfinite: out of memory saving %lld states of %zu bytes",
-                                                   (long long)nseg, sb);
+    /* forward sweep: states only; the backward sweep recomputes each segment with its loss */
     ei_state_reset(st);
     for (int64_t s = 0; rc == 0 && s < nseg; s++) {
         int k = (int)(n - s * L < L ? n - s * L : L);
         memcpy(saved + (size_t)s * sb, st->data, sb);
-        rc = segment_step(e, ids + s * L, k, targets + s * L, mask ? mask + s * L : NULL, 1, &nll, &cnt, NULL);
+        e->seg_nll[s] = 0;
+        rc = segment_step(e, ids + s * L, k, targets + s * L, mask ? mask + s * L : NULL, EI_SEG_STATE, NULL, NULL,
+                          NULL);
         if (rc == 0 && e->progress) e->progress(e->progress_ctx, s * L + k, n);
     }
     double seed = count ? weight / (double)count : 0.0;
     for (int64_t s = nseg - 1; rc == 0 && s >= 0 && count > 0; s--) {
         int k = (int)(n - s * L < L ? n - s * L : L);
         rc = segment_backward(e, ids + s * L, k, targets + s * L, mask ? mask + s * L : NULL,
-                              saved + (size_t)s * sb, s * L, gin, gout, seed, grad64);
+                              saved + (size_t)s * sb, s * L, gin, gout, seed, grad64, &e->seg_nll[s]);
         void *t = gin;
         gin = gout;
         gout = t;
         if (e->o.bptt_segments > 0 && s % e->o.bptt_segments == 0) memset(gout, 0, sb);
     }
-    free(saved);
-    free(gin);
-    free(gout);
     if (rc != 0) return -1;
-    finish(res, nll, cnt, 0, (int)nseg);
+    double nll = 0;
+    for (int64_t s = 0; s < nseg; s++) nll += e->seg_nll[s]; /* document order, as ei_edge_doc_eval */
+    finish(res, nll, count, 0, (int)nseg);
     return 0;
 }

@@ -17,6 +17,7 @@ void ei_opts_default(ei_opts *o) {
     o->route_threshold = -1;
     o->gate_init_bias = 0.0;
     o->bptt_segments = 0;
+    o->positions = EI_POS_COMPACT;
 }
 
 int ei_opts_validate(const ei_opts *o, const ei_model_config *cfg) {
@@ -30,6 +31,8 @@ int ei_opts_validate(const ei_opts *o, const ei_model_config *cfg) {
         return ei_error_set("edgeinfinite: gate must be token or head");
     if (o->memory_rule != EI_MEM_LINEAR && o->memory_rule != EI_MEM_DELTA)
         return ei_error_set("edgeinfinite: memory_rule must be linear or delta");
+    if (o->positions != EI_POS_COMPACT && o->positions != EI_POS_DESIGN)
+        return ei_error_set("edgeinfinite: positions must be compact or design");
     if (o->route_threshold < -1)
         return ei_error_set("edgeinfinite: route_threshold must be >= 0 (or -1 for the default), got %d",
                             o->route_threshold);
@@ -68,6 +71,7 @@ int ei_opts_set(ei_opts *o, const char *key, const char *value) {
     if (strcmp(key, "bptt_segments") == 0) return parse_int(key, value, &o->bptt_segments);
     if (strcmp(key, "gate") == 0) return ei_gate_kind_parse(value, &o->gate);
     if (strcmp(key, "memory_rule") == 0) return ei_mem_rule_parse(value, &o->memory_rule);
+    if (strcmp(key, "positions") == 0) return ei_positions_parse(value, &o->positions);
     if (strcmp(key, "gate_init_bias") == 0) {
         char *end = NULL;
         errno = 0;
@@ -78,7 +82,7 @@ int ei_opts_set(ei_opts *o, const char *key, const char *value) {
         return 0;
     }
     return ei_error_set("edgeinfinite: unknown option '%s' (known: segment, sink, window, gate, "
-                        "memory_rule, route_threshold, gate_init_bias, bptt_segments)", key);
+                        "memory_rule, route_threshold, gate_init_bias, bptt_segments, positions)", key);
 }
 
 int ei_gate_kind_parse(const char *s, ei_gate_kind *out) {
@@ -93,6 +97,12 @@ int ei_mem_rule_parse(const char *s, ei_mem_rule *out) {
     return ei_error_set("edgeinfinite: memory_rule must be 'linear' or 'delta', got '%s'", s ? s : "");
 }
 
+int ei_positions_parse(const char *s, ei_positions *out) {
+    if (s && strcmp(s, "compact") == 0) { *out = EI_POS_COMPACT; return 0; }
+    if (s && strcmp(s, "design") == 0) { *out = EI_POS_DESIGN; return 0; }
+    return ei_error_set("edgeinfinite: positions must be 'compact' or 'design', got '%s'", s ? s : "");
+}
+
 int ei_mode_parse(const char *s, ei_mode *out) {
     if (s && strcmp(s, "full") == 0) { *out = EI_MODE_FULL; return 0; }
     if (s && strcmp(s, "window") == 0) { *out = EI_MODE_WINDOW; return 0; }
@@ -102,6 +112,7 @@ int ei_mode_parse(const char *s, ei_mode *out) {
 
 const char *ei_gate_kind_name(ei_gate_kind k) { return k == EI_GATE_HEAD ? "head" : "token"; }
 const char *ei_mem_rule_name(ei_mem_rule r) { return r == EI_MEM_DELTA ? "delta" : "linear"; }
+const char *ei_positions_name(ei_positions p) { return p == EI_POS_DESIGN ? "design" : "compact"; }
 const char *ei_mode_name(ei_mode m) {
     return m == EI_MODE_FULL ? "full" : m == EI_MODE_WINDOW ? "window" : "edgeinfinite";
 }

@@ -2,7 +2,8 @@
  * routing threshold, gate initialisation and BPTT truncation. Plain values, no ownership.
  *
  * Option names are the config keys of DESIGN.md: segment, sink, window, gate (token|head),
- * memory_rule (linear|delta), route_threshold, gate_init_bias, bptt_segments. */
+ * memory_rule (linear|delta), route_threshold, gate_init_bias, bptt_segments, plus positions
+ * (compact|design, see ei_positions). */
 #ifndef EI_OPTIONS_H
 #define EI_OPTIONS_H
 
@@ -10,6 +11,15 @@
 
 typedef enum { EI_GATE_TOKEN = 0, EI_GATE_HEAD = 1 } ei_gate_kind;
 typedef enum { EI_MEM_LINEAR = 0, EI_MEM_DELTA = 1 } ei_mem_rule;
+/* RoPE positions of the local attention keys (sf sink slots and wf window slots filled):
+ *   design  (DESIGN 3.1) sink slot i -> i, window slot j (right-aligned) -> S + j, segment token t
+ *           (0-based) -> S + W + t; while the window fills there is a gap of W - wf positions
+ *           between the sink and the oldest cached token;
+ *   compact (default) the occupied slots are numbered contiguously: sink slot i -> i, the wf filled
+ *           window slots -> sf .. sf + wf - 1, segment token t -> sf + wf + t. Equal to design once
+ *           the window is full, and to the base model's absolute positions until it first
+ *           overflows. */
+typedef enum { EI_POS_COMPACT = 0, EI_POS_DESIGN = 1 } ei_positions;
 /* full: base model; window: sink + window only (StreamingLLM, nothing compressed);
  * edgeinfinite: the whole method. */
 typedef enum { EI_MODE_FULL = 0, EI_MODE_WINDOW = 1, EI_MODE_EDGEINFINITE = 2 } ei_mode;
@@ -31,6 +41,7 @@ typedef struct {
                             0 never routes */
     double gate_init_bias; /* b (token gate) or beta (head gate) at initialisation; w starts at 0 */
     int bptt_segments;   /* 0: full BPTT; k > 0: state gradient cut every k segments */
+    ei_positions positions;
 } ei_opts;
 
 void ei_opts_default(ei_opts *o);
@@ -46,8 +57,10 @@ int ei_opts_set(ei_opts *o, const char *key, const char *value);
 int ei_gate_kind_parse(const char *s, ei_gate_kind *out);
 int ei_mem_rule_parse(const char *s, ei_mem_rule *out);
 int ei_mode_parse(const char *s, ei_mode *out);
+int ei_positions_parse(const char *s, ei_positions *out);
 const char *ei_gate_kind_name(ei_gate_kind k);
 const char *ei_mem_rule_name(ei_mem_rule r);
 const char *ei_mode_name(ei_mode m);
+const char *ei_positions_name(ei_positions p);
 
 #endif

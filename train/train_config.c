@@ -39,6 +39,9 @@ static const ei_cfg_key train_schema[] = {
      "initial gate bias b (the gate starts at sigmoid(b))"},
     {"edgeinfinite.bptt_segments", EI_CFG_INT, OFF(ei.bptt_segments), 0, 1 << 20, "0", NULL, 0, 0,
      "truncate backpropagation through the state every k segments; 0: full BPTT"},
+    {"edgeinfinite.positions", EI_CFG_ENUM, OFF(ei.positions), NORANGE, "compact", "compact|design", 0, FIXED,
+     "RoPE positions of cached keys while the window fills: compact (occupied slots numbered "
+     "contiguously) or design (DESIGN 3.1: window slots right-aligned)"},
 
     {"data.train", EI_CFG_STRING, OFF(data.train), NORANGE, NULL, NULL, 0, REQ | FIXED,
      "training dataset (.h5 from ei prepare)"},
@@ -177,6 +180,7 @@ void ei_train_config_opts(const ei_train_config *cfg, ei_opts *o) {
     o->route_threshold = cfg->ei.route_threshold;
     o->gate_init_bias = cfg->ei.gate_init_bias;
     o->bptt_segments = cfg->ei.bptt_segments;
+    o->positions = cfg->ei.positions == EI_POS_DESIGN ? EI_POS_DESIGN : EI_POS_COMPACT;
 }
 
 void ei_train_config_print_schema(FILE *fp) { ei_config_print_schema(train_schema, fp); }

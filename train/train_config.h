@@ -31,6 +31,7 @@ typedef struct {
         int route_threshold;   /* -1: S + W + L; 0: never route; capped at the model's context */
         double gate_init_bias; /* b at initialisation */
         int bptt_segments;     /* 0: full BPTT; k: truncate the gradient through the state every k */
+        int positions;         /* ei_positions: compact | design */
     } ei;
     struct {
         char *train;        /* dataset.h5 (required) */
