@@ -21,3 +21,8 @@ val_loss() {
   "$EI" eval --data "$VAL" --model "$MODEL" --mode "$mode" --max-samples "$EVAL_SAMPLES" \
     --max-tokens "$EVAL_TOKENS" "$@" 2>/dev/null | awk '$1 == "loss" {print $2}'
 }
+# STEPS=N in the environment shortens a run (warmup scaled along); expands to `ei train` options.
+steps_args=()
+if [ -n "${STEPS:-}" ]; then
+  steps_args=(--set "train.steps=$STEPS" --set "train.warmup_steps=$(( STEPS / 10 ))")
+fi

@@ -16,8 +16,6 @@ CONFIG=configs/train/stories_lm.yaml
 VAL=$DATA/ds.val.h5
 EVAL_SAMPLES=6
 EVAL_TOKENS=0
-steps_args=()
-[ -n "${STEPS:-}" ] && steps_args=(--set "train.steps=$STEPS" --set "train.warmup_steps=$(( STEPS / 10 ))")
 
 log "prepare: $FIXTURES/text/tinystories.txt -> 24 documents"
 rm -rf "$DATA" && mkdir -p "$DATA/docs"

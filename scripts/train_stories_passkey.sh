@@ -18,8 +18,6 @@ CONFIG=configs/train/stories_passkey.yaml
 VAL=$DATA/ds.val.h5
 EVAL_SAMPLES=16
 EVAL_TOKENS=0
-steps_args=()
-[ -n "${STEPS:-}" ] && steps_args=(--set "train.steps=$STEPS" --set "train.warmup_steps=$(( STEPS / 10 ))")
 
 log "prepare: passkey samples, lengths 1024 and 2048 tokens, 5 depths, 8 keys each"
 rm -rf "$DATA" && mkdir -p "$DATA"

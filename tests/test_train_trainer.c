@@ -236,8 +236,39 @@ static void test_export_names(void **state) {
     float bias[8];
     assert_int_equal(ei_st_to_f32(b, bias), 0);
     assert_memory_equal(bias, c.params + 8 * 64, sizeof bias);
-    ei_ckpt_free(&c);
     ei_st_close(f);
+
+    /* Python's reading of the format (json header + numpy), when numpy is installed. */
+    if (system("/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "note: numpy not installed, Python load check skipped\n");
+        ei_ckpt_free(&c);
+        return;
+    }
+    char cmd[2400], res[600];
+    snprintf(res, sizeof res, "%s/py.out", tmpdir);
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 -c 'import json, struct, sys, numpy as np\n"
+             "b = open(sys.argv[1], \"rb\").read(); n = struct.unpack(\"<Q\", b[:8])[0]\n"
+             "h = json.loads(b[8:8 + n]); h.pop(\"__metadata__\"); s = 0.0\n"
+             "for k, t in h.items():\n"
+             "    a = np.frombuffer(b[8 + n + t[\"data_offsets\"][0]:8 + n + t[\"data_offsets\"][1]], \"<f4\")"
+             ".reshape(t[\"shape\"])\n"
+             "    s += float(a.astype(np.float64).sum())\n"
+             "print(len(h), repr(s))' '%s' > '%s'",
+             out, res);
+    assert_int_equal(system(cmd), 0);
+    char *txt = NULL;
+    size_t len = 0;
+    assert_int_equal(ei_file_read_all(res, &txt, &len), 0);
+    int count = 0;
+    double pysum = 0;
+    assert_int_equal(sscanf(txt, "%d %lf", &count, &pysum), 2);
+    free(txt);
+    double sum = 0;
+    for (size_t i = 0; i < c.n_params; i++) sum += c.params[i];
+    assert_int_equal(count, 10);
+    assert_true(fabs(pysum - sum) <= 1e-9 * fmax(1.0, fabs(sum)));
+    ei_ckpt_free(&c);
 }
 
 static void test_mpi_two_ranks_equal_single_process(void **state) {
