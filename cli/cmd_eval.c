@@ -267,7 +267,7 @@ int ei_cmd_eval(int argc, char **argv) {
     int max_tokens = 0, paragraphs = 0, json = 0, ctx = 0, stride = 0, max_samples = 0, exact = 0;
     ei_cli_opts_default(&g_edge_opts);
     ei_arg opts[] = {
-        {"ppl", EI_ARG_STR, &ppl_path, "FILE", "text file to score (required)"},
+        {"ppl", EI_ARG_STR, &ppl_path, "FILE", "text file to score (this or --data is required)"},
         {"data", EI_ARG_STR, &data_path, "FILE.h5",
          "instead of --ppl: mean loss over the loss-masked tokens of a dataset (ei prepare)"},
         {"max-samples", EI_ARG_INT, &max_samples, "N", "--data: only the first N samples (0: all)"},
@@ -288,7 +288,10 @@ int ei_cmd_eval(int argc, char **argv) {
     int rc = ei_args_parse(argc, argv, "ei eval",
                            "Perplexity of a text file. The whole file is one document (BOS + its tokens) unless "
                            "--paragraphs. Prints `tokens N` (predicted tokens: every token after a document's "
-                           "BOS), `loss L` (their mean negative log-likelihood, nats) and `ppl P` (exp(loss)).",
+                           "BOS), `loss L` (their mean negative log-likelihood, nats) and `ppl P` (exp(loss)). "
+                           "With --data FILE.h5 instead: the same three over the loss-masked tokens of a dataset "
+                           "from `ei prepare` (each sample its own document), and with --exact the greedy "
+                           "exact-match rate of the answers.",
                            opts, NULL, NULL);
     if (rc) return rc < 0 ? 2 : 0;
     if ((!ppl_path && !data_path) || (ppl_path && data_path) || !model_path) {
