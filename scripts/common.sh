@@ -14,6 +14,8 @@ if [ ! -x "$EI" ]; then
 fi
 MODEL=$FIXTURES/models/stories260K/stories260K.bin
 TOKENIZER=$FIXTURES/models/stories260K/tok512.bin
+# Where datasets and runs go (relative to the repository root unless absolute).
+RUNS=${RUNS:-runs}
 log() { printf '\n== %s\n' "$*"; }
 # val_loss MODE [extra ei eval options]: mean loss on the validation set (stdout: the number)
 val_loss() {

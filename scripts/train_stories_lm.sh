@@ -7,15 +7,15 @@
 #
 # Data: tinystories.txt cut into 24 documents of about 4.2K tokens (whole stories kept together);
 # 6 go to validation. Segment 128, window 256, sink 4 (configs/train/stories_lm.yaml).
-# Output: runs/stories_lm/{metrics.jsonl, ckpt-*.h5, gates.safetensors, loss.png, export/, results.txt}
+# Output (RUNS=runs by default): $RUNS/stories_lm/{metrics.jsonl, ckpt-*.h5, gates.safetensors, loss.png, export/, results.txt}
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
-DATA=runs/data/stories_lm
-OUT=runs/stories_lm
+DATA=$RUNS/data/stories_lm
+OUT=$RUNS/stories_lm
 CONFIG=configs/train/stories_lm.yaml
 VAL=$DATA/ds.val.h5
-EVAL_SAMPLES=6
-EVAL_TOKENS=0
+EVAL_SAMPLES=${EVAL_SAMPLES:-6}
+EVAL_TOKENS=${EVAL_TOKENS:-0}
 
 log "prepare: $FIXTURES/text/tinystories.txt -> 24 documents"
 rm -rf "$DATA" && mkdir -p "$DATA/docs"
@@ -29,7 +29,8 @@ awk -v n=24 -v total="$(wc -c < "$FIXTURES/text/tinystories.txt")" -v dir="$DATA
 
 log "train (gates only; progress below, one JSON line per step in $OUT/metrics.jsonl)"
 rm -rf "$OUT"
-"$EI" train --config "$CONFIG" "${steps_args[@]}" "$@"
+"$EI" train --config "$CONFIG" --set "data.train=$DATA/ds.train.h5" --set "data.val=$DATA/ds.val.h5" \
+  --set "train.out_dir=$OUT" "${steps_args[@]}" "$@"
 
 log "export"
 "$EI" export "$OUT" --merged "$OUT/export"

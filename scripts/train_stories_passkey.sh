@@ -9,15 +9,14 @@
 #
 # With a 4-token sink and a 256-token window, a key deeper than ~390 tokens from the end of the prompt
 # has left the caches: only the compressive memory can carry it to the question.
-# Output: runs/stories_passkey/{metrics.jsonl, ckpt-*.h5, gates.safetensors, loss.png, results.txt}
+# Output (RUNS=runs by default): $RUNS/stories_passkey/{metrics.jsonl, ckpt-*.h5, gates.safetensors, loss.png, results.txt}
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
-DATA=runs/data/stories_passkey
-OUT=runs/stories_passkey
+DATA=$RUNS/data/stories_passkey
+OUT=$RUNS/stories_passkey
 CONFIG=configs/train/stories_passkey.yaml
 VAL=$DATA/ds.val.h5
-EVAL_SAMPLES=16
-EVAL_TOKENS=0
+EVAL_SAMPLES=${EVAL_SAMPLES:-16}
 
 log "prepare: passkey samples, lengths 1024 and 2048 tokens, 5 depths, 8 keys each"
 rm -rf "$DATA" && mkdir -p "$DATA"
@@ -27,7 +26,8 @@ rm -rf "$DATA" && mkdir -p "$DATA"
 
 log "train (gates only)"
 rm -rf "$OUT"
-"$EI" train --config "$CONFIG" "${steps_args[@]}" "$@"
+"$EI" train --config "$CONFIG" --set "data.train=$DATA/ds.train.h5" --set "data.val=$DATA/ds.val.h5" \
+  --set "train.out_dir=$OUT" "${steps_args[@]}" "$@"
 
 log "export"
 "$EI" export "$OUT" --merged "$OUT/export"
@@ -36,7 +36,7 @@ log "export"
 log "evaluate on the held-out passkey samples (answer tokens only)"
 row() { # name, extra eval options
   local name=$1; shift
-  "$EI" eval --data "$VAL" --model "$MODEL" --exact "$@" 2>/dev/null |
+  "$EI" eval --data "$VAL" --model "$MODEL" --exact --max-samples "$EVAL_SAMPLES" "$@" 2>/dev/null |
     awk -v name="$name" '$1 == "loss" {l = $2} $1 == "exact" {e = $2} END {printf "%-36s %10.4f %10.3f\n", name, l, e}'
 }
 {
