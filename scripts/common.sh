@@ -28,3 +28,15 @@ steps_args=()
 if [ -n "${STEPS:-}" ]; then
   steps_args=(--set "train.steps=$STEPS" --set "train.warmup_steps=$(( STEPS / 10 ))")
 fi
+# train_and_export TITLE [ei train options]: trains CONFIG on $DATA/ds.{train,val}.h5 into $OUT, then
+# exports the merged model to $OUT/export and draws $OUT/loss.png.
+train_and_export() {
+  local title=$1; shift
+  log "train (gates only; progress below, one JSON line per step in $OUT/metrics.jsonl)"
+  rm -rf "$OUT"
+  "$EI" train --config "$CONFIG" --set "data.train=$DATA/ds.train.h5" --set "data.val=$DATA/ds.val.h5" \
+    --set "train.out_dir=$OUT" "${steps_args[@]}" "$@"
+  log "export"
+  "$EI" export "$OUT" --merged "$OUT/export"
+  "$EI" plot "$OUT/metrics.jsonl" -o "$OUT/loss.png" --title "$title"
+}

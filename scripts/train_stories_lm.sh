@@ -27,14 +27,7 @@ awk -v n=24 -v total="$(wc -c < "$FIXTURES/text/tinystories.txt")" -v dir="$DATA
 "$EI" prepare --tokenizer "$TOKENIZER" --output "$DATA/ds.h5" --doc-mode whole --val-fraction 0.25 \
   --max-tokens 16384 --seed 1234 "$DATA"/docs/doc*.txt
 
-log "train (gates only; progress below, one JSON line per step in $OUT/metrics.jsonl)"
-rm -rf "$OUT"
-"$EI" train --config "$CONFIG" --set "data.train=$DATA/ds.train.h5" --set "data.val=$DATA/ds.val.h5" \
-  --set "train.out_dir=$OUT" "${steps_args[@]}" "$@"
-
-log "export"
-"$EI" export "$OUT" --merged "$OUT/export"
-"$EI" plot "$OUT/metrics.jsonl" -o "$OUT/loss.png" --title "stories260K gate training (LM, 4K-token documents)"
+train_and_export "stories260K gate training (LM, 4K-token documents)" "$@"
 
 log "evaluate on the validation documents (mean NLL of every token, whole documents)"
 w=$(val_loss window)

@@ -24,14 +24,7 @@ rm -rf "$DATA" && mkdir -p "$DATA"
   --lengths 1024,2048 --depths 0,0.25,0.5,0.75,1 --per-cell 8 --val-fraction 0.2 --seed 1234 \
   --output "$DATA/ds.h5" --eval-set "$DATA/val.eis"
 
-log "train (gates only)"
-rm -rf "$OUT"
-"$EI" train --config "$CONFIG" --set "data.train=$DATA/ds.train.h5" --set "data.val=$DATA/ds.val.h5" \
-  --set "train.out_dir=$OUT" "${steps_args[@]}" "$@"
-
-log "export"
-"$EI" export "$OUT" --merged "$OUT/export"
-"$EI" plot "$OUT/metrics.jsonl" -o "$OUT/loss.png" --title "stories260K gate training (passkey)"
+train_and_export "stories260K gate training (passkey)" "$@"
 
 log "evaluate on the held-out passkey samples (answer tokens only)"
 row() { # name, extra eval options
