@@ -1,7 +1,8 @@
 /* `ei train` end to end through the binary ($EI_BIN): a run killed with SIGKILL and resumed ends
  * with gates bit-identical to an uninterrupted run; a 2-rank MPI run equals the single-process run
  * to float tolerance; only the gates change; resuming with another base model or an incompatible
- * config is refused; `ei export` writes the gates under the documented names.
+ * config is refused; `ei export` writes the gates under the documented names; 1 and 2 threads give
+ * bit-identical gates.
  *
  * Data: TinyStories paragraphs with the stories260K tokenizer, EdgeInfinite with tiny segments
  * (L 16, S 2, W 16, so documents of 35+ tokens run the memory path) to keep every step fast. */
@@ -309,6 +310,25 @@ static void test_mpi_two_ranks_equal_single_process(void **state) {
     ei_ckpt_free(&b);
 }
 
+static void test_threads_bit_identical(void **state) {
+    (void)state;
+    assert_int_equal(train("t1", 1, "--set", "train.steps=6", "t1"), 0);
+    char t2[600], log[600];
+    snprintf(t2, sizeof t2, "train.out_dir=%s/t2", tmpdir);
+    snprintf(log, sizeof log, "%s/t2.log", tmpdir);
+    const char *argv[] = {ei_bin, "train", "--config", cfg_path, "--set", t2, "--set", "train.steps=6",
+                          "--set", "train.threads=2", "--quiet", NULL};
+    assert_int_equal(run(1, argv, log), 0);
+    ei_checkpoint a, b;
+    read_ckpt("t1", 6, &a);
+    read_ckpt("t2", 6, &b);
+    assert_int_equal(a.n_params, b.n_params);
+    assert_memory_equal(a.params, b.params, a.n_params * sizeof(float));
+    assert_memory_equal(a.adam_v, b.adam_v, a.n_params * sizeof(float));
+    ei_ckpt_free(&a);
+    ei_ckpt_free(&b);
+}
+
 static void test_bad_config_is_a_clear_error(void **state) {
     (void)state;
     char log[600], *buf = NULL;
@@ -340,6 +360,7 @@ int main(void) {
         cmocka_unit_test(test_resume_refuses_incompatible),
         cmocka_unit_test(test_export_names),
         cmocka_unit_test(test_mpi_two_ranks_equal_single_process),
+        cmocka_unit_test(test_threads_bit_identical),
         cmocka_unit_test(test_bad_config_is_a_clear_error),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
