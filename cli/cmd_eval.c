@@ -192,8 +192,7 @@ static int score_dataset(const char *path, const ei_model *m, int64_t max_sample
     }
     int64_t n = ei_dataset_n_samples(d);
     if (max_samples > 0 && max_samples < n) n = max_samples;
-    int32_t *tok = NULL, *tgt = NULL;
-    uint8_t *mask = NULL, *pm = NULL;
+    ei_sample_buf b = {0};
     double nll = 0, t0 = ei_time_now();
     int64_t count = 0, rc = 0, n_exact = 0, n_answered = 0;
     float *logits = exact ? malloc((size_t)m->cfg.vocab_size * sizeof(float)) : NULL;
@@ -201,42 +200,26 @@ static int score_dataset(const char *path, const ei_model *m, int64_t max_sample
     g_progress = (progress_state){.t_start = t0, .t_last = t0, .n_docs = (int)n, .tty = isatty(2)};
     ei_edge_set_progress(s.edge, edge_progress, NULL);
     for (int64_t i = 0; i < n && rc == 0; i++) {
-        int64_t len = ei_dataset_read_alloc(d, i, &tok, &mask);
-        if (len < 0) {
-            rc = -1;
-            break;
-        }
-        if (max_tokens > 0 && len > max_tokens) len = max_tokens;
-        tgt = malloc((size_t)len * sizeof *tgt);
-        pm = malloc((size_t)len);
-        if (!tgt || !pm) rc = ei_error_set("out of memory");
-        for (int64_t t = 0; rc == 0 && t + 1 < len; t++) {
-            tgt[t] = tok[t + 1];
-            pm[t] = mask[t + 1];
-        }
+        int64_t len, cnt;
         ei_doc_result r;
+        if (ei_sample_load(&b, d, i, max_tokens, &len, &cnt) != 0) rc = -1;
         g_progress.doc = (int)i;
         g_progress.done_before = count;
-        if (rc == 0 && len > 1 && ei_edge_doc_eval(s.edge, tok, tgt, pm, len - 1, &r) != 0) rc = -1;
-        if (rc == 0 && len > 1) {
+        if (rc == 0 && len > 0 && ei_edge_doc_eval(s.edge, b.tokens, b.targets, b.pmask, len, &r) != 0) rc = -1;
+        if (rc == 0 && len > 0) {
             nll += r.nll_sum;
             count += r.count;
         }
         if (rc == 0 && exact) {
-            int x = ei_trainer_answer_exact(s.edge, tok, mask, len, m->cfg.vocab_size, logits);
+            int x = ei_trainer_answer_exact(s.edge, b.tokens, b.mask, len + 1, m->cfg.vocab_size, logits);
             if (x < 0) rc = -1;
             else if (x < 2) {
                 n_exact += x;
                 n_answered++;
             }
         }
-        free(tok);
-        free(mask);
-        free(tgt);
-        free(pm);
-        tok = tgt = NULL;
-        mask = pm = NULL;
     }
+    ei_sample_free(&b);
     free(logits);
     ei_cli_session_close(&s);
     ei_dataset_close(d);

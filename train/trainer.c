@@ -18,15 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* One sample turned into the (ids, targets, mask) triple of ei_edge: position t reads tokens[t]
- * and predicts tokens[t+1], counted when loss_mask[t+1] is set. Buffers grow as needed. */
-typedef struct {
-    int32_t *tokens, *targets;
-    uint8_t *mask, *pmask;
-    int64_t cap;
-} sample_buf;
-
-static int sample_load(sample_buf *b, ei_dataset *d, int64_t idx, int64_t max_tokens, int64_t *n_out,
+int ei_sample_load(ei_sample_buf *b, ei_dataset *d, int64_t idx, int64_t max_tokens, int64_t *n_out,
                        int64_t *count_out) {
     int64_t n = ei_dataset_sample_len(d, idx);
     if (n < 0) return ei_error_set("%s: sample %lld out of range", ei_dataset_path(d), (long long)idx);
@@ -56,7 +48,7 @@ static int sample_load(sample_buf *b, ei_dataset *d, int64_t idx, int64_t max_to
     return 0;
 }
 
-static void sample_free(sample_buf *b) {
+void ei_sample_free(ei_sample_buf *b) {
     free(b->tokens);
     free(b->targets);
     free(b->mask);
@@ -76,7 +68,7 @@ static uint64_t model_file_size(const char *path) {
 }
 
 /* Mean NLL of a dataset's first max_samples samples, split across ranks (sample i on rank i % W). */
-static int eval_loss(ei_edge *e, ei_dataset *d, int64_t max_samples, int64_t max_tokens, sample_buf *b,
+static int eval_loss(ei_edge *e, ei_dataset *d, int64_t max_samples, int64_t max_tokens, ei_sample_buf *b,
                      double *loss, int64_t *count) {
     int64_t n = ei_dataset_n_samples(d);
     if (max_samples > 0 && max_samples < n) n = max_samples;
@@ -85,7 +77,7 @@ static int eval_loss(ei_edge *e, ei_dataset *d, int64_t max_samples, int64_t max
     int rc = 0;
     for (int64_t i = rank; i < n && rc == 0; i += world) {
         int64_t len, cnt;
-        if (sample_load(b, d, i, max_tokens, &len, &cnt) != 0) {
+        if (ei_sample_load(b, d, i, max_tokens, &len, &cnt) != 0) {
             rc = -1;
             break;
         }
@@ -129,7 +121,7 @@ int ei_trainer_answer_exact(ei_edge *e, const int32_t *tokens, const uint8_t *ma
 }
 
 /* Exact-match rate over the first max_samples samples, split across ranks (sample i on rank i % W). */
-static int eval_exact(ei_edge *e, ei_dataset *d, int64_t max_samples, int vocab, sample_buf *b, double *rate) {
+static int eval_exact(ei_edge *e, ei_dataset *d, int64_t max_samples, int vocab, ei_sample_buf *b, double *rate) {
     int64_t n = ei_dataset_n_samples(d);
     if (max_samples > 0 && max_samples < n) n = max_samples;
     int rank = ei_dist_rank(), world = ei_dist_size();
@@ -138,7 +130,7 @@ static int eval_exact(ei_edge *e, ei_dataset *d, int64_t max_samples, int vocab,
     if (!logits) acc[2] = 1;
     for (int64_t i = rank; i < n && acc[2] == 0; i += world) {
         int64_t len, cnt;
-        if (sample_load(b, d, i, 0, &len, &cnt) != 0) {
+        if (ei_sample_load(b, d, i, 0, &len, &cnt) != 0) {
             acc[2] = 1;
             break;
         }
@@ -181,7 +173,7 @@ typedef struct {
     ei_dataset_iter *it;
     ei_adamw adam;
     ei_metrics *metrics;
-    sample_buf buf;
+    ei_sample_buf buf;
     double *gmean, *gsd;
     char *cfg_text;
     ei_opts opts;
@@ -196,7 +188,7 @@ static void trainer_free(trainer *t) {
     ei_model_free(t->model);
     ei_adamw_free(&t->adam);
     ei_metrics_close(t->metrics);
-    sample_free(&t->buf);
+    ei_sample_free(&t->buf);
     free(t->gmean);
     free(t->gsd);
     free(t->cfg_text);
@@ -362,7 +354,7 @@ int ei_trainer_run(const ei_train_config *cfg, const ei_trainer_opts *ro) {
         double acc[4] = {0, 0, 0, 0};
         for (int64_t i = 0; i < share; i++) {
             int64_t idx = ei_dataset_iter_next(t.it, NULL), len, cnt;
-            if (sample_load(&t.buf, t.train, idx, cfg->data.max_tokens, &len, &cnt) != 0) {
+            if (ei_sample_load(&t.buf, t.train, idx, cfg->data.max_tokens, &len, &cnt) != 0) {
                 acc[3] = 1;
                 break;
             }

@@ -13,6 +13,7 @@
 #ifndef EI_TRAINER_H
 #define EI_TRAINER_H
 
+#include "data/dataset.h"
 #include "train/ei_model.h"
 #include "train/optim.h"
 #include "train/train_config.h"
@@ -25,6 +26,21 @@ typedef struct {
 
 /* Runs the whole training job. Returns 0 on success, -1 with ei_error set. Every rank calls it. */
 int ei_trainer_run(const ei_train_config *cfg, const ei_trainer_opts *opts);
+
+/* One dataset sample as the (ids, targets, mask) triple of ei_edge: position t reads tokens[t] and
+ * predicts targets[t] = tokens[t+1], counted when pmask[t] = loss_mask[t+1] is set. The buffers are
+ * owned by the struct (start zeroed, grow as needed, ei_sample_free releases them). */
+typedef struct {
+    int32_t *tokens, *targets;
+    uint8_t *mask, *pmask; /* mask: the sample's loss mask as stored; pmask: shifted to positions */
+    int64_t cap;
+} ei_sample_buf;
+
+/* Reads sample idx, cut to max_tokens (0: whole). *n_out: positions that predict something (the cut
+ * length - 1); *count_out: counted positions. -1 with ei_error set on failure. */
+int ei_sample_load(ei_sample_buf *b, ei_dataset *d, int64_t idx, int64_t max_tokens, int64_t *n_out,
+                   int64_t *count_out);
+void ei_sample_free(ei_sample_buf *b);
 
 /* One optimizer update from an all-reduced, normalised gradient. A non-finite loss or gradient norm
  * skips the update (parameters and moments untouched) and counts it in *bad_run; max_bad_steps in a
