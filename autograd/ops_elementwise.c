@@ -60,13 +60,18 @@ static void bstrides(const int64_t *xs, int64_t *st) {
     }
 }
 
-static int bin_forward(ag_node *n) {
-    int64_t os[4], as[4], bs[4], sta[4], stb[4];
+/* Padded 4-D shapes of a binary op's output and sources, and the sources' broadcast strides. */
+static void bin_shapes(const ag_node *n, int64_t *os, int64_t *as, int64_t *bs, int64_t *sta, int64_t *stb) {
     pad4(&n->t, os);
     pad4(&n->src[0]->t, as);
     pad4(&n->src[1]->t, bs);
     bstrides(as, sta);
     bstrides(bs, stb);
+}
+
+static int bin_forward(ag_node *n) {
+    int64_t os[4], as[4], bs[4], sta[4], stb[4];
+    bin_shapes(n, os, as, bs, sta, stb);
     if (n->t.dtype == AG_F32)
         bin_forward_f32((int)n->ip[0], os, n->src[0]->t.data, sta, n->src[1]->t.data, stb, n->t.data);
     else
@@ -76,11 +81,7 @@ static int bin_forward(ag_node *n) {
 
 static void bin_backward(ag_node *n) {
     int64_t os[4], as[4], bs[4], sta[4], stb[4];
-    pad4(&n->t, os);
-    pad4(&n->src[0]->t, as);
-    pad4(&n->src[1]->t, bs);
-    bstrides(as, sta);
-    bstrides(bs, stb);
+    bin_shapes(n, os, as, bs, sta, stb);
     const int flat = !memcmp(os, as, sizeof os) && !memcmp(os, bs, sizeof os);
     for (int w = 0; w < 2; w++) {
         void *dx = ag_grad_acquire(n->src[w]);
