@@ -10,7 +10,7 @@
 #include "core/ei_error.h"
 #include "core/ei_io.h"
 #include "kernels/kernels.h"
-#include "train/ei_model.h"
+#include "train/edge.h"
 
 #include <stdio.h>
 #include <stdlib.h>

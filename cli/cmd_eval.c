@@ -13,11 +13,11 @@
 #include "core/ei_error.h"
 #include "core/ei_io.h"
 #include "data/dataset.h"
-#include "data/tokenizer.h"
-#include "train/ei_cli.h"
+#include "text/tokenizer.h"
+#include "train/edge_session.h"
 #include "train/infer.h"
 #include "train/trainer.h"
-#include "train/model.h"
+#include "formats/model.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -7,8 +7,8 @@
 #include "core/ei_error.h"
 #include "core/ei_io.h"
 #include "train/checkpoint.h"
-#include "train/ei_gates.h"
-#include "train/model.h"
+#include "formats/gates.h"
+#include "formats/model.h"
 #include "train/train_config.h"
 
 #include <inttypes.h>

@@ -3,10 +3,10 @@
 #include "core/ei_args.h"
 #include "core/ei_error.h"
 #include "core/ei_io.h"
-#include "data/tokenizer.h"
+#include "text/tokenizer.h"
 #include "train/infer.h"
-#include "train/ei_cli.h"
-#include "train/model.h"
+#include "train/edge_session.h"
+#include "formats/model.h"
 
 #include <math.h>
 #include <stdio.h>

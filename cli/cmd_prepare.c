@@ -1,7 +1,7 @@
 /* `ei prepare`: builds HDF5 datasets, evaluation sets and passkey tasks (data/prepare.h). */
 #include "cli/commands.h"
 #include "core/ei_args.h"
-#include "core/ei_config.h"
+#include "config/ei_config.h"
 #include "core/ei_error.h"
 #include "data/prepare.h"
 

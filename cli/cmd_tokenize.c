@@ -2,7 +2,7 @@
 #include "cli/commands.h"
 #include "core/ei_args.h"
 #include "core/ei_error.h"
-#include "data/tokenizer.h"
+#include "text/tokenizer.h"
 
 #include <errno.h>
 #include <stdio.h>

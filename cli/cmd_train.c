@@ -6,7 +6,7 @@
 #include "core/ei_io.h"
 #include "train/checkpoint.h"
 #include "train/dist.h"
-#include "train/ei_gates.h"
+#include "formats/gates.h"
 #include "train/trainer.h"
 
 #include <stdio.h>

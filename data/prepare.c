@@ -5,8 +5,8 @@
 #include "core/ei_error.h"
 #include "core/ei_io.h"
 #include "data/dataset.h"
-#include "data/evalset.h"
-#include "data/passkey.h"
+#include "text/evalset.h"
+#include "text/passkey.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>

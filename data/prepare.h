@@ -20,7 +20,7 @@
 #ifndef EI_PREPARE_H
 #define EI_PREPARE_H
 
-#include "data/tokenizer.h"
+#include "text/tokenizer.h"
 
 #include <stddef.h>
 #include <stdint.h>

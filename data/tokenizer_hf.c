@@ -2,7 +2,7 @@
  * (GPT-2 / Llama 3 / Qwen: regex split with PCRE2, bytes mapped to printable characters) or the
  * SentencePiece-style pipeline of Llama 2 exports (Prepend/Replace normaliser or Metaspace, byte
  * fallback). Parsed with cJSON; vocabulary and merges go into hash tables. */
-#include "data/tokenizer_internal.h"
+#include "text/tokenizer_internal.h"
 
 #include "core/ei_error.h"
 #include "core/ei_io.h"
@@ -11,6 +11,13 @@
 #include <pcre2.h>
 #include <stdlib.h>
 #include <string.h>
+
+static void ei_tok_hf_free(ei_tok_hf *hf);
+static int ei_tok_hf_encode_text(const ei_tokenizer *t, const char *text, size_t len, int first, ei_tok_ids *out);
+static size_t ei_tok_hf_piece_bytes(const ei_tokenizer *t, int id, char *out);
+static int ei_tok_hf_is_bytelevel(const ei_tokenizer *t);
+static int ei_tok_hf_merge(const ei_tokenizer *t, int a, int b, int *rank);
+static const ei_tok_hf_ops hf_ops;
 
 #define MAX_STEPS 8
 
@@ -45,7 +52,7 @@ struct ei_tok_hf {
 static const char *GPT2_PATTERN =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
-void ei_tok_hf_free(ei_tok_hf *hf) {
+static void ei_tok_hf_free(ei_tok_hf *hf) {
     if (!hf) return;
     for (int i = 0; i < hf->n_norm; i++) {
         free(hf->norm[i].a);
@@ -56,7 +63,7 @@ void ei_tok_hf_free(ei_tok_hf *hf) {
     free(hf);
 }
 
-int ei_tok_hf_is_bytelevel(const ei_tokenizer *t) { return t->hf && t->hf->bytelevel; }
+static int ei_tok_hf_is_bytelevel(const ei_tokenizer *t) { return t->hf && t->hf->bytelevel; }
 
 /* ------------------------------------------------------------------ merges table */
 
@@ -67,7 +74,7 @@ static uint64_t mix64(uint64_t x) {
     return x;
 }
 
-int ei_tok_hf_merge(const ei_tokenizer *t, int a, int b, int *rank) {
+static int ei_tok_hf_merge(const ei_tokenizer *t, int a, int b, int *rank) {
     const ei_tok_hf *hf = t->hf;
     if (!hf || !hf->merges) return -1;
     uint64_t key = (((uint64_t)(uint32_t)a << 32) | (uint32_t)b) + 1;
@@ -388,6 +395,7 @@ int ei_tok_load_hf(ei_tokenizer *t, const char *path) {
     size_t n;
     if (ei_file_read_all(path, &buf, &n)) return -1;
     t->kind = EI_TOK_HF;
+    t->hf_ops = &hf_ops;
     t->hf = calloc(1, sizeof *t->hf);
     if (!t->hf) {
         free(buf);
@@ -586,7 +594,7 @@ static int metaspace_split(const ei_tokenizer *t, const char *s, size_t n, pcre2
     return split_level(t, 0, s + start, n - start, md, out);
 }
 
-int ei_tok_hf_encode_text(const ei_tokenizer *t, const char *text, size_t len, int first, ei_tok_ids *out) {
+static int ei_tok_hf_encode_text(const ei_tokenizer *t, const char *text, size_t len, int first, ei_tok_ids *out) {
     const ei_tok_hf *hf = t->hf;
     strbuf nb = {0};
     pcre2_match_data *md[MAX_STEPS] = {0};
@@ -606,7 +614,7 @@ int ei_tok_hf_encode_text(const ei_tokenizer *t, const char *text, size_t len, i
     return rc;
 }
 
-size_t ei_tok_hf_piece_bytes(const ei_tokenizer *t, int id, char *out) {
+static size_t ei_tok_hf_piece_bytes(const ei_tokenizer *t, int id, char *out) {
     size_t n;
     const char *p = ei_tok_piece(t, id, &n);
     if (t->types[id] == EI_PIECE_USER) { /* added tokens are stored as plain text */
@@ -629,3 +637,6 @@ size_t ei_tok_hf_piece_bytes(const ei_tokenizer *t, int id, char *out) {
     }
     return k;
 }
+
+static const ei_tok_hf_ops hf_ops = {ei_tok_hf_free, ei_tok_hf_encode_text, ei_tok_hf_piece_bytes, ei_tok_hf_is_bytelevel,
+                                     ei_tok_hf_merge};

@@ -11,10 +11,10 @@
 #include "core/ei_error.h"
 #include "core/ei_io.h"
 #include "data/dataset.h"
-#include "data/evalset.h"
-#include "data/passkey.h"
+#include "text/evalset.h"
+#include "text/passkey.h"
 #include "data/prepare.h"
-#include "data/tokenizer.h"
+#include "text/tokenizer.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>

@@ -16,7 +16,7 @@
 
 #include "core/ei_error.h"
 #include "core/ei_io.h"
-#include "data/tokenizer.h"
+#include "text/tokenizer.h"
 
 #define FIX EI_FIXTURES
 #define VEC EI_TEST_DATA "/../tokenizer/"

@@ -19,9 +19,9 @@
 
 #include "core/ei_error.h"
 #include "core/ei_io.h"
-#include "train/ei_cli.h"
-#include "train/ei_graph.h"
-#include "train/ei_model.h"
+#include "train/edge_session.h"
+#include "train/seg_graph.h"
+#include "train/edge.h"
 
 #include <math.h>
 #include <stdio.h>

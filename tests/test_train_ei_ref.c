@@ -26,7 +26,7 @@
 #include "core/ei_error.h"
 #include "core/ei_io.h"
 #include "kernels/kernels.h"
-#include "train/ei_model.h"
+#include "train/edge.h"
 #include "train/infer.h"
 
 #include <math.h>

@@ -11,7 +11,7 @@
 #include "core/ei_io.h"
 #include "kernels/infer_kernels.h"
 #include "train/infer.h"
-#include "train/model.h"
+#include "formats/model.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -10,8 +10,8 @@
 #include "core/ei_error.h"
 #include "core/ei_io.h"
 #include "train/infer.h"
-#include "train/model.h"
-#include "train/safetensors.h"
+#include "formats/model.h"
+#include "formats/safetensors.h"
 
 #include <math.h>
 #include <stdio.h>

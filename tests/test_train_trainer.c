@@ -14,7 +14,7 @@
 
 #include "core/ei_io.h"
 #include "train/checkpoint.h"
-#include "train/safetensors.h"
+#include "formats/safetensors.h"
 
 #include <math.h>
 #include <signal.h>

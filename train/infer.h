@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "train/model.h"
+#include "formats/model.h"
 
 typedef struct ei_infer ei_infer;
 

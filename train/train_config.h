@@ -7,8 +7,8 @@
 #ifndef EI_TRAIN_CONFIG_H
 #define EI_TRAIN_CONFIG_H
 
-#include "core/ei_config.h"
-#include "train/ei_options.h"
+#include "config/ei_config.h"
+#include "model/options.h"
 
 #include <stdint.h>
 #include <stdio.h>

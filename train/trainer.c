@@ -7,8 +7,8 @@
 #include "kernels/kernels.h"
 #include "train/checkpoint.h"
 #include "train/dist.h"
-#include "train/ei_gates.h"
-#include "train/ei_model.h"
+#include "formats/gates.h"
+#include "train/edge.h"
 #include "train/metrics.h"
 #include "train/optim.h"
 

@@ -14,7 +14,7 @@
 #define EI_TRAINER_H
 
 #include "data/dataset.h"
-#include "train/ei_model.h"
+#include "train/edge.h"
 #include "train/optim.h"
 #include "train/train_config.h"
 

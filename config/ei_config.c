@@ -1,0 +1,705 @@
+#include "config/ei_config.h"
+#include "core/ei_error.h"
+#include "core/ei_io.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <yaml.h>
+
+#define EI_CFG_MAX_INCLUDE_DEPTH 8
+
+/* ---------------------------------------------------------------- schema helpers */
+
+static void *field(const ei_config *c, int i) { return (char *)c->dst + c->keys[i].offset; }
+
+static const char *type_name(const ei_cfg_key *k) {
+    switch (k->type) {
+    case EI_CFG_INT: case EI_CFG_I64: return "an integer";
+    case EI_CFG_FLOAT: return "a number";
+    case EI_CFG_BOOL: return "true or false";
+    case EI_CFG_STRING: return "a string";
+    case EI_CFG_ENUM: return "one of";
+    case EI_CFG_STRLIST: return "a list of strings";
+    case EI_CFG_FLOATS: return "a list of numbers";
+    }
+    return "a value";
+}
+
+int ei_config_find(const ei_config *c, const char *key) {
+    for (int i = 0; i < c->n_keys; i++)
+        if (strcmp(c->keys[i].key, key) == 0) return i;
+    return -1;
+}
+
+/* 1 if some schema key lies below the dotted prefix (i.e. prefix names a section). */
+static int is_section(const ei_config *c, const char *prefix) {
+    size_t n = strlen(prefix);
+    for (int i = 0; i < c->n_keys; i++)
+        if (strncmp(c->keys[i].key, prefix, n) == 0 && c->keys[i].key[n] == '.') return 1;
+    return 0;
+}
+
+static size_t edit_distance(const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 64 || lb > 64) return SIZE_MAX;
+    size_t row[65];
+    for (size_t j = 0; j <= lb; j++) row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best) best = up + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+/* Writes " (did you mean X?)" for a close schema key, "" otherwise. */
+static void suggest(const ei_config *c, const char *path, char *buf, size_t n) {
+    buf[0] = '\0';
+    const char *leaf = strrchr(path, '.');
+    leaf = leaf ? leaf + 1 : path;
+    size_t best = 3;
+    const char *pick = NULL;
+    for (int i = 0; i < c->n_keys; i++) {
+        const char *k = c->keys[i].key;
+        const char *kl = strrchr(k, '.');
+        kl = kl ? kl + 1 : k;
+        size_t d = strcmp(kl, leaf) == 0 ? 0 : edit_distance(path, k);
+        if (d < best || (d == 0 && !pick)) {
+            best = d;
+            pick = k;
+        }
+    }
+    if (pick) snprintf(buf, n, " (did you mean %s?)", pick);
+}
+
+/* ---------------------------------------------------------------- values */
+
+static int is_null_scalar(const yaml_node_t *n) {
+    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) return 0;
+    const char *v = (const char *)n->data.scalar.value;
+    return v[0] == '\0' || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 || strcmp(v, "Null") == 0 ||
+           strcmp(v, "NULL") == 0;
+}
+
+static int is_quoted(const yaml_node_t *n) {
+    return n->data.scalar.style == YAML_SINGLE_QUOTED_SCALAR_STYLE ||
+           n->data.scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE;
+}
+
+static int node_line(const yaml_node_t *n) { return (int)n->start_mark.line + 1; }
+
+static int parse_number(const ei_cfg_key *k, const yaml_node_t *n, const char *where, double *out) {
+    if (n->type != YAML_SCALAR_NODE || is_quoted(n) || is_null_scalar(n))
+        return ei_error_set("%s: %s: expected %s", where, k->key, "a number");
+    const char *v = (const char *)n->data.scalar.value;
+    char *end = NULL;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (end == v || *end || errno == ERANGE || !isfinite(x))
+        return ei_error_set("%s: %s: expected a finite number, got '%s'", where, k->key, v);
+    if (k->min <= k->max && (x < k->min || x > k->max))
+        return ei_error_set("%s: %s: %s is out of range [%g, %g]", where, k->key, v, k->min, k->max);
+    *out = x;
+    return 0;
+}
+
+static int parse_integer(const ei_cfg_key *k, const yaml_node_t *n, const char *where, long long lo,
+                         long long hi, long long *out) {
+    if (n->type != YAML_SCALAR_NODE || is_quoted(n) || is_null_scalar(n))
+        return ei_error_set("%s: %s: expected an integer", where, k->key);
+    const char *v = (const char *)n->data.scalar.value;
+    char *end = NULL;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (end == v || *end || errno == ERANGE)
+        return ei_error_set("%s: %s: expected an integer, got '%s'", where, k->key, v);
+    double mn = k->min, mx = k->max;
+    if ((mn <= mx && ((double)x < mn || (double)x > mx)) || x < lo || x > hi) {
+        if (mn <= mx)
+            return ei_error_set("%s: %s: %s is out of range [%.0f, %.0f]", where, k->key, v, mn, mx);
+        return ei_error_set("%s: %s: %s is out of range", where, k->key, v);
+    }
+    *out = x;
+    return 0;
+}
+
+static int enum_index(const char *choices, const char *v) {
+    size_t lv = strlen(v);
+    int idx = 0;
+    for (const char *p = choices; *p; idx++) {
+        const char *bar = strchr(p, '|');
+        size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        if (len == lv && strncmp(p, v, len) == 0) return idx;
+        if (!bar) break;
+        p = bar + 1;
+    }
+    return -1;
+}
+
+static int enum_name(const char *choices, int idx, char *buf, size_t n) {
+    const char *p = choices;
+    for (int i = 0; i < idx && p; i++) {
+        p = strchr(p, '|');
+        if (p) p++;
+    }
+    if (!p) return -1;
+    const char *bar = strchr(p, '|');
+    size_t len = bar ? (size_t)(bar - p) : strlen(p);
+    snprintf(buf, n, "%.*s", (int)len, p);
+    return 0;
+}
+
+static void strlist_free(ei_cfg_strlist *l) {
+    for (int i = 0; i < l->n; i++) free(l->items[i]);
+    free(l->items);
+    l->items = NULL;
+    l->n = 0;
+}
+
+/* Validates node against key i and stores it. On error dst is unchanged. */
+static int apply_value(ei_config *c, int i, yaml_document_t *doc, yaml_node_t *n, const char *where) {
+    const ei_cfg_key *k = &c->keys[i];
+    void *f = field(c, i);
+    switch (k->type) {
+    case EI_CFG_INT: {
+        long long x;
+        if (parse_integer(k, n, where, INT_MIN, INT_MAX, &x)) return -1;
+        *(int *)f = (int)x;
+        break;
+    }
+    case EI_CFG_I64: {
+        long long x;
+        if (parse_integer(k, n, where, LLONG_MIN, LLONG_MAX, &x)) return -1;
+        *(int64_t *)f = (int64_t)x;
+        break;
+    }
+    case EI_CFG_FLOAT: {
+        double x;
+        if (parse_number(k, n, where, &x)) return -1;
+        *(double *)f = x;
+        break;
+    }
+    case EI_CFG_BOOL: {
+        const char *v = n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : "";
+        int b = -1;
+        if (n->type == YAML_SCALAR_NODE && !is_quoted(n)) {
+            if (!strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on")) b = 1;
+            if (!strcasecmp(v, "false") || !strcasecmp(v, "no") || !strcasecmp(v, "off")) b = 0;
+        }
+        if (b < 0) return ei_error_set("%s: %s: expected true or false, got '%s'", where, k->key, v);
+        *(int *)f = b;
+        break;
+    }
+    case EI_CFG_STRING: {
+        if (n->type != YAML_SCALAR_NODE) return ei_error_set("%s: %s: expected a string", where, k->key);
+        char *s = NULL;
+        if (!is_null_scalar(n)) {
+            s = strdup((const char *)n->data.scalar.value);
+            if (!s) return ei_error_set("out of memory");
+        }
+        free(*(char **)f);
+        *(char **)f = s;
+        break;
+    }
+    case EI_CFG_ENUM: {
+        const char *v = n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : "";
+        int idx = n->type == YAML_SCALAR_NODE ? enum_index(k->choices, v) : -1;
+        if (idx < 0) return ei_error_set("%s: %s: expected one of %s, got '%s'", where, k->key, k->choices, v);
+        *(int *)f = idx;
+        break;
+    }
+    case EI_CFG_STRLIST: {
+        ei_cfg_strlist l = {0};
+        yaml_node_item_t *beg = NULL, *end = NULL;
+        if (n->type == YAML_SEQUENCE_NODE) {
+            beg = n->data.sequence.items.start;
+            end = n->data.sequence.items.top;
+        } else if (n->type != YAML_SCALAR_NODE || is_null_scalar(n)) {
+            return ei_error_set("%s: %s: expected a list of strings", where, k->key);
+        }
+        int cnt = n->type == YAML_SCALAR_NODE ? 1 : (int)(end - beg);
+        l.items = calloc((size_t)cnt + 1, sizeof(char *));
+        if (!l.items) return ei_error_set("out of memory");
+        for (int j = 0; j < cnt; j++) {
+            yaml_node_t *e = n->type == YAML_SCALAR_NODE ? n : yaml_document_get_node(doc, beg[j]);
+            if (!e || e->type != YAML_SCALAR_NODE || is_null_scalar(e)) {
+                strlist_free(&l);
+                return ei_error_set("%s: %s: element %d: expected a string", where, k->key, j + 1);
+            }
+            l.items[l.n] = strdup((const char *)e->data.scalar.value);
+            if (!l.items[l.n]) {
+                strlist_free(&l);
+                return ei_error_set("out of memory");
+            }
+            l.n++;
+        }
+        strlist_free((ei_cfg_strlist *)f);
+        *(ei_cfg_strlist *)f = l;
+        break;
+    }
+    case EI_CFG_FLOATS: {
+        if (n->type != YAML_SEQUENCE_NODE)
+            return ei_error_set("%s: %s: expected a list of %d numbers", where, k->key, k->count);
+        yaml_node_item_t *beg = n->data.sequence.items.start, *end = n->data.sequence.items.top;
+        if ((int)(end - beg) != k->count)
+            return ei_error_set("%s: %s: expected a list of %d numbers, got %d", where, k->key, k->count,
+                                (int)(end - beg));
+        double tmp[64];
+        if (k->count > 64) return ei_error_set("%s: schema: too many elements", k->key);
+        for (int j = 0; j < k->count; j++) {
+            yaml_node_t *e = yaml_document_get_node(doc, beg[j]);
+            if (!e) return ei_error_set("%s: %s: bad list element", where, k->key);
+            if (parse_number(k, e, where, &tmp[j])) return -1;
+        }
+        memcpy(f, tmp, sizeof(double) * (size_t)k->count);
+        break;
+    }
+    default: return ei_error_set("%s: schema: unknown type", k->key);
+    }
+    char *o = strdup(where);
+    if (!o) return ei_error_set("out of memory");
+    free(c->origin[i]);
+    c->origin[i] = o;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- documents */
+
+typedef struct {
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    int have_doc;
+} yaml_text;
+
+static int yaml_text_load(yaml_text *y, const char *text, size_t len, const char *name) {
+    memset(y, 0, sizeof *y);
+    if (!yaml_parser_initialize(&y->parser)) return ei_error_set("%s: cannot initialise YAML parser", name);
+    yaml_parser_set_input_string(&y->parser, (const unsigned char *)text, len);
+    if (!yaml_parser_load(&y->parser, &y->doc)) {
+        int rc = ei_error_set("%s:%d: YAML syntax error: %s%s%s", name, (int)y->parser.problem_mark.line + 1,
+                              y->parser.problem ? y->parser.problem : "unknown problem",
+                              y->parser.context ? " " : "", y->parser.context ? y->parser.context : "");
+        yaml_parser_delete(&y->parser);
+        return rc;
+    }
+    y->have_doc = 1;
+    /* A second document in the same file would be silently ignored; refuse it. */
+    yaml_document_t extra;
+    if (yaml_document_get_root_node(&y->doc)) {
+        if (!yaml_parser_load(&y->parser, &extra)) {
+            int rc = ei_error_set("%s:%d: YAML syntax error: %s", name, (int)y->parser.problem_mark.line + 1,
+                                  y->parser.problem ? y->parser.problem : "unknown problem");
+            yaml_document_delete(&y->doc);
+            yaml_parser_delete(&y->parser);
+            return rc;
+        }
+        int more = yaml_document_get_root_node(&extra) != NULL;
+        int line = more ? node_line(yaml_document_get_root_node(&extra)) : 0;
+        yaml_document_delete(&extra);
+        if (more) {
+            yaml_document_delete(&y->doc);
+            yaml_parser_delete(&y->parser);
+            return ei_error_set("%s:%d: only one YAML document per config file", name, line);
+        }
+    }
+    return 0;
+}
+
+static void yaml_text_free(yaml_text *y) {
+    if (y->have_doc) yaml_document_delete(&y->doc);
+    yaml_parser_delete(&y->parser);
+}
+
+static int load_text(ei_config *c, const char *text, size_t len, const char *name, int depth);
+
+static int load_file_depth(ei_config *c, const char *path, int depth) {
+    if (depth > EI_CFG_MAX_INCLUDE_DEPTH)
+        return ei_error_set("%s: includes nested more than %d deep (an include cycle?)", path,
+                            EI_CFG_MAX_INCLUDE_DEPTH);
+    char *buf;
+    size_t len;
+    if (ei_file_read_all(path, &buf, &len)) return -1;
+    int rc = load_text(c, buf, len, path, depth);
+    free(buf);
+    return rc;
+}
+
+static int do_includes(ei_config *c, yaml_document_t *doc, yaml_node_t *v, const char *name, int depth) {
+    yaml_node_item_t *beg = NULL, *end = NULL;
+    if (v->type == YAML_SEQUENCE_NODE) {
+        beg = v->data.sequence.items.start;
+        end = v->data.sequence.items.top;
+    } else if (v->type != YAML_SCALAR_NODE || is_null_scalar(v)) {
+        return ei_error_set("%s:%d: include: expected a path or a list of paths", name, node_line(v));
+    }
+    int cnt = v->type == YAML_SCALAR_NODE ? 1 : (int)(end - beg);
+    for (int j = 0; j < cnt; j++) {
+        yaml_node_t *e = v->type == YAML_SCALAR_NODE ? v : yaml_document_get_node(doc, beg[j]);
+        if (!e || e->type != YAML_SCALAR_NODE || is_null_scalar(e))
+            return ei_error_set("%s:%d: include: expected a path", name, node_line(v));
+        if (load_file_depth(c, (const char *)e->data.scalar.value, depth + 1))
+            return ei_error_prefix("%s:%d: include: ", name, node_line(e));
+    }
+    return 0;
+}
+
+/* Duplicate keys anywhere in the document, found before anything is applied. */
+static int check_duplicates(yaml_document_t *doc, yaml_node_t *m, const char *name, const char *prefix, int depth) {
+    if (depth > 64) return ei_error_set("%s: mappings nested too deeply", name);
+    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        yaml_node_t *kn = yaml_document_get_node(doc, p->key);
+        yaml_node_t *vn = yaml_document_get_node(doc, p->value);
+        if (!kn || kn->type != YAML_SCALAR_NODE) continue;
+        const char *key = (const char *)kn->data.scalar.value;
+        for (yaml_node_pair_t *q = m->data.mapping.pairs.start; q < p; q++) {
+            yaml_node_t *prev = yaml_document_get_node(doc, q->key);
+            if (prev && prev->type == YAML_SCALAR_NODE && strcmp((const char *)prev->data.scalar.value, key) == 0)
+                return ei_error_set("%s:%d: %s%s%s: duplicate key (first at line %d)", name, node_line(kn), prefix,
+                                    *prefix ? "." : "", key, node_line(prev));
+        }
+        if (vn && vn->type == YAML_MAPPING_NODE) {
+            char sub[512];
+            snprintf(sub, sizeof sub, "%s%s%s", prefix, *prefix ? "." : "", key);
+            if (check_duplicates(doc, vn, name, sub, depth + 1)) return -1;
+        }
+    }
+    return 0;
+}
+
+static int walk_mapping(ei_config *c, yaml_document_t *doc, yaml_node_t *m, const char *prefix, const char *name,
+                        int depth) {
+    for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+        yaml_node_t *kn = yaml_document_get_node(doc, p->key);
+        yaml_node_t *vn = yaml_document_get_node(doc, p->value);
+        if (!kn || !vn) return ei_error_set("%s: malformed YAML document", name);
+        int line = node_line(kn);
+        if (kn->type != YAML_SCALAR_NODE)
+            return ei_error_set("%s:%d: %s%skeys must be plain names", name, line, prefix, *prefix ? ": " : "");
+        const char *key = (const char *)kn->data.scalar.value;
+        if (!*prefix && strcmp(key, "include") == 0) continue; /* handled before the walk */
+        size_t plen = strlen(prefix) + strlen(key) + 2;
+        char *path = malloc(plen);
+        if (!path) return ei_error_set("out of memory");
+        snprintf(path, plen, "%s%s%s", prefix, *prefix ? "." : "", key);
+        int rc = 0;
+        int idx = ei_config_find(c, path);
+        if (idx >= 0) {
+            char where[512];
+            snprintf(where, sizeof where, "%s:%d", name, line);
+            rc = apply_value(c, idx, doc, vn, where);
+        } else if (is_section(c, path)) {
+            if (vn->type == YAML_MAPPING_NODE)
+                rc = walk_mapping(c, doc, vn, path, name, depth);
+            else if (!is_null_scalar(vn)) /* "section:" with nothing under it is fine */
+                rc = ei_error_set("%s:%d: %s: is a section, expected a mapping of keys", name, line, path);
+        } else {
+            char hint[160];
+            suggest(c, path, hint, sizeof hint);
+            rc = ei_error_set("%s:%d: %s: unknown key%s", name, line, path, hint);
+        }
+        free(path);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static int load_text(ei_config *c, const char *text, size_t len, const char *name, int depth) {
+    yaml_text y;
+    if (yaml_text_load(&y, text, len, name)) return -1;
+    yaml_node_t *root = yaml_document_get_root_node(&y.doc);
+    int rc = 0;
+    if (!root || is_null_scalar(root)) {
+        rc = 0; /* an empty file changes nothing */
+    } else if (root->type != YAML_MAPPING_NODE) {
+        rc = ei_error_set("%s:%d: expected a mapping of sections (key: value)", name, node_line(root));
+    } else {
+        rc = check_duplicates(&y.doc, root, name, "", 0);
+        for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top && !rc; p++) {
+            yaml_node_t *kn = yaml_document_get_node(&y.doc, p->key);
+            if (kn && kn->type == YAML_SCALAR_NODE && strcmp((const char *)kn->data.scalar.value, "include") == 0 &&
+                ei_config_find(c, "include") < 0)
+                rc = do_includes(c, &y.doc, yaml_document_get_node(&y.doc, p->value), name, depth);
+        }
+        if (!rc) rc = walk_mapping(c, &y.doc, root, "", name, depth);
+    }
+    yaml_text_free(&y);
+    return rc;
+}
+
+int ei_config_load_file(ei_config *c, const char *path) { return load_file_depth(c, path, 0); }
+
+int ei_config_load_string(ei_config *c, const char *text, const char *name) {
+    return load_text(c, text, strlen(text), name, 0);
+}
+
+/* Parses value as a one-node YAML document and applies it to key idx. */
+static int apply_text(ei_config *c, int idx, const char *value, const char *where) {
+    yaml_text y;
+    if (yaml_text_load(&y, value, strlen(value), where)) return -1;
+    yaml_node_t *root = yaml_document_get_root_node(&y.doc);
+    int rc;
+    if (!root) {
+        /* An empty value is YAML null: build it by parsing "~". */
+        yaml_text_free(&y);
+        if (yaml_text_load(&y, "~", 1, where)) return -1;
+        root = yaml_document_get_root_node(&y.doc);
+    }
+    rc = apply_value(c, idx, &y.doc, root, where);
+    yaml_text_free(&y);
+    return rc;
+}
+
+int ei_config_set(ei_config *c, const char *assignment) {
+    const char *eq = strchr(assignment, '=');
+    if (!eq || eq == assignment)
+        return ei_error_set("--set %s: expected section.key=value", assignment);
+    char key[256];
+    size_t kl = (size_t)(eq - assignment);
+    if (kl >= sizeof key) return ei_error_set("--set %s: key too long", assignment);
+    memcpy(key, assignment, kl);
+    key[kl] = '\0';
+    char where[600];
+    snprintf(where, sizeof where, "--set %s", assignment);
+    int idx = ei_config_find(c, key);
+    if (idx < 0) {
+        char hint[160];
+        suggest(c, key, hint, sizeof hint);
+        return ei_error_set("%s: %s: unknown key%s", where, key, hint);
+    }
+    return apply_text(c, idx, eq + 1, where);
+}
+
+/* ---------------------------------------------------------------- init / release */
+
+int ei_config_init(ei_config *c, const ei_cfg_key *keys, void *dst) {
+    memset(c, 0, sizeof *c);
+    c->keys = keys;
+    c->dst = dst;
+    int n = 0;
+    while (keys[n].key) n++;
+    c->n_keys = n;
+    c->origin = calloc((size_t)n + 1, sizeof(char *));
+    if (!c->origin) return ei_error_set("out of memory");
+    for (int i = 0; i < n; i++) {
+        void *f = field(c, i);
+        switch (keys[i].type) {
+        case EI_CFG_INT: case EI_CFG_BOOL: case EI_CFG_ENUM: *(int *)f = 0; break;
+        case EI_CFG_I64: *(int64_t *)f = 0; break;
+        case EI_CFG_FLOAT: *(double *)f = 0; break;
+        case EI_CFG_STRING: *(char **)f = NULL; break;
+        case EI_CFG_STRLIST: memset(f, 0, sizeof(ei_cfg_strlist)); break;
+        case EI_CFG_FLOATS: memset(f, 0, sizeof(double) * (size_t)keys[i].count); break;
+        default: ei_config_release(c); return ei_error_set("schema: %s: unknown type", keys[i].key);
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        /* The dump writes sections as nested mappings; a section split in two would be written
+         * twice, which the loader rejects as a duplicate key. */
+        const char *dot = strrchr(keys[i].key, '.');
+        size_t sl = dot ? (size_t)(dot - keys[i].key) : 0;
+        for (int j = 0; j + 1 < i && sl; j++) {
+            if (strncmp(keys[j].key, keys[i].key, sl) == 0 && keys[j].key[sl] == '.' &&
+                !(strncmp(keys[i - 1].key, keys[i].key, sl) == 0 && keys[i - 1].key[sl] == '.')) {
+                ei_config_release(c);
+                return ei_error_set("schema: %s: keys of a section must be contiguous", keys[i].key);
+            }
+        }
+        if (!keys[i].def) continue;
+        if (apply_text(c, i, keys[i].def, "schema default")) {
+            ei_config_release(c);
+            return -1;
+        }
+        free(c->origin[i]);
+        c->origin[i] = NULL;
+    }
+    return 0;
+}
+
+void ei_config_release(ei_config *c) {
+    if (!c->keys) return;
+    for (int i = 0; i < c->n_keys; i++) {
+        if (c->origin) free(c->origin[i]);
+        if (!c->dst) continue;
+        if (c->keys[i].type == EI_CFG_STRING) {
+            free(*(char **)field(c, i));
+            *(char **)field(c, i) = NULL;
+        } else if (c->keys[i].type == EI_CFG_STRLIST) {
+            strlist_free((ei_cfg_strlist *)field(c, i));
+        }
+    }
+    free(c->origin);
+    memset(c, 0, sizeof *c);
+}
+
+int ei_config_check_required(const ei_config *c) {
+    for (int i = 0; i < c->n_keys; i++) {
+        if (!(c->keys[i].flags & EI_CFG_REQUIRED)) continue;
+        int missing = !c->origin[i] && !c->keys[i].def;
+        if (c->keys[i].type == EI_CFG_STRING && !*(char **)field(c, i)) missing = 1;
+        if (missing)
+            return ei_error_set("%s: required key is not set (%s)", c->keys[i].key,
+                                c->keys[i].help ? c->keys[i].help : "no help");
+    }
+    return 0;
+}
+
+const char *ei_config_origin(const ei_config *c, const char *key) {
+    int i = ei_config_find(c, key);
+    if (i < 0) return "unknown key";
+    return c->origin[i] ? c->origin[i] : "default";
+}
+
+/* ---------------------------------------------------------------- output */
+
+/* Shortest %g form that reads back to the same double. */
+static void format_double(double x, char *buf, size_t n) {
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, n, "%.*g", prec, x);
+        if (strtod(buf, NULL) == x) break;
+    }
+}
+
+static void format_string(const char *s, char *buf, size_t n) {
+    size_t k = 0;
+    if (!s) {
+        snprintf(buf, n, "~");
+        return;
+    }
+    if (n < 8) {
+        if (n) buf[0] = '\0';
+        return;
+    }
+    buf[k++] = '"';
+    for (const unsigned char *p = (const unsigned char *)s; *p && k + 6 < n; p++) {
+        if (*p == '"' || *p == '\\') {
+            buf[k++] = '\\';
+            buf[k++] = (char)*p;
+        } else if (*p == '\n') {
+            buf[k++] = '\\';
+            buf[k++] = 'n';
+        } else if (*p == '\t') {
+            buf[k++] = '\\';
+            buf[k++] = 't';
+        } else if (*p < 0x20 || *p == 0x7f) {
+            k += (size_t)snprintf(buf + k, n - k, "\\x%02x", *p);
+        } else {
+            buf[k++] = (char)*p;
+        }
+    }
+    buf[k++] = '"';
+    buf[k] = '\0';
+}
+
+void ei_config_format_value(const ei_cfg_key *k, const void *dst, char *buf, size_t n) {
+    const void *f = (const char *)dst + k->offset;
+    buf[0] = '\0';
+    switch (k->type) {
+    case EI_CFG_INT: snprintf(buf, n, "%d", *(const int *)f); break;
+    case EI_CFG_I64: snprintf(buf, n, "%lld", (long long)*(const int64_t *)f); break;
+    case EI_CFG_FLOAT: format_double(*(const double *)f, buf, n); break;
+    case EI_CFG_BOOL: snprintf(buf, n, "%s", *(const int *)f ? "true" : "false"); break;
+    case EI_CFG_STRING: format_string(*(char *const *)f, buf, n); break;
+    case EI_CFG_ENUM:
+        if (enum_name(k->choices, *(const int *)f, buf, n)) snprintf(buf, n, "%d", *(const int *)f);
+        break;
+    case EI_CFG_STRLIST: case EI_CFG_FLOATS: {
+        size_t used = 0;
+        int cnt = k->type == EI_CFG_FLOATS ? k->count : ((const ei_cfg_strlist *)f)->n;
+        used += (size_t)snprintf(buf, n, "[");
+        for (int j = 0; j < cnt && used < n; j++) {
+            char item[1024];
+            if (k->type == EI_CFG_FLOATS) format_double(((const double *)f)[j], item, sizeof item);
+            else format_string(((const ei_cfg_strlist *)f)->items[j], item, sizeof item);
+            used += (size_t)snprintf(buf + used, n - used, "%s%s", j ? ", " : "", item);
+        }
+        if (used < n) snprintf(buf + used, n - used, "]");
+        break;
+    }
+    }
+}
+
+char *ei_config_dump(const ei_config *c) {
+    size_t cap = 4096, len = 0;
+    char *out = malloc(cap);
+    if (!out) return NULL;
+    out[0] = '\0';
+    const char *prev = "";
+    for (int i = 0; i < c->n_keys; i++) {
+        const char *key = c->keys[i].key;
+        /* Length of the section prefix shared with the previous key (whole components only). */
+        size_t common = 0;
+        for (size_t j = 0; key[j] && key[j] == prev[j]; j++)
+            if (key[j] == '.') common = j + 1;
+        char val[4096];
+        ei_config_format_value(&c->keys[i], c->dst, val, sizeof val);
+        size_t need = strlen(key) * 4 + strlen(val) + 64;
+        if (len + need >= cap) {
+            while (len + need >= cap) cap *= 2;
+            char *n = realloc(out, cap);
+            if (!n) {
+                free(out);
+                return NULL;
+            }
+            out = n;
+        }
+        int depth = 0;
+        for (size_t j = 0; j < common; j++) depth += key[j] == '.';
+        const char *p = key + common;
+        for (;;) {
+            const char *dot = strchr(p, '.');
+            if (!dot) break;
+            len += (size_t)snprintf(out + len, cap - len, "%*s%.*s:\n", depth * 2, "", (int)(dot - p), p);
+            depth++;
+            p = dot + 1;
+        }
+        len += (size_t)snprintf(out + len, cap - len, "%*s%s: %s\n", depth * 2, "", p, val);
+        prev = key;
+    }
+    return out;
+}
+
+int ei_config_compare(const ei_cfg_key *keys, const void *a, const void *b, int flags_mask, char *buf, size_t n) {
+    int diffs = 0;
+    size_t used = 0;
+    if (buf && n) buf[0] = '\0';
+    for (const ei_cfg_key *k = keys; k->key; k++) {
+        if (flags_mask && !(k->flags & flags_mask)) continue;
+        char va[1024], vb[1024];
+        ei_config_format_value(k, a, va, sizeof va);
+        ei_config_format_value(k, b, vb, sizeof vb);
+        if (strcmp(va, vb) == 0) continue;
+        if (buf && used < n)
+            used += (size_t)snprintf(buf + used, n - used, "%s%s: %s -> %s", diffs ? "; " : "", k->key, va, vb);
+        diffs++;
+    }
+    return diffs;
+}
+
+void ei_config_print_schema(const ei_cfg_key *keys, FILE *fp) {
+    for (const ei_cfg_key *k = keys; k->key; k++) {
+        char range[96] = "";
+        if ((k->type == EI_CFG_INT || k->type == EI_CFG_I64) && k->min <= k->max)
+            snprintf(range, sizeof range, " in [%.0f, %.0f]", k->min, k->max);
+        else if ((k->type == EI_CFG_FLOAT || k->type == EI_CFG_FLOATS) && k->min <= k->max)
+            snprintf(range, sizeof range, " in [%g, %g]", k->min, k->max);
+        char type[160];
+        if (k->type == EI_CFG_ENUM) snprintf(type, sizeof type, "%s", k->choices);
+        else if (k->type == EI_CFG_FLOATS) snprintf(type, sizeof type, "%d numbers", k->count);
+        else snprintf(type, sizeof type, "%s", type_name(k) + (strncmp(type_name(k), "an ", 3) == 0 ? 3
+                                                               : strncmp(type_name(k), "a ", 2) == 0 ? 2 : 0));
+        fprintf(fp, "  %-32s %s%s; default %s%s\n      %s\n", k->key, type, range, k->def ? k->def : "none",
+                k->flags & EI_CFG_REQUIRED ? " (required)" : "", k->help ? k->help : "");
+    }
+}

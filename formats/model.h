@@ -1,0 +1,53 @@
+/* Llama-family base models: configuration, weights, loading (llama2.c v0 and Hugging Face folders).
+ *
+ * Weights are float32, row-major, PyTorch nn.Linear convention: a projection from n_in to n_out is
+ * stored as [n_out, n_in] (y = W x). The model owns its weights (either a malloc'd block or a
+ * read-only memory map of an F32 file); ei_model_free releases everything. Weights are never
+ * written after loading: the base model is frozen. */
+#ifndef EI_MODEL_H
+#define EI_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/config.h"
+
+
+typedef struct {
+    const float *attn_norm;          /* [D] */
+    const float *wq, *wk, *wv, *wo;  /* [H*d, D], [Hkv*d, D], [Hkv*d, D], [D, H*d] */
+    const float *bq, *bk, *bv;       /* [H*d], [Hkv*d], [Hkv*d] or NULL */
+    const float *ffn_norm;           /* [D] */
+    const float *w_gate, *w_up;      /* [F, D] (llama2.c w1, w3) */
+    const float *w_down;             /* [D, F] (llama2.c w2) */
+} ei_layer_weights;
+
+typedef struct ei_model {
+    ei_model_config cfg;
+    const float *tok_embeddings; /* [V, D] */
+    ei_layer_weights *layers;    /* [n_layers] */
+    const float *final_norm;     /* [D] */
+    const float *classifier;     /* [V, D]; == tok_embeddings when tied */
+    char *path;                  /* as given to ei_model_load */
+    char *format;                /* "llama2c" or "hf" */
+    uint64_t identity;           /* hash of header/config and file size: checkpoints refer to it */
+    size_t n_params;             /* number of base-model parameters */
+    void *priv;                  /* loader-owned storage (maps, buffers) */
+} ei_model;
+
+/* Loads a llama2.c .bin file or a Hugging Face folder (config.json + safetensors). The format is
+ * detected from the path. Returns NULL with ei_error set on failure. */
+ei_model *ei_model_load(const char *path);
+void ei_model_free(ei_model *m);
+
+/* Tokenizer path that belongs to a model path: a folder's own tokenizer files, or for a llama2.c
+ * .bin the tokenizer.bin / tok<V>.bin beside it. malloc'd, NULL when none is found. */
+char *ei_model_default_tokenizer(const char *model_path, int vocab_size);
+
+/* The format-specific loaders behind ei_model_load (same ownership rules). path is the .bin file for
+ * llama2.c and the folder holding config.json for Hugging Face. */
+ei_model *ei_model_load_llama2c(const char *path);
+ei_model *ei_model_load_hf(const char *dir);
+
+
+#endif
