@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #define AG_MAX_SRC 8 /* ag_concat_n takes at most this many inputs */
+#define AG_ERROR_CAP 1024 /* bytes kept of a graph's first error */
 /* Elements below which an op runs single-threaded (see EI_KERNELS_PAR_MIN). */
 #define AG_PAR_MIN 32768
 
@@ -16,14 +17,56 @@ typedef struct ag_node ag_node;
 
 /* One op: forward computes n->t.data from the sources (returns -1 with ei_error on bad runtime
  * data); backward adds n->t.grad's contribution into the gradient of every source that has one,
- * acquiring it first with ag_grad_acquire. view: the node's data aliases its first source. */
+ * acquiring it first with ag_grad_acquire. view: the node's data aliases its first source. The
+ * op's name is ag_op_name(kind), so messages and dumps cannot disagree with the enum. */
 typedef struct {
-    const char *name;
+    ag_op_kind kind;
     int (*forward)(ag_node *n);
     void (*backward)(ag_node *n);
     int view;
     int no_grad; /* never propagates a gradient (stop_grad) */
 } ag_op;
+
+/* Extents the kernels need, derived from the source shapes at build time and fixed afterwards
+ * (recomputing them per call would repeat the constructor's shape logic in every op). */
+typedef union {
+    struct {
+        int64_t batch, m, n, k;
+        int shared; /* b is 2-D, reused by every batch entry */
+    } matmul;
+    struct {
+        int64_t rows, in, out; /* x flattened to [rows, in] */
+    } linear;
+    struct {
+        int64_t outer, n, inner;
+        double coef; /* 1 (sum) or 1 / n (mean) */
+    } reduce;
+    struct {
+        int64_t rows, dim;
+    } rmsnorm;
+    struct {
+        int64_t t, h, d;
+    } rope;
+    struct {
+        int64_t tq, tk, h, hkv, d, dv;
+        int store_probs; /* the forward keeps the probabilities in bwd_scratch for the backward */
+    } attention;
+    struct {
+        int64_t vocab, dim, count;
+    } embedding;
+    struct {
+        int64_t outer, inner, total; /* total: output extent along the axis */
+    } concat;
+    struct {
+        int64_t outer, extent, inner; /* extent: the source's extent along the axis */
+    } slice;
+    struct {
+        int64_t stride[4]; /* source strides read at each (4-D padded) output index position */
+    } transpose;
+    struct {
+        int64_t rows, vocab;
+    } ce;
+} ag_op_dims;
 
 struct ag_node {
     ag_tensor t; /* first member: an ag_tensor * is an ag_node * */
@@ -31,18 +74,21 @@ struct ag_node {
     const ag_op *op; /* NULL for leaves */
     ag_node *src[AG_MAX_SRC];
     int nsrc;
-    int64_t ip[8];       /* integer op params */
-    double fp[4];        /* float op params */
-    void *scratch;       /* op state kept from forward for backward (arena) */
+    ag_op_params p;   /* what ag_tensor_params shows; never written after the constructor */
+    ag_op_dims dim;
+    void *scratch;    /* op buffers (arena): what forward keeps for backward, or caches */
     void *scratch2;
-    size_t bwd_bytes;    /* scratch only the backward needs: finalize allocates it into bwd_scratch
-                            when the node takes a gradient, so forward-only graphs never pay for it */
+    size_t bwd_bytes; /* scratch only the backward needs: finalize allocates it into bwd_scratch
+                         when the node takes a gradient, so forward-only graphs never pay for it */
     void *bwd_scratch;
-    double aux;          /* op result besides the tensor (cross-entropy count) */
-    int bound_data;      /* leaf data points to caller memory */
+    /* Mutable op state, rewritten while the graph runs (kept apart from p so the parameters
+     * describe the graph, not its history). */
+    int table_valid;  /* rope: scratch holds the (cos, sin) table for scratch2's / all positions */
+    double ce_count;  /* cross-entropy: sum of the counted rows' weights in the last forward */
+    int bound_data;   /* leaf data points to caller memory */
     int bound_grad;
-    int read_only;       /* bound with ag_tensor_bind_const */
-    int grad_live;       /* gradient touched in the current backward */
+    int read_only;    /* bound with ag_tensor_bind_const */
+    int grad_live;    /* gradient touched in the current backward */
 };
 
 typedef struct ag_block ag_block;
@@ -55,7 +101,7 @@ struct ag_graph {
     size_t block_size, arena_used;
     int finalized;
     int failed;
-    char first_error[512];
+    char first_error[AG_ERROR_CAP];
 };
 
 static inline ag_node *ag_n(ag_tensor *t) { return (ag_node *)t; }
@@ -66,9 +112,11 @@ static inline size_t ag_dtype_size(ag_dtype d) {
 /* Zeroed, 64-byte aligned memory from the graph's arena (build / finalize time only). */
 void *ag_arena_alloc(ag_graph *g, size_t bytes);
 /* A new op node of the graph's dtype with the given shape and sources; allocates its data unless
- * the op is a view. NULL (and the graph marked failed) on error. */
+ * the op is a view, and sets p.kind (the caller fills the rest of p). NULL (and the graph marked
+ * failed) on error. */
 ag_node *ag_node_new(ag_graph *g, const ag_op *op, int ndim, const int64_t *shape, int nsrc, ag_tensor *const *src);
-/* Records a build failure: sets ei_error, remembers the first message, returns NULL. */
+/* Records a build failure like ag_graph_fail and returns NULL, for `return ag_fail(...)` in
+ * constructors. */
 void *ag_fail(ag_graph *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The gradient buffer of a source, zeroed on first touch in this backward (leaves: never zeroed,
  * they accumulate). NULL if the source takes no gradient. */
@@ -76,9 +124,10 @@ void *ag_grad_acquire(ag_node *src);
 /* The same for a caller that overwrites the whole buffer when *fresh is set (first touch of an op
  * node's gradient in this backward: not zeroed, e.g. a GEMM with beta 0) and adds otherwise. */
 void *ag_grad_acquire_overwrite(ag_node *src, int *fresh);
-/* Checks common to every op constructor: graph finalized, sources non-NULL and of this graph.
- * Returns 0 when the op may be built; -1 when it must return NULL (message set if needed). */
-int ag_check_srcs(ag_graph *g, const char *op, int nsrc, ag_tensor *const *src);
+/* Checks common to every op constructor: graph not finalized, sources non-NULL and of this graph.
+ * Returns 0 when the op may be built; -1 when it must return NULL. A NULL source leaves the
+ * graph's first error (and, on a failed graph, ei_error) as it is. */
+int ag_check_srcs(ag_graph *g, const ag_op *op, int nsrc, ag_tensor *const *src);
 /* Normalises a possibly negative axis; -1 when out of range. */
 int ag_axis(int axis, int ndim);
 /* Shape "[a,b,c]" into buf. */

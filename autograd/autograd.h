@@ -39,10 +39,18 @@
  * leaf between forwards is safe.
  *
  * Errors. Constructors return NULL and set ei_error ("matmul: inner dims differ: [3,4] x [5,2]").
- * Any op given a NULL source returns NULL without touching the message, so a whole block can be
- * built and checked once at the end; the graph also remembers the first failure and refuses to
- * finalize. Forward returns -1 on bad runtime data (a target id out of range, an embedding id out
- * of range) with a message naming the op.
+ * The graph remembers its first failure (ag_graph_error) and ag_graph_finalize fails with it. Any
+ * op given a NULL source on a failed graph returns NULL without touching the message, so a whole
+ * block can be built and checked once at the end. Code that builds graphs reports its own
+ * failures with ag_graph_fail, which makes them the graph's first cause; a NULL reaching a graph
+ * that has not failed becomes its first failure, quoting the pending ei_error message. Forward
+ * returns -1 on bad runtime data (a target id out of range, an embedding id out of range) with a
+ * message naming the op.
+ *
+ * Walking. Every op node records its kind (ag_tensor_op), its sources in constructor argument
+ * order with omitted optional ones left out (ag_tensor_src), and the constructor's non-shape
+ * arguments as typed values (ag_tensor_params), so a graph can be inspected or serialised by
+ * visiting ag_graph_node(g, 0 .. n-1), which is already a topological order.
  *
  * Threads. Everything runs on one OpenMP team (ei_k_threads_set in kernels/kernels.h sets its
  * size); OpenBLAS is kept single-threaded and large GEMMs are split into fixed blocks over the team,
@@ -78,6 +86,97 @@ typedef enum {
     AG_ROPE_INTERLEAVED = 0, /* (x[2i], x[2i+1]), llama2.c checkpoints */
     AG_ROPE_HALF = 1,        /* (x[i], x[i + d/2]), Hugging Face Llama ("rotate_half") */
 } ag_rope_layout;
+
+/* One kind per op constructor (ag_rope_ex is AG_OP_ROPE with max_pos > 0, ag_concat_n is
+ * AG_OP_CONCAT). The values are part of the serialised form of a graph: append, never renumber. */
+typedef enum {
+    AG_OP_NONE = 0, /* a leaf: input, param or const (see ag_kind) */
+    AG_OP_MATMUL,
+    AG_OP_LINEAR,
+    AG_OP_ADD,
+    AG_OP_SUB,
+    AG_OP_MUL,
+    AG_OP_DIV,
+    AG_OP_SCALE,
+    AG_OP_ADD_SCALAR,
+    AG_OP_SUM,
+    AG_OP_MEAN,
+    AG_OP_SUM_ALL,
+    AG_OP_SILU,
+    AG_OP_SIGMOID,
+    AG_OP_ELU1,
+    AG_OP_EXP,
+    AG_OP_SWIGLU,
+    AG_OP_SOFTMAX,
+    AG_OP_STOP_GRAD,
+    AG_OP_RMSNORM,
+    AG_OP_ROPE,
+    AG_OP_ATTENTION,
+    AG_OP_EMBEDDING,
+    AG_OP_CONCAT,
+    AG_OP_SLICE,
+    AG_OP_RESHAPE,
+    AG_OP_TRANSPOSE,
+    AG_OP_CROSS_ENTROPY,
+    AG_OP_COUNT
+} ag_op_kind;
+
+/* Typed op parameters: the constructor's arguments that are not tensors and not implied by the
+ * result's shape (reshape's target shape is the node's shape). Axes are stored normalised to
+ * 0..ndim-1 of the source. Ops without an entry (linear, add, silu, embedding, cross_entropy, ...)
+ * have nothing beyond their sources and shape. */
+typedef struct {
+    int trans_a, trans_b; /* 0 / 1 */
+} ag_matmul_params;
+typedef struct {
+    double eps;
+} ag_rmsnorm_params;
+typedef struct {
+    double theta;
+    ag_rope_layout layout;
+    int32_t max_pos; /* 0: ag_rope (per-row table) */
+} ag_rope_params;
+typedef struct {
+    double scale;
+    int64_t causal_offset; /* as applied: AG_ATTN_NONCAUSAL, or raised to -Tq - 1 if below */
+} ag_attention_params;
+typedef struct {
+    int axis, keepdim;
+} ag_reduce_params; /* sum, mean */
+typedef struct {
+    int axis;
+    int64_t start, len;
+} ag_slice_params;
+typedef struct {
+    int axis;
+} ag_concat_params;
+typedef struct {
+    int axis0, axis1;
+} ag_transpose_params;
+typedef struct {
+    double s;
+} ag_scale_params;
+typedef struct {
+    double c;
+} ag_add_scalar_params;
+
+/* Tagged union: the member named after `kind` is the one set (sum and mean share a layout). */
+typedef struct {
+    ag_op_kind kind;
+    union {
+        ag_matmul_params matmul;
+        ag_rmsnorm_params rmsnorm;
+        ag_rope_params rope;
+        ag_attention_params attention;
+        ag_reduce_params sum;
+        ag_reduce_params mean;
+        ag_slice_params slice;
+        ag_concat_params concat;
+        ag_transpose_params transpose;
+        ag_scale_params scale;
+        ag_add_scalar_params add_scalar;
+    };
+} ag_op_params;
 
 typedef struct ag_graph ag_graph;
 
@@ -126,6 +225,26 @@ void ag_graph_zero_grads(ag_graph *g);
 size_t ag_graph_arena_bytes(const ag_graph *g);
 int ag_graph_node_count(const ag_graph *g);
 ag_tensor *ag_graph_node(const ag_graph *g, int id);
+/* Records a build failure found by code that builds g (a model builder's own check): sets
+ * ei_error, marks g failed and keeps the message as g's first error unless it already has one.
+ * Later ops given NULL then stay silent, and ag_graph_finalize fails with this cause. Returns -1.
+ * g NULL only sets ei_error. */
+int ag_graph_fail(ag_graph *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The first build failure of g, or NULL if building has not failed. Valid until g is freed. */
+const char *ag_graph_error(const ag_graph *g);
+
+/* ------------------------------------------------------------------ walking a graph
+ * All accept NULL (and leaves) and then report "no op": AG_OP_NONE, 0 sources, NULL. */
+
+ag_op_kind ag_tensor_op(const ag_tensor *t);
+int ag_tensor_n_src(const ag_tensor *t);
+/* Source i (0 .. n_src-1) in constructor argument order; NULL when out of range. */
+ag_tensor *ag_tensor_src(const ag_tensor *t, int i);
+/* Read-only parameters of an op node (kind set even for ops without parameters); NULL for leaves. */
+const ag_op_params *ag_tensor_params(const ag_tensor *t);
+/* "matmul", "rope", ... (the prefix of the op's messages); "leaf" for AG_OP_NONE; NULL for a value
+ * outside the enum. */
+const char *ag_op_name(ag_op_kind kind);
 
 /* ------------------------------------------------------------------ leaves */
 

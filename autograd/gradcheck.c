@@ -2,17 +2,14 @@
 #include "autograd/gradcheck.h"
 #include "autograd/ag_internal.h"
 
+#include "core/ei_rng.h"
+
 #include <math.h>
 #include <stdlib.h>
 
-static double rng_next(uint64_t *s) {
-    /* splitmix64: deterministic, platform-independent test data */
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return (double)(z >> 11) / 9007199254740992.0;
-}
+/* The caller's state word drives ei_rng's splitmix64 directly (not a seeded xoshiro): the public
+ * API hands out a single uint64_t state, and this keeps every seed's values as they always were. */
+static double rng_next(uint64_t *s) { return (double)(ei_splitmix64(s) >> 11) * 0x1.0p-53; }
 
 int ag_fill_uniform(ag_tensor *t, uint64_t *state, double lo, double hi) {
     if (!t || !ag_is_float(t)) return ei_error_set("ag_fill_uniform: needs a float tensor");
@@ -31,7 +28,12 @@ int ag_fill_uniform(ag_tensor *t, uint64_t *state, double lo, double hi) {
 ag_tensor *ag_gradcheck_loss(ag_graph *g, ag_tensor *out, uint64_t seed) {
     if (!out) return NULL;
     ag_tensor *r = ag_const(g, out->ndim, out->shape);
-    if (!r || ag_fill_uniform(r, &seed, -1.0, 1.0)) return NULL;
+    if (!r) return NULL;
+    if (ag_fill_uniform(r, &seed, -1.0, 1.0)) {
+        /* recorded on the graph, so finalize reports this cause rather than a NULL source */
+        ag_graph_fail(g, "%s", ei_error_get());
+        return NULL;
+    }
     return ag_sum_all(g, ag_mul(g, out, r));
 }
 

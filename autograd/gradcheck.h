@@ -27,7 +27,8 @@ int ag_gradcheck(ag_graph *g, ag_tensor *loss, int n, ag_tensor *const *wrt, dou
  * gives every element of out a distinct gradient. */
 ag_tensor *ag_gradcheck_loss(ag_graph *g, ag_tensor *out, uint64_t seed);
 
-/* Fills a float tensor with uniform values in [lo, hi) from a small deterministic generator. */
+/* Fills a float tensor with uniform values in [lo, hi): one ei_splitmix64 step (core/ei_rng.h) of
+ * *state per element, so the values depend only on the state, on every platform. */
 int ag_fill_uniform(ag_tensor *t, uint64_t *state, double lo, double hi);
 
 #endif

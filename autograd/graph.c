@@ -19,18 +19,27 @@ struct ag_block {
 /* Freed arena blocks are kept for the next graph (up to AG_POOL_BYTES): a training loop frees
  * and rebuilds segment graphs of a few plans per document, and fresh memory costs a page fault
  * per 4 KiB on first touch, which measured more than the rebuild itself. Sanitizer builds free
- * blocks at once so use-after-free of a graph's memory is still caught. */
+ * blocks at once so use-after-free of a graph's memory is still caught; they have no pool arrays
+ * at all (zero-length ones draw array-bounds warnings from gcc 12 at -O2 and above). */
 #if defined(__SANITIZE_ADDRESS__)
-#define AG_POOL_BLOCKS 0
+#define AG_NO_POOL 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define AG_NO_POOL 1
+#endif
+#endif
+
+#ifdef AG_NO_POOL
+static unsigned char *pool_take(size_t sz, size_t *got) { return NULL; }
+static void pool_give(unsigned char *m, size_t sz) { free(m); }
 #else
 #define AG_POOL_BLOCKS 64
-#endif
 #define AG_POOL_BYTES ((size_t)64 << 20)
 
 static struct {
     pthread_mutex_t mu;
-    unsigned char *mem[AG_POOL_BLOCKS + 1];
-    size_t size[AG_POOL_BLOCKS + 1];
+    unsigned char *mem[AG_POOL_BLOCKS];
+    size_t size[AG_POOL_BLOCKS];
     int n;
     size_t bytes;
 } pool = {PTHREAD_MUTEX_INITIALIZER, {0}, {0}, 0, 0};
@@ -65,6 +74,7 @@ static void pool_give(unsigned char *m, size_t sz) {
     pthread_mutex_unlock(&pool.mu);
     free(m);
 }
+#endif
 
 /* zero = 0 leaves the bytes as they are: for op outputs, which every forward writes in full. */
 static void *arena_alloc(ag_graph *g, size_t bytes, int zero) {
@@ -95,17 +105,35 @@ static void *arena_alloc(ag_graph *g, size_t bytes, int zero) {
 
 void *ag_arena_alloc(ag_graph *g, size_t bytes) { return arena_alloc(g, bytes, 1); }
 
+/* Formatted into a local buffer first: callers may pass ei_error_get() itself as an argument
+ * (re-recording a pending message), and ei_error_vset would then read the buffer it writes. */
+static void graph_vfail(ag_graph *g, const char *fmt, va_list ap) {
+    char msg[AG_ERROR_CAP];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    ei_error_set("%s", msg);
+    if (g && !g->failed) {
+        g->failed = 1;
+        memcpy(g->first_error, msg, sizeof msg);
+    }
+}
+
 void *ag_fail(ag_graph *g, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    ei_error_vset(fmt, ap);
+    graph_vfail(g, fmt, ap);
     va_end(ap);
-    if (g && !g->failed) {
-        g->failed = 1;
-        snprintf(g->first_error, sizeof g->first_error, "%s", ei_error_get());
-    }
     return NULL;
 }
+
+int ag_graph_fail(ag_graph *g, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    graph_vfail(g, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+const char *ag_graph_error(const ag_graph *g) { return g && g->failed ? g->first_error : NULL; }
 
 const char *ag_dims_str(int ndim, const int64_t *shape, char *buf, size_t n) {
     size_t off = 0;
@@ -191,39 +219,110 @@ static ag_node *node_alloc(ag_graph *g, ag_dtype dtype, ag_kind kind, int ndim, 
     return n;
 }
 
-int ag_check_srcs(ag_graph *g, const char *op, int nsrc, ag_tensor *const *src) {
-    if (!g) return ei_error_set("%s: graph is NULL", op);
+int ag_check_srcs(ag_graph *g, const ag_op *op, int nsrc, ag_tensor *const *src) {
+    const char *name = ag_op_name(op->kind);
+    if (!g) return ei_error_set("%s: graph is NULL", name);
     for (int i = 0; i < nsrc; i++) {
         if (!src[i]) {
-            if (!g->failed) ag_fail(g, "%s: source %d is NULL", op, i);
+            /* On a failed graph the NULL is that failure propagating and its message stands.
+             * Otherwise it comes from code that reported through ei_error alone (or not at all):
+             * the graph's first cause must still carry that message, not just name this op. */
+            if (!g->failed) {
+                const char *last = ei_error_get();
+                if (last[0])
+                    ag_fail(g, "%s: source %d is NULL (last error: %s)", name, i, last);
+                else
+                    ag_fail(g, "%s: source %d is NULL", name, i);
+            }
             return -1;
         }
         if (ag_n(src[i])->g != g) {
-            ag_fail(g, "%s: source %d belongs to another graph", op, i);
+            ag_fail(g, "%s: source %d belongs to another graph", name, i);
             return -1;
         }
     }
     if (g->finalized) {
-        ag_fail(g, "%s: graph is already finalized (build everything before forward)", op);
+        ag_fail(g, "%s: graph is already finalized (build everything before forward)", name);
         return -1;
     }
     return 0;
 }
 
 ag_node *ag_node_new(ag_graph *g, const ag_op *op, int ndim, const int64_t *shape, int nsrc, ag_tensor *const *src) {
+    const char *name = ag_op_name(op->kind);
     /* views keep their source's dtype (a reshaped id tensor stays int32) */
-    ag_node *n = node_alloc(g, op->view ? src[0]->dtype : g->dtype, AG_NODE_OP, ndim, shape, op->name);
+    ag_node *n = node_alloc(g, op->view ? src[0]->dtype : g->dtype, AG_NODE_OP, ndim, shape, name);
     if (!n) return NULL;
     n->op = op;
+    n->p.kind = op->kind;
     n->nsrc = nsrc;
     for (int i = 0; i < nsrc; i++) n->src[i] = ag_n(src[i]);
     if (op->view) {
         n->t.data = src[0]->data;
     } else {
         n->t.data = arena_alloc(g, (size_t)n->t.numel * ag_dtype_size(g->dtype), 0);
-        if (!n->t.data) return ag_fail(g, "%s: out of memory for [%lld] values", op->name, (long long)n->t.numel);
+        if (!n->t.data) return ag_fail(g, "%s: out of memory for [%lld] values", name, (long long)n->t.numel);
     }
     return n;
+}
+
+/* ------------------------------------------------------------------ walking */
+
+static const char *const op_names[AG_OP_COUNT] = {
+    [AG_OP_NONE] = "leaf",
+    [AG_OP_MATMUL] = "matmul",
+    [AG_OP_LINEAR] = "linear",
+    [AG_OP_ADD] = "add",
+    [AG_OP_SUB] = "sub",
+    [AG_OP_MUL] = "mul",
+    [AG_OP_DIV] = "div",
+    [AG_OP_SCALE] = "scale",
+    [AG_OP_ADD_SCALAR] = "add_scalar",
+    [AG_OP_SUM] = "sum",
+    [AG_OP_MEAN] = "mean",
+    [AG_OP_SUM_ALL] = "sum_all",
+    [AG_OP_SILU] = "silu",
+    [AG_OP_SIGMOID] = "sigmoid",
+    [AG_OP_ELU1] = "elu1",
+    [AG_OP_EXP] = "exp",
+    [AG_OP_SWIGLU] = "swiglu",
+    [AG_OP_SOFTMAX] = "softmax",
+    [AG_OP_STOP_GRAD] = "stop_grad",
+    [AG_OP_RMSNORM] = "rmsnorm",
+    [AG_OP_ROPE] = "rope",
+    [AG_OP_ATTENTION] = "attention",
+    [AG_OP_EMBEDDING] = "embedding",
+    [AG_OP_CONCAT] = "concat",
+    [AG_OP_SLICE] = "slice",
+    [AG_OP_RESHAPE] = "reshape",
+    [AG_OP_TRANSPOSE] = "transpose",
+    [AG_OP_CROSS_ENTROPY] = "cross_entropy",
+};
+
+const char *ag_op_name(ag_op_kind kind) { return (unsigned)kind < AG_OP_COUNT ? op_names[kind] : NULL; }
+
+static const ag_node *op_node(const ag_tensor *t) {
+    return t && ((const ag_node *)t)->op ? (const ag_node *)t : NULL;
+}
+
+ag_op_kind ag_tensor_op(const ag_tensor *t) {
+    const ag_node *n = op_node(t);
+    return n ? n->op->kind : AG_OP_NONE;
+}
+
+int ag_tensor_n_src(const ag_tensor *t) {
+    const ag_node *n = op_node(t);
+    return n ? n->nsrc : 0;
+}
+
+ag_tensor *ag_tensor_src(const ag_tensor *t, int i) {
+    const ag_node *n = op_node(t);
+    return n && i >= 0 && i < n->nsrc ? &n->src[i]->t : NULL;
+}
+
+const ag_op_params *ag_tensor_params(const ag_tensor *t) {
+    const ag_node *n = op_node(t);
+    return n ? &n->p : NULL;
 }
 
 /* ------------------------------------------------------------------ leaves */
@@ -429,7 +528,7 @@ int ag_graph_forward(ag_graph *g) {
             continue;
         }
         if (n->op->forward(n)) {
-            ei_error_prefix("forward, node %d (%s%s%s): ", n->t.id, n->op->name, n->t.name ? " " : "",
+            ei_error_prefix("forward, node %d (%s%s%s): ", n->t.id, ag_op_name(n->op->kind), n->t.name ? " " : "",
                             n->t.name ? n->t.name : "");
             return -1;
         }

@@ -6,8 +6,16 @@
 #include <math.h>
 #include <string.h>
 
-enum { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV };
-enum { UN_SILU, UN_SIGMOID, UN_ELU1, UN_EXP, UN_SCALE, UN_ADDC };
+/* The typed bodies switch on the op kind itself, so a node carries no second op code. */
+enum { BIN_ADD = AG_OP_ADD, BIN_SUB = AG_OP_SUB, BIN_MUL = AG_OP_MUL, BIN_DIV = AG_OP_DIV };
+enum {
+    UN_SILU = AG_OP_SILU,
+    UN_SIGMOID = AG_OP_SIGMOID,
+    UN_ELU1 = AG_OP_ELU1,
+    UN_EXP = AG_OP_EXP,
+    UN_SCALE = AG_OP_SCALE,
+    UN_ADDC = AG_OP_ADD_SCALAR
+};
 
 /* float: sigmoid and exp of non-positive arguments through the vectorisable exp of kernels.h
  * (about 1 ulp; libm's expf is a call per element); double keeps libm for the gradient checks. */
@@ -44,7 +52,7 @@ static inline float sigmoid_f32(float v) {
 #undef SELR
 
 /* ------------------------------------------------------------------ broadcasting binary ops
- * ip[0] op; shapes padded to 4 dims are recomputed from the tensors each call (cheap). */
+ * Shapes padded to 4 dims are recomputed from the tensors each call (cheap). */
 
 static void pad4(const ag_tensor *t, int64_t *s) {
     const int off = 4 - t->ndim;
@@ -70,16 +78,18 @@ static void bin_shapes(const ag_node *n, int64_t *os, int64_t *as, int64_t *bs, 
 }
 
 static int bin_forward(ag_node *n) {
+    const int op = (int)n->op->kind;
     int64_t os[4], as[4], bs[4], sta[4], stb[4];
     bin_shapes(n, os, as, bs, sta, stb);
     if (n->t.dtype == AG_F32)
-        bin_forward_f32((int)n->ip[0], os, n->src[0]->t.data, sta, n->src[1]->t.data, stb, n->t.data);
+        bin_forward_f32(op, os, n->src[0]->t.data, sta, n->src[1]->t.data, stb, n->t.data);
     else
-        bin_forward_f64((int)n->ip[0], os, n->src[0]->t.data, sta, n->src[1]->t.data, stb, n->t.data);
+        bin_forward_f64(op, os, n->src[0]->t.data, sta, n->src[1]->t.data, stb, n->t.data);
     return 0;
 }
 
 static void bin_backward(ag_node *n) {
+    const int op = (int)n->op->kind;
     int64_t os[4], as[4], bs[4], sta[4], stb[4];
     bin_shapes(n, os, as, bs, sta, stb);
     const int flat = !memcmp(os, as, sizeof os) && !memcmp(os, bs, sizeof os);
@@ -87,33 +97,31 @@ static void bin_backward(ag_node *n) {
         void *dx = ag_grad_acquire(n->src[w]);
         if (!dx) continue;
         if (flat && n->t.dtype == AG_F32)
-            bin_backward_flat_f32((int)n->ip[0], w, n->t.numel, n->t.grad, n->src[0]->t.data, n->src[1]->t.data, dx);
+            bin_backward_flat_f32(op, w, n->t.numel, n->t.grad, n->src[0]->t.data, n->src[1]->t.data, dx);
         else if (flat)
-            bin_backward_flat_f64((int)n->ip[0], w, n->t.numel, n->t.grad, n->src[0]->t.data, n->src[1]->t.data, dx);
+            bin_backward_flat_f64(op, w, n->t.numel, n->t.grad, n->src[0]->t.data, n->src[1]->t.data, dx);
         else if (!memcmp(os, w ? bs : as, sizeof os) && n->t.dtype == AG_F32)
-            bin_backward_full_f32((int)n->ip[0], w, os, n->t.grad, n->src[0]->t.data, sta, n->src[1]->t.data, stb, dx);
+            bin_backward_full_f32(op, w, os, n->t.grad, n->src[0]->t.data, sta, n->src[1]->t.data, stb, dx);
         else if (!memcmp(os, w ? bs : as, sizeof os))
-            bin_backward_full_f64((int)n->ip[0], w, os, n->t.grad, n->src[0]->t.data, sta, n->src[1]->t.data, stb, dx);
+            bin_backward_full_f64(op, w, os, n->t.grad, n->src[0]->t.data, sta, n->src[1]->t.data, stb, dx);
         else if (n->t.dtype == AG_F32)
-            bin_backward_f32((int)n->ip[0], w, os, w ? bs : as, n->t.grad, n->src[0]->t.data, sta, n->src[1]->t.data,
+            bin_backward_f32(op, w, os, w ? bs : as, n->t.grad, n->src[0]->t.data, sta, n->src[1]->t.data,
                              stb, dx);
         else
-            bin_backward_f64((int)n->ip[0], w, os, w ? bs : as, n->t.grad, n->src[0]->t.data, sta, n->src[1]->t.data,
+            bin_backward_f64(op, w, os, w ? bs : as, n->t.grad, n->src[0]->t.data, sta, n->src[1]->t.data,
                              stb, dx);
     }
 }
 
-static const ag_op op_bin[4] = {
-    {"add", bin_forward, bin_backward, 0, 0},
-    {"sub", bin_forward, bin_backward, 0, 0},
-    {"mul", bin_forward, bin_backward, 0, 0},
-    {"div", bin_forward, bin_backward, 0, 0},
-};
+static const ag_op op_add = {AG_OP_ADD, bin_forward, bin_backward, 0, 0};
+static const ag_op op_sub = {AG_OP_SUB, bin_forward, bin_backward, 0, 0};
+static const ag_op op_mul = {AG_OP_MUL, bin_forward, bin_backward, 0, 0};
+static const ag_op op_div = {AG_OP_DIV, bin_forward, bin_backward, 0, 0};
 
-static ag_tensor *binary(ag_graph *g, int op, ag_tensor *a, ag_tensor *b) {
-    const char *name = op_bin[op].name;
+static ag_tensor *binary(ag_graph *g, const ag_op *op, ag_tensor *a, ag_tensor *b) {
+    const char *name = ag_op_name(op->kind);
     ag_tensor *src[2] = {a, b};
-    if (ag_check_srcs(g, name, 2, src)) return NULL;
+    if (ag_check_srcs(g, op, 2, src)) return NULL;
     char sa[96], sb[96];
     ag_shape_str(a, sa, sizeof sa);
     ag_shape_str(b, sb, sizeof sb);
@@ -127,24 +135,27 @@ static ag_tensor *binary(ag_graph *g, int op, ag_tensor *a, ag_tensor *b) {
         if (x != y && x != 1 && y != 1) return ag_fail(g, "%s: shapes do not broadcast: %s, %s", name, sa, sb);
         shape[d] = x > y ? x : y;
     }
-    ag_node *n = ag_node_new(g, &op_bin[op], nd, shape, 2, src);
-    if (!n) return NULL;
-    n->ip[0] = op;
-    return &n->t;
+    ag_node *n = ag_node_new(g, op, nd, shape, 2, src);
+    return n ? &n->t : NULL;
 }
 
-ag_tensor *ag_add(ag_graph *g, ag_tensor *a, ag_tensor *b) { return binary(g, BIN_ADD, a, b); }
-ag_tensor *ag_sub(ag_graph *g, ag_tensor *a, ag_tensor *b) { return binary(g, BIN_SUB, a, b); }
-ag_tensor *ag_mul(ag_graph *g, ag_tensor *a, ag_tensor *b) { return binary(g, BIN_MUL, a, b); }
-ag_tensor *ag_div(ag_graph *g, ag_tensor *a, ag_tensor *b) { return binary(g, BIN_DIV, a, b); }
+ag_tensor *ag_add(ag_graph *g, ag_tensor *a, ag_tensor *b) { return binary(g, &op_add, a, b); }
+ag_tensor *ag_sub(ag_graph *g, ag_tensor *a, ag_tensor *b) { return binary(g, &op_sub, a, b); }
+ag_tensor *ag_mul(ag_graph *g, ag_tensor *a, ag_tensor *b) { return binary(g, &op_mul, a, b); }
+ag_tensor *ag_div(ag_graph *g, ag_tensor *a, ag_tensor *b) { return binary(g, &op_div, a, b); }
 
-/* ------------------------------------------------------------------ unary ops: ip[0] op, fp[0] */
+/* ------------------------------------------------------------------ unary ops */
+
+/* The scalar operand of scale / add_scalar (unused by the others). */
+static double un_arg(const ag_node *n) {
+    return n->p.kind == AG_OP_SCALE ? n->p.scale.s : n->p.kind == AG_OP_ADD_SCALAR ? n->p.add_scalar.c : 0.0;
+}
 
 static int un_forward(ag_node *n) {
     if (n->t.dtype == AG_F32)
-        unary_forward_f32((int)n->ip[0], n->t.numel, n->src[0]->t.data, n->t.data, (float)n->fp[0]);
+        unary_forward_f32((int)n->op->kind, n->t.numel, n->src[0]->t.data, n->t.data, (float)un_arg(n));
     else
-        unary_forward_f64((int)n->ip[0], n->t.numel, n->src[0]->t.data, n->t.data, n->fp[0]);
+        unary_forward_f64((int)n->op->kind, n->t.numel, n->src[0]->t.data, n->t.data, un_arg(n));
     return 0;
 }
 
@@ -152,33 +163,48 @@ static void un_backward(ag_node *n) {
     void *dx = ag_grad_acquire(n->src[0]);
     if (!dx) return;
     if (n->t.dtype == AG_F32)
-        unary_backward_f32((int)n->ip[0], n->t.numel, n->src[0]->t.data, n->t.data, n->t.grad, dx, (float)n->fp[0]);
+        unary_backward_f32((int)n->op->kind, n->t.numel, n->src[0]->t.data, n->t.data, n->t.grad, dx,
+                           (float)un_arg(n));
     else
-        unary_backward_f64((int)n->ip[0], n->t.numel, n->src[0]->t.data, n->t.data, n->t.grad, dx, n->fp[0]);
+        unary_backward_f64((int)n->op->kind, n->t.numel, n->src[0]->t.data, n->t.data, n->t.grad, dx, un_arg(n));
 }
 
-static const ag_op op_un[6] = {
-    {"silu", un_forward, un_backward, 0, 0},  {"sigmoid", un_forward, un_backward, 0, 0},
-    {"elu1", un_forward, un_backward, 0, 0},  {"exp", un_forward, un_backward, 0, 0},
-    {"scale", un_forward, un_backward, 0, 0}, {"add_scalar", un_forward, un_backward, 0, 0},
-};
+static const ag_op op_silu = {AG_OP_SILU, un_forward, un_backward, 0, 0};
+static const ag_op op_sigmoid = {AG_OP_SIGMOID, un_forward, un_backward, 0, 0};
+static const ag_op op_elu1 = {AG_OP_ELU1, un_forward, un_backward, 0, 0};
+static const ag_op op_exp = {AG_OP_EXP, un_forward, un_backward, 0, 0};
+static const ag_op op_scale = {AG_OP_SCALE, un_forward, un_backward, 0, 0};
+static const ag_op op_add_scalar = {AG_OP_ADD_SCALAR, un_forward, un_backward, 0, 0};
 
-static ag_tensor *unary(ag_graph *g, int op, ag_tensor *x, double p0) {
-    if (ag_check_srcs(g, op_un[op].name, 1, &x)) return NULL;
-    if (!ag_is_float(x)) return ag_fail(g, "%s: operand must be float", op_un[op].name);
-    ag_node *n = ag_node_new(g, &op_un[op], x->ndim, x->shape, 1, &x);
+static ag_node *unary(ag_graph *g, const ag_op *op, ag_tensor *x) {
+    if (ag_check_srcs(g, op, 1, &x)) return NULL;
+    if (!ag_is_float(x)) return ag_fail(g, "%s: operand must be float", ag_op_name(op->kind));
+    return ag_node_new(g, op, x->ndim, x->shape, 1, &x);
+}
+
+static ag_tensor *unary_t(ag_graph *g, const ag_op *op, ag_tensor *x) {
+    ag_node *n = unary(g, op, x);
+    return n ? &n->t : NULL;
+}
+
+ag_tensor *ag_silu(ag_graph *g, ag_tensor *x) { return unary_t(g, &op_silu, x); }
+ag_tensor *ag_sigmoid(ag_graph *g, ag_tensor *x) { return unary_t(g, &op_sigmoid, x); }
+ag_tensor *ag_elu1(ag_graph *g, ag_tensor *x) { return unary_t(g, &op_elu1, x); }
+ag_tensor *ag_exp(ag_graph *g, ag_tensor *x) { return unary_t(g, &op_exp, x); }
+
+ag_tensor *ag_scale(ag_graph *g, ag_tensor *x, double s) {
+    ag_node *n = unary(g, &op_scale, x);
     if (!n) return NULL;
-    n->ip[0] = op;
-    n->fp[0] = p0;
+    n->p.scale.s = s;
     return &n->t;
 }
 
-ag_tensor *ag_silu(ag_graph *g, ag_tensor *x) { return unary(g, UN_SILU, x, 0); }
-ag_tensor *ag_sigmoid(ag_graph *g, ag_tensor *x) { return unary(g, UN_SIGMOID, x, 0); }
-ag_tensor *ag_elu1(ag_graph *g, ag_tensor *x) { return unary(g, UN_ELU1, x, 0); }
-ag_tensor *ag_exp(ag_graph *g, ag_tensor *x) { return unary(g, UN_EXP, x, 0); }
-ag_tensor *ag_scale(ag_graph *g, ag_tensor *x, double s) { return unary(g, UN_SCALE, x, s); }
-ag_tensor *ag_add_scalar(ag_graph *g, ag_tensor *x, double c) { return unary(g, UN_ADDC, x, c); }
+ag_tensor *ag_add_scalar(ag_graph *g, ag_tensor *x, double c) {
+    ag_node *n = unary(g, &op_add_scalar, x);
+    if (!n) return NULL;
+    n->p.add_scalar.c = c;
+    return &n->t;
+}
 
 /* ------------------------------------------------------------------ swiglu */
 
@@ -199,11 +225,11 @@ static void swiglu_backward(ag_node *n) {
         swiglu_backward_f64(n->t.numel, n->src[0]->t.data, n->src[1]->t.data, n->t.grad, da, db);
 }
 
-static const ag_op op_swiglu = {"swiglu", swiglu_forward, swiglu_backward, 0, 0};
+static const ag_op op_swiglu = {AG_OP_SWIGLU, swiglu_forward, swiglu_backward, 0, 0};
 
 ag_tensor *ag_swiglu(ag_graph *g, ag_tensor *a, ag_tensor *b) {
     ag_tensor *src[2] = {a, b};
-    if (ag_check_srcs(g, "swiglu", 2, src)) return NULL;
+    if (ag_check_srcs(g, &op_swiglu, 2, src)) return NULL;
     char sa[96], sb[96];
     if (!ag_is_float(a) || !ag_is_float(b)) return ag_fail(g, "swiglu: operands must be float");
     if (a->ndim != b->ndim || memcmp(a->shape, b->shape, sizeof a->shape))
@@ -214,10 +240,10 @@ ag_tensor *ag_swiglu(ag_graph *g, ag_tensor *a, ag_tensor *b) {
 
 /* ------------------------------------------------------------------ stop_grad (a view) */
 
-static const ag_op op_stop_grad = {"stop_grad", NULL, NULL, 1, 1};
+static const ag_op op_stop_grad = {AG_OP_STOP_GRAD, NULL, NULL, 1, 1};
 
 ag_tensor *ag_stop_grad(ag_graph *g, ag_tensor *x) {
-    if (ag_check_srcs(g, "stop_grad", 1, &x)) return NULL;
+    if (ag_check_srcs(g, &op_stop_grad, 1, &x)) return NULL;
     ag_node *n = ag_node_new(g, &op_stop_grad, x->ndim, x->shape, 1, &x);
     return n ? &n->t : NULL;
 }

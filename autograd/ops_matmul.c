@@ -4,8 +4,6 @@
 
 #include <string.h>
 
-/* ip: 0 trans_a, 1 trans_b, 2 batch, 3 M, 4 N, 5 K, 6 b is shared (2-D) */
-
 static void gemm(ag_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t k, const void *a, int64_t lda,
                  const void *b, int64_t ldb, double beta, void *c, int64_t ldc) {
     if (dt == AG_F32)
@@ -15,8 +13,9 @@ static void gemm(ag_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t k, c
 }
 
 static int matmul_forward(ag_node *n) {
-    const int ta = (int)n->ip[0], tb = (int)n->ip[1];
-    const int64_t B = n->ip[2], M = n->ip[3], N = n->ip[4], K = n->ip[5], shared = n->ip[6];
+    const int ta = n->p.matmul.trans_a, tb = n->p.matmul.trans_b;
+    const int64_t B = n->dim.matmul.batch, M = n->dim.matmul.m, N = n->dim.matmul.n, K = n->dim.matmul.k;
+    const int shared = n->dim.matmul.shared;
     const size_t es = ag_dtype_size(n->t.dtype);
     const char *a = n->src[0]->t.data, *b = n->src[1]->t.data;
     char *c = n->t.data;
@@ -32,8 +31,9 @@ static int matmul_forward(ag_node *n) {
 }
 
 static void matmul_backward(ag_node *n) {
-    const int ta = (int)n->ip[0], tb = (int)n->ip[1];
-    const int64_t B = n->ip[2], M = n->ip[3], N = n->ip[4], K = n->ip[5], shared = n->ip[6];
+    const int ta = n->p.matmul.trans_a, tb = n->p.matmul.trans_b;
+    const int64_t B = n->dim.matmul.batch, M = n->dim.matmul.m, N = n->dim.matmul.n, K = n->dim.matmul.k;
+    const int shared = n->dim.matmul.shared;
     const ag_dtype dt = n->t.dtype;
     const size_t es = ag_dtype_size(dt);
     const char *a = n->src[0]->t.data, *b = n->src[1]->t.data, *dc = n->t.grad;
@@ -69,11 +69,11 @@ static void matmul_backward(ag_node *n) {
     }
 }
 
-static const ag_op op_matmul = {"matmul", matmul_forward, matmul_backward, 0, 0};
+static const ag_op op_matmul = {AG_OP_MATMUL, matmul_forward, matmul_backward, 0, 0};
 
 ag_tensor *ag_matmul(ag_graph *g, ag_tensor *a, ag_tensor *b, int trans_a, int trans_b) {
     ag_tensor *src[2] = {a, b};
-    if (ag_check_srcs(g, "matmul", 2, src)) return NULL;
+    if (ag_check_srcs(g, &op_matmul, 2, src)) return NULL;
     char sa[96], sb[96];
     ag_shape_str(a, sa, sizeof sa);
     ag_shape_str(b, sb, sizeof sb);
@@ -100,13 +100,13 @@ ag_tensor *ag_matmul(ag_graph *g, ag_tensor *a, ag_tensor *b, int trans_a, int t
     shape[a->ndim - 1] = N;
     ag_node *n = ag_node_new(g, &op_matmul, a->ndim, shape, 2, src);
     if (!n) return NULL;
-    n->ip[0] = trans_a ? 1 : 0;
-    n->ip[1] = trans_b ? 1 : 0;
-    n->ip[2] = batch;
-    n->ip[3] = M;
-    n->ip[4] = N;
-    n->ip[5] = Ka;
-    n->ip[6] = shared;
+    n->p.matmul.trans_a = trans_a ? 1 : 0;
+    n->p.matmul.trans_b = trans_b ? 1 : 0;
+    n->dim.matmul.batch = batch;
+    n->dim.matmul.m = M;
+    n->dim.matmul.n = N;
+    n->dim.matmul.k = Ka;
+    n->dim.matmul.shared = shared;
     return &n->t;
 }
 
@@ -114,7 +114,7 @@ ag_tensor *ag_matmul(ag_graph *g, ag_tensor *a, ag_tensor *b, int trans_a, int t
  * x [R, in] (rows flattened), W [out, in], bias [out]: y [R, out] = x W^T + bias. */
 
 static int linear_forward(ag_node *n) {
-    const int64_t R = n->ip[0], I = n->ip[1], O = n->ip[2];
+    const int64_t R = n->dim.linear.rows, I = n->dim.linear.in, O = n->dim.linear.out;
     const ag_dtype dt = n->t.dtype;
     gemm(dt, 0, 1, R, O, I, n->src[0]->t.data, I, n->src[1]->t.data, I, 0.0, n->t.data, O);
     if (n->nsrc == 3) {
@@ -136,7 +136,7 @@ static int linear_forward(ag_node *n) {
 }
 
 static void linear_backward(ag_node *n) {
-    const int64_t R = n->ip[0], I = n->ip[1], O = n->ip[2];
+    const int64_t R = n->dim.linear.rows, I = n->dim.linear.in, O = n->dim.linear.out;
     const ag_dtype dt = n->t.dtype;
     int fx, fw; /* a first touch is written with beta 0: no zeroing pass over the buffer */
     void *dx = ag_grad_acquire_overwrite(n->src[0], &fx), *dw = ag_grad_acquire_overwrite(n->src[1], &fw);
@@ -166,12 +166,12 @@ static void linear_backward(ag_node *n) {
     }
 }
 
-static const ag_op op_linear = {"linear", linear_forward, linear_backward, 0, 0};
+static const ag_op op_linear = {AG_OP_LINEAR, linear_forward, linear_backward, 0, 0};
 
 ag_tensor *ag_linear(ag_graph *g, ag_tensor *x, ag_tensor *w, ag_tensor *bias) {
     ag_tensor *src[3] = {x, w, bias};
     const int ns = bias ? 3 : 2;
-    if (ag_check_srcs(g, "linear", ns, src)) return NULL;
+    if (ag_check_srcs(g, &op_linear, ns, src)) return NULL;
     char sx[96], sw[96], sb[96];
     ag_shape_str(x, sx, sizeof sx);
     ag_shape_str(w, sw, sizeof sw);
@@ -189,8 +189,8 @@ ag_tensor *ag_linear(ag_graph *g, ag_tensor *x, ag_tensor *w, ag_tensor *bias) {
     shape[x->ndim - 1] = O;
     ag_node *n = ag_node_new(g, &op_linear, x->ndim, shape, ns, src);
     if (!n) return NULL;
-    n->ip[0] = R;
-    n->ip[1] = I;
-    n->ip[2] = O;
+    n->dim.linear.rows = R;
+    n->dim.linear.in = I;
+    n->dim.linear.out = O;
     return &n->t;
 }

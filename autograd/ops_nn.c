@@ -6,14 +6,16 @@
 #include <string.h>
 
 /* ------------------------------------------------------------------ rmsnorm
- * src: x, [w]; ip: 0 rows, 1 dim; fp[0] eps; scratch: rstd per row */
+ * src: x, [w]; scratch: rstd per row */
 
 static int rmsnorm_forward(ag_node *n) {
     const void *w = n->nsrc == 2 ? n->src[1]->t.data : NULL;
     if (n->t.dtype == AG_F32)
-        ei_k_rmsnorm_forward_f32(n->ip[0], n->ip[1], n->src[0]->t.data, w, n->fp[0], n->t.data, n->scratch);
+        ei_k_rmsnorm_forward_f32(n->dim.rmsnorm.rows, n->dim.rmsnorm.dim, n->src[0]->t.data, w, n->p.rmsnorm.eps,
+                                 n->t.data, n->scratch);
     else
-        ei_k_rmsnorm_forward_f64(n->ip[0], n->ip[1], n->src[0]->t.data, w, n->fp[0], n->t.data, n->scratch);
+        ei_k_rmsnorm_forward_f64(n->dim.rmsnorm.rows, n->dim.rmsnorm.dim, n->src[0]->t.data, w, n->p.rmsnorm.eps,
+                                 n->t.data, n->scratch);
     return 0;
 }
 
@@ -22,17 +24,19 @@ static void rmsnorm_backward(ag_node *n) {
     void *dx = ag_grad_acquire(n->src[0]), *dw = n->nsrc == 2 ? ag_grad_acquire(n->src[1]) : NULL;
     if (!dx && !dw) return;
     if (n->t.dtype == AG_F32)
-        ei_k_rmsnorm_backward_f32(n->ip[0], n->ip[1], n->src[0]->t.data, w, n->scratch, n->t.grad, dx, dw);
+        ei_k_rmsnorm_backward_f32(n->dim.rmsnorm.rows, n->dim.rmsnorm.dim, n->src[0]->t.data, w, n->scratch,
+                                  n->t.grad, dx, dw);
     else
-        ei_k_rmsnorm_backward_f64(n->ip[0], n->ip[1], n->src[0]->t.data, w, n->scratch, n->t.grad, dx, dw);
+        ei_k_rmsnorm_backward_f64(n->dim.rmsnorm.rows, n->dim.rmsnorm.dim, n->src[0]->t.data, w, n->scratch,
+                                  n->t.grad, dx, dw);
 }
 
-static const ag_op op_rmsnorm = {"rmsnorm", rmsnorm_forward, rmsnorm_backward, 0, 0};
+static const ag_op op_rmsnorm = {AG_OP_RMSNORM, rmsnorm_forward, rmsnorm_backward, 0, 0};
 
 ag_tensor *ag_rmsnorm(ag_graph *g, ag_tensor *x, ag_tensor *w, double eps) {
     ag_tensor *src[2] = {x, w};
     const int ns = w ? 2 : 1;
-    if (ag_check_srcs(g, "rmsnorm", ns, src)) return NULL;
+    if (ag_check_srcs(g, &op_rmsnorm, ns, src)) return NULL;
     char sx[96], sw[96];
     if (!ag_is_float(x) || (w && !ag_is_float(w))) return ag_fail(g, "rmsnorm: operands must be float");
     const int64_t D = x->shape[x->ndim - 1];
@@ -42,42 +46,43 @@ ag_tensor *ag_rmsnorm(ag_graph *g, ag_tensor *x, ag_tensor *w, double eps) {
     if (!(eps >= 0)) return ag_fail(g, "rmsnorm: eps must be >= 0");
     ag_node *n = ag_node_new(g, &op_rmsnorm, x->ndim, x->shape, ns, src);
     if (!n) return NULL;
-    n->ip[0] = x->numel / D;
-    n->ip[1] = D;
-    n->fp[0] = eps;
-    n->scratch = ag_arena_alloc(g, (size_t)n->ip[0] * ag_dtype_size(g->dtype));
+    n->p.rmsnorm.eps = eps;
+    n->dim.rmsnorm.rows = x->numel / D;
+    n->dim.rmsnorm.dim = D;
+    n->scratch = ag_arena_alloc(g, (size_t)n->dim.rmsnorm.rows * ag_dtype_size(g->dtype));
     return n->scratch ? &n->t : ag_fail(g, "rmsnorm: out of memory");
 }
 
 /* ------------------------------------------------------------------ rope
- * src: x, pos; ip: 0 T, 1 H, 2 d, 3 layout, 4 table valid, 5 max_pos (0: per-row table);
- * fp[0] theta; scratch: (cos, sin) table, [T, d/2, 2] per row or [max_pos + 1, d/2, 2] per
- * position; scratch2: the positions a per-row table was computed for (recomputed when they change) */
+ * src: x, pos; scratch: (cos, sin) table, [T, d/2, 2] per row or [max_pos + 1, d/2, 2] per
+ * position; scratch2: the positions a per-row table was computed for (recomputed when they change);
+ * table_valid: scratch holds a table at all (arena memory starts zeroed, not as a table) */
 
 static int rope_table(ag_node *n, const void **cs, const int32_t **idx) {
-    const int64_t T = n->ip[0], d = n->ip[2], maxp = n->ip[5];
+    const int64_t T = n->dim.rope.t, d = n->dim.rope.d, maxp = n->p.rope.max_pos;
+    const double theta = n->p.rope.theta;
     const int32_t *pos = n->src[1]->t.data;
     if (maxp > 0) {
         for (int64_t r = 0; r < T; r++)
             if (pos[r] < 0 || pos[r] > maxp)
                 return ei_error_set("rope: position %d of row %lld outside [0, %lld]", pos[r], (long long)r,
                                     (long long)maxp);
-        if (!n->ip[4]) {
+        if (!n->table_valid) {
             if (n->t.dtype == AG_F32)
-                ei_k_rope_angles_f32(maxp + 1, d, NULL, n->fp[0], n->scratch);
+                ei_k_rope_angles_f32(maxp + 1, d, NULL, theta, n->scratch);
             else
-                ei_k_rope_angles_f64(maxp + 1, d, NULL, n->fp[0], n->scratch);
-            n->ip[4] = 1;
+                ei_k_rope_angles_f64(maxp + 1, d, NULL, theta, n->scratch);
+            n->table_valid = 1;
         }
         *idx = pos;
     } else {
-        if (!n->ip[4] || memcmp(pos, n->scratch2, (size_t)T * sizeof(int32_t)) != 0) {
+        if (!n->table_valid || memcmp(pos, n->scratch2, (size_t)T * sizeof(int32_t)) != 0) {
             if (n->t.dtype == AG_F32)
-                ei_k_rope_angles_f32(T, d, pos, n->fp[0], n->scratch);
+                ei_k_rope_angles_f32(T, d, pos, theta, n->scratch);
             else
-                ei_k_rope_angles_f64(T, d, pos, n->fp[0], n->scratch);
+                ei_k_rope_angles_f64(T, d, pos, theta, n->scratch);
             memcpy(n->scratch2, pos, (size_t)T * sizeof(int32_t));
-            n->ip[4] = 1;
+            n->table_valid = 1;
         }
         *idx = NULL;
     }
@@ -90,9 +95,11 @@ static int rope_forward(ag_node *n) {
     const int32_t *idx;
     if (rope_table(n, &cs, &idx)) return -1;
     if (n->t.dtype == AG_F32)
-        ei_k_rope_tab_f32(n->ip[0], n->ip[1], n->ip[2], cs, idx, (int)n->ip[3], 0, n->src[0]->t.data, n->t.data);
+        ei_k_rope_tab_f32(n->dim.rope.t, n->dim.rope.h, n->dim.rope.d, cs, idx, (int)n->p.rope.layout, 0,
+                          n->src[0]->t.data, n->t.data);
     else
-        ei_k_rope_tab_f64(n->ip[0], n->ip[1], n->ip[2], cs, idx, (int)n->ip[3], 0, n->src[0]->t.data, n->t.data);
+        ei_k_rope_tab_f64(n->dim.rope.t, n->dim.rope.h, n->dim.rope.d, cs, idx, (int)n->p.rope.layout, 0,
+                          n->src[0]->t.data, n->t.data);
     return 0;
 }
 
@@ -102,12 +109,14 @@ static void rope_backward(ag_node *n) {
     const int32_t *idx;
     if (!dx || rope_table(n, &cs, &idx)) return; /* positions were checked by the forward */
     if (n->t.dtype == AG_F32)
-        ei_k_rope_tab_f32(n->ip[0], n->ip[1], n->ip[2], cs, idx, (int)n->ip[3], 1, n->t.grad, dx);
+        ei_k_rope_tab_f32(n->dim.rope.t, n->dim.rope.h, n->dim.rope.d, cs, idx, (int)n->p.rope.layout, 1, n->t.grad,
+                          dx);
     else
-        ei_k_rope_tab_f64(n->ip[0], n->ip[1], n->ip[2], cs, idx, (int)n->ip[3], 1, n->t.grad, dx);
+        ei_k_rope_tab_f64(n->dim.rope.t, n->dim.rope.h, n->dim.rope.d, cs, idx, (int)n->p.rope.layout, 1, n->t.grad,
+                          dx);
 }
 
-static const ag_op op_rope = {"rope", rope_forward, rope_backward, 0, 0};
+static const ag_op op_rope = {AG_OP_ROPE, rope_forward, rope_backward, 0, 0};
 
 ag_tensor *ag_rope(ag_graph *g, ag_tensor *x, ag_tensor *pos, double theta, ag_rope_layout layout) {
     return ag_rope_ex(g, x, pos, theta, layout, 0);
@@ -116,7 +125,7 @@ ag_tensor *ag_rope(ag_graph *g, ag_tensor *x, ag_tensor *pos, double theta, ag_r
 ag_tensor *ag_rope_ex(ag_graph *g, ag_tensor *x, ag_tensor *pos, double theta, ag_rope_layout layout,
                       int32_t max_pos) {
     ag_tensor *src[2] = {x, pos};
-    if (ag_check_srcs(g, "rope", 2, src)) return NULL;
+    if (ag_check_srcs(g, &op_rope, 2, src)) return NULL;
     char sx[96], sp[96];
     ag_shape_str(x, sx, sizeof sx);
     ag_shape_str(pos, sp, sizeof sp);
@@ -131,22 +140,20 @@ ag_tensor *ag_rope_ex(ag_graph *g, ag_tensor *x, ag_tensor *pos, double theta, a
     if (max_pos < 0) return ag_fail(g, "rope: max_pos %d is negative", (int)max_pos);
     ag_node *n = ag_node_new(g, &op_rope, x->ndim, x->shape, 2, src);
     if (!n) return NULL;
-    n->ip[0] = T;
-    n->ip[1] = H;
-    n->ip[2] = d;
-    n->ip[3] = layout;
-    n->ip[4] = 0;
-    n->ip[5] = max_pos;
-    n->fp[0] = theta;
+    n->p.rope.theta = theta;
+    n->p.rope.layout = layout;
+    n->p.rope.max_pos = max_pos;
+    n->dim.rope.t = T;
+    n->dim.rope.h = H;
+    n->dim.rope.d = d;
     n->scratch = ag_arena_alloc(g, (size_t)((max_pos > 0 ? max_pos + 1 : T) * (d / 2) * 2) * ag_dtype_size(g->dtype));
     n->scratch2 = max_pos > 0 ? NULL : ag_arena_alloc(g, (size_t)T * sizeof(int32_t));
     return n->scratch && (max_pos > 0 || n->scratch2) ? &n->t : ag_fail(g, "rope: out of memory");
 }
 
 /* ------------------------------------------------------------------ attention
- * src: q, k, v, [valid]; ip: 0 Tq, 1 Tk, 2 H, 3 Hkv, 4 d, 5 dv, 6 causal_offset; fp[0] scale;
- * ip[7]: 1 when the forward stores the probabilities for the backward; scratch: lse [H, Tq];
- * bwd_scratch: the one-pass backward's workspace (delta and dQ shares), then (ip[7]) the store */
+ * src: q, k, v, [valid]; scratch: lse [H, Tq]; bwd_scratch: the one-pass backward's workspace
+ * (delta and dQ shares), then (dim.attention.store_probs) the probability store */
 
 /* Largest H * Tq * Tk whose probabilities are kept from the forward (64 MiB of float): one segment
  * with its caches; anything longer recomputes the scores in the backward. */
@@ -154,20 +161,20 @@ ag_tensor *ag_rope_ex(ag_graph *g, ag_tensor *x, ag_tensor *pos, double theta, a
 
 /* The probability store inside bwd_scratch, or NULL (forward-only graphs, or too large). */
 static void *attn_store(const ag_node *n, const ei_k_attn *p) {
-    if (!n->ip[7] || !n->bwd_scratch) return NULL;
+    if (!n->dim.attention.store_probs || !n->bwd_scratch) return NULL;
     return (char *)n->bwd_scratch + (size_t)ei_k_attention_ws_len(p) * ag_dtype_size(n->t.dtype);
 }
 
 static void attn_problem(const ag_node *n, ei_k_attn *p) {
     memset(p, 0, sizeof *p);
-    p->tq = n->ip[0];
-    p->tk = n->ip[1];
-    p->h = n->ip[2];
-    p->hkv = n->ip[3];
-    p->d = n->ip[4];
-    p->dv = n->ip[5];
-    p->causal_offset = n->ip[6];
-    p->scale = n->fp[0];
+    p->tq = n->dim.attention.tq;
+    p->tk = n->dim.attention.tk;
+    p->h = n->dim.attention.h;
+    p->hkv = n->dim.attention.hkv;
+    p->d = n->dim.attention.d;
+    p->dv = n->dim.attention.dv;
+    p->causal_offset = n->p.attention.causal_offset;
+    p->scale = n->p.attention.scale;
     if (n->nsrc == 4) {
         if (n->src[3]->t.dtype == AG_U8)
             p->valid_u8 = n->src[3]->t.data;
@@ -203,13 +210,13 @@ static void attention_backward(ag_node *n) {
                                        n->scratch, n->t.grad, n->bwd_scratch, pst, dq, dk, dv);
 }
 
-static const ag_op op_attention = {"attention", attention_forward, attention_backward, 0, 0};
+static const ag_op op_attention = {AG_OP_ATTENTION, attention_forward, attention_backward, 0, 0};
 
 ag_tensor *ag_attention(ag_graph *g, ag_tensor *q, ag_tensor *k, ag_tensor *v, ag_tensor *valid, double scale,
                         int64_t causal_offset) {
     ag_tensor *src[4] = {q, k, v, valid};
     const int ns = valid ? 4 : 3;
-    if (ag_check_srcs(g, "attention", ns, src)) return NULL;
+    if (ag_check_srcs(g, &op_attention, ns, src)) return NULL;
     char sq[96], sk[96], sv[96];
     ag_shape_str(q, sq, sizeof sq);
     ag_shape_str(k, sk, sizeof sk);
@@ -236,27 +243,28 @@ ag_tensor *ag_attention(ag_graph *g, ag_tensor *q, ag_tensor *k, ag_tensor *v, a
     const int64_t shape[3] = {Tq, H, v->shape[2]};
     ag_node *n = ag_node_new(g, &op_attention, 3, shape, ns, src);
     if (!n) return NULL;
-    n->ip[0] = Tq;
-    n->ip[1] = Tk;
-    n->ip[2] = H;
-    n->ip[3] = Hkv;
-    n->ip[4] = d;
-    n->ip[5] = v->shape[2];
-    n->ip[6] = causal_offset;
-    n->fp[0] = scale;
+    n->p.attention.scale = scale;
+    n->p.attention.causal_offset = causal_offset;
+    n->dim.attention.tq = Tq;
+    n->dim.attention.tk = Tk;
+    n->dim.attention.h = H;
+    n->dim.attention.hkv = Hkv;
+    n->dim.attention.d = d;
+    n->dim.attention.dv = v->shape[2];
+    n->dim.attention.store_probs = H * Tq * Tk <= AG_ATTN_STORE_MAX;
     n->scratch = ag_arena_alloc(g, (size_t)(H * Tq) * ag_dtype_size(g->dtype));
     attn_problem(n, &kp);
-    n->ip[7] = H * Tq * Tk <= AG_ATTN_STORE_MAX;
-    n->bwd_bytes = (size_t)(ei_k_attention_ws_len(&kp) + (n->ip[7] ? ei_k_attention_p_len(&kp) : 0)) *
+    n->bwd_bytes = (size_t)(ei_k_attention_ws_len(&kp) +
+                            (n->dim.attention.store_probs ? ei_k_attention_p_len(&kp) : 0)) *
                    ag_dtype_size(g->dtype);
     return n->scratch ? &n->t : ag_fail(g, "attention: out of memory");
 }
 
 /* ------------------------------------------------------------------ embedding
- * src: table [V, D], ids; ip: 0 V, 1 D, 2 count */
+ * src: table [V, D], ids */
 
 static int embedding_forward(ag_node *n) {
-    const int64_t V = n->ip[0], D = n->ip[1], N = n->ip[2];
+    const int64_t V = n->dim.embedding.vocab, D = n->dim.embedding.dim, N = n->dim.embedding.count;
     const int32_t *ids = n->src[1]->t.data;
     const size_t row = (size_t)D * ag_dtype_size(n->t.dtype);
     for (int64_t i = 0; i < N; i++)
@@ -272,7 +280,7 @@ static int embedding_forward(ag_node *n) {
 static void embedding_backward(ag_node *n) {
     void *dt = ag_grad_acquire(n->src[0]);
     if (!dt) return;
-    const int64_t D = n->ip[1], N = n->ip[2], cb = 64, nblk = (D + cb - 1) / cb;
+    const int64_t D = n->dim.embedding.dim, N = n->dim.embedding.count, cb = 64, nblk = (D + cb - 1) / cb;
     const int32_t *ids = n->src[1]->t.data;
     /* column blocks per thread, ids in order: a row hit twice is summed in a fixed order */
 #pragma omp parallel for schedule(static) if (N * D > AG_PAR_MIN)
@@ -292,11 +300,11 @@ static void embedding_backward(ag_node *n) {
     }
 }
 
-static const ag_op op_embedding = {"embedding", embedding_forward, embedding_backward, 0, 0};
+static const ag_op op_embedding = {AG_OP_EMBEDDING, embedding_forward, embedding_backward, 0, 0};
 
 ag_tensor *ag_embedding(ag_graph *g, ag_tensor *table, ag_tensor *ids) {
     ag_tensor *src[2] = {table, ids};
-    if (ag_check_srcs(g, "embedding", 2, src)) return NULL;
+    if (ag_check_srcs(g, &op_embedding, 2, src)) return NULL;
     char st[96], si[96];
     ag_shape_str(table, st, sizeof st);
     ag_shape_str(ids, si, sizeof si);
@@ -308,8 +316,8 @@ ag_tensor *ag_embedding(ag_graph *g, ag_tensor *table, ag_tensor *ids) {
     shape[ids->ndim] = table->shape[1];
     ag_node *n = ag_node_new(g, &op_embedding, ids->ndim + 1, shape, 2, src);
     if (!n) return NULL;
-    n->ip[0] = table->shape[0];
-    n->ip[1] = table->shape[1];
-    n->ip[2] = ids->numel;
+    n->dim.embedding.vocab = table->shape[0];
+    n->dim.embedding.dim = table->shape[1];
+    n->dim.embedding.count = ids->numel;
     return &n->t;
 }

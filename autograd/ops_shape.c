@@ -16,12 +16,11 @@ static void add_into(ag_dtype dt, void *dst, const void *src, int64_t n) {
 }
 
 /* ------------------------------------------------------------------ concat
- * ip: 0 outer, 1 inner, 2 output extent along the axis; per-source extent read from its shape;
- * fp unused; axis in ip[3]. */
+ * Per-source extent along the axis read from the source's shape. */
 
 static int concat_forward(ag_node *n) {
-    const int64_t outer = n->ip[0], inner = n->ip[1], tot = n->ip[2];
-    const int ax = (int)n->ip[3];
+    const int64_t outer = n->dim.concat.outer, inner = n->dim.concat.inner, tot = n->dim.concat.total;
+    const int ax = n->p.concat.axis;
     const size_t es = ag_dtype_size(n->t.dtype);
     char *y = n->t.data;
 #pragma omp parallel for schedule(static) if (n->t.numel > AG_PAR_MIN)
@@ -38,8 +37,8 @@ static int concat_forward(ag_node *n) {
 }
 
 static void concat_backward(ag_node *n) {
-    const int64_t outer = n->ip[0], inner = n->ip[1], tot = n->ip[2];
-    const int ax = (int)n->ip[3];
+    const int64_t outer = n->dim.concat.outer, inner = n->dim.concat.inner, tot = n->dim.concat.total;
+    const int ax = n->p.concat.axis;
     const size_t es = ag_dtype_size(n->t.dtype);
     int64_t off = 0;
     for (int s = 0; s < n->nsrc; s++) {
@@ -56,11 +55,11 @@ static void concat_backward(ag_node *n) {
     }
 }
 
-static const ag_op op_concat = {"concat", concat_forward, concat_backward, 0, 0};
+static const ag_op op_concat = {AG_OP_CONCAT, concat_forward, concat_backward, 0, 0};
 
 ag_tensor *ag_concat_n(ag_graph *g, int n, ag_tensor *const *ts, int axis) {
     if (n < 1 || n > AG_MAX_SRC) return ag_fail(g, "concat: %d inputs (1..%d supported)", n, AG_MAX_SRC);
-    if (ag_check_srcs(g, "concat", n, ts)) return NULL;
+    if (ag_check_srcs(g, &op_concat, n, ts)) return NULL;
     const ag_tensor *a = ts[0];
     const int ax = ag_axis(axis, a->ndim);
     char s0[96], si[96];
@@ -86,10 +85,10 @@ ag_tensor *ag_concat_n(ag_graph *g, int n, ag_tensor *const *ts, int axis) {
     }
     ag_node *nd = ag_node_new(g, &op_concat, a->ndim, shape, n, ts);
     if (!nd) return NULL;
-    nd->ip[0] = outer;
-    nd->ip[1] = inner;
-    nd->ip[2] = tot;
-    nd->ip[3] = ax;
+    nd->p.concat.axis = ax;
+    nd->dim.concat.outer = outer;
+    nd->dim.concat.inner = inner;
+    nd->dim.concat.total = tot;
     return &nd->t;
 }
 
@@ -98,11 +97,11 @@ ag_tensor *ag_concat(ag_graph *g, ag_tensor *a, ag_tensor *b, int axis) {
     return ag_concat_n(g, 2, ts, axis);
 }
 
-/* ------------------------------------------------------------------ slice
- * ip: 0 outer, 1 source extent, 2 inner, 3 start, 4 len */
+/* ------------------------------------------------------------------ slice */
 
 static int slice_forward(ag_node *n) {
-    const int64_t outer = n->ip[0], ext = n->ip[1], inner = n->ip[2], st = n->ip[3], len = n->ip[4];
+    const int64_t outer = n->dim.slice.outer, ext = n->dim.slice.extent, inner = n->dim.slice.inner;
+    const int64_t st = n->p.slice.start, len = n->p.slice.len;
     const size_t es = ag_dtype_size(n->t.dtype);
     const char *x = n->src[0]->t.data;
     char *y = n->t.data;
@@ -115,7 +114,8 @@ static int slice_forward(ag_node *n) {
 static void slice_backward(ag_node *n) {
     char *dx = ag_grad_acquire(n->src[0]);
     if (!dx) return;
-    const int64_t outer = n->ip[0], ext = n->ip[1], inner = n->ip[2], st = n->ip[3], len = n->ip[4];
+    const int64_t outer = n->dim.slice.outer, ext = n->dim.slice.extent, inner = n->dim.slice.inner;
+    const int64_t st = n->p.slice.start, len = n->p.slice.len;
     const size_t es = ag_dtype_size(n->t.dtype);
     const char *dy = n->t.grad;
 #pragma omp parallel for schedule(static) if (n->t.numel > AG_PAR_MIN)
@@ -123,10 +123,10 @@ static void slice_backward(ag_node *n) {
         add_into(n->t.dtype, dx + (size_t)((o * ext + st) * inner) * es, dy + (size_t)(o * len * inner) * es, len * inner);
 }
 
-static const ag_op op_slice = {"slice", slice_forward, slice_backward, 0, 0};
+static const ag_op op_slice = {AG_OP_SLICE, slice_forward, slice_backward, 0, 0};
 
 ag_tensor *ag_slice(ag_graph *g, ag_tensor *a, int axis, int64_t start, int64_t len) {
-    if (ag_check_srcs(g, "slice", 1, &a)) return NULL;
+    if (ag_check_srcs(g, &op_slice, 1, &a)) return NULL;
     char sa[96];
     ag_shape_str(a, sa, sizeof sa);
     if (!ag_is_float(a)) return ag_fail(g, "slice: input must be float");
@@ -143,11 +143,12 @@ ag_tensor *ag_slice(ag_graph *g, ag_tensor *a, int axis, int64_t start, int64_t 
     }
     ag_node *n = ag_node_new(g, &op_slice, a->ndim, shape, 1, &a);
     if (!n) return NULL;
-    n->ip[0] = outer;
-    n->ip[1] = a->shape[ax];
-    n->ip[2] = inner;
-    n->ip[3] = start;
-    n->ip[4] = len;
+    n->p.slice.axis = ax;
+    n->p.slice.start = start;
+    n->p.slice.len = len;
+    n->dim.slice.outer = outer;
+    n->dim.slice.extent = a->shape[ax];
+    n->dim.slice.inner = inner;
     return &n->t;
 }
 
@@ -158,10 +159,10 @@ static void reshape_backward(ag_node *n) {
     if (dx) add_into(n->t.dtype, dx, n->t.grad, n->t.numel);
 }
 
-static const ag_op op_reshape = {"reshape", NULL, reshape_backward, 1, 0};
+static const ag_op op_reshape = {AG_OP_RESHAPE, NULL, reshape_backward, 1, 0};
 
 ag_tensor *ag_reshape(ag_graph *g, ag_tensor *a, int ndim, const int64_t *shape) {
-    if (ag_check_srcs(g, "reshape", 1, &a)) return NULL;
+    if (ag_check_srcs(g, &op_reshape, 1, &a)) return NULL;
     char sa[96], sn[96];
     ag_shape_str(a, sa, sizeof sa);
     if (ndim < 1 || ndim > AG_MAX_DIMS || !shape) return ag_fail(g, "reshape: rank %d not in 1..%d", ndim, AG_MAX_DIMS);
@@ -190,13 +191,14 @@ ag_tensor *ag_reshape(ag_graph *g, ag_tensor *a, int ndim, const int64_t *shape)
 }
 
 /* ------------------------------------------------------------------ transpose
- * Output padded to 4 dims; ip[0..3]: strides of the source read at output index positions. */
+ * Output padded to 4 dims; dim.transpose.stride: strides of the source read at output index
+ * positions. */
 
 static void transpose_run(ag_node *n, int backward) {
     int64_t os[4];
     const int off = 4 - n->t.ndim;
     for (int d = 0; d < 4; d++) os[d] = d < off ? 1 : n->t.shape[d - off];
-    const int64_t *st = n->ip;
+    const int64_t *st = n->dim.transpose.stride;
     const size_t es = ag_dtype_size(n->t.dtype);
     char *x = backward ? ag_grad_acquire(n->src[0]) : n->src[0]->t.data;
     char *y = backward ? n->t.grad : n->t.data;
@@ -233,10 +235,10 @@ static int transpose_forward(ag_node *n) {
 }
 static void transpose_backward(ag_node *n) { transpose_run(n, 1); }
 
-static const ag_op op_transpose = {"transpose", transpose_forward, transpose_backward, 0, 0};
+static const ag_op op_transpose = {AG_OP_TRANSPOSE, transpose_forward, transpose_backward, 0, 0};
 
 ag_tensor *ag_transpose(ag_graph *g, ag_tensor *a, int axis0, int axis1) {
-    if (ag_check_srcs(g, "transpose", 1, &a)) return NULL;
+    if (ag_check_srcs(g, &op_transpose, 1, &a)) return NULL;
     char sa[96];
     ag_shape_str(a, sa, sizeof sa);
     if (!ag_is_float(a)) return ag_fail(g, "transpose: input must be float");
@@ -252,15 +254,17 @@ ag_tensor *ag_transpose(ag_graph *g, ag_tensor *a, int axis0, int axis1) {
     }
     ag_node *n = ag_node_new(g, &op_transpose, a->ndim, shape, 1, &a);
     if (!n) return NULL;
+    n->p.transpose.axis0 = x0;
+    n->p.transpose.axis1 = x1;
     const int off = 4 - a->ndim;
     for (int d = 0; d < 4; d++) {
         if (d < off) {
-            n->ip[d] = 0;
+            n->dim.transpose.stride[d] = 0;
             continue;
         }
         int sd = d - off; /* output dim sd reads source dim perm(sd) */
         int src_d = sd == x0 ? x1 : sd == x1 ? x0 : sd;
-        n->ip[d] = istr[src_d];
+        n->dim.transpose.stride[d] = istr[src_d];
     }
     return &n->t;
 }

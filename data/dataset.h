@@ -17,8 +17,9 @@
  *
  * Iterator (what the trainer relies on):
  *   - Epoch e visits the samples in order perm_e: the identity without shuffling, otherwise a
- *     Fisher-Yates permutation drawn from a generator seeded with (seed, e). Same seed, same order,
- *     whatever the world size.
+ *     Fisher-Yates shuffle of the identity (ei_rng_shuffle_i64) drawn from one core/ei_rng stream
+ *     seeded with ei_rng_seed(seed): epoch 0 draws first, epoch 1 continues where it stopped, and
+ *     so on. Same seed, same orders, whatever the world size.
  *   - Epoch positions p = 0 .. n_batches*B - 1 form global batches of B = batch_size positions;
  *     n_batches = floor(N / B), and the last N mod B positions of each epoch are skipped (so every
  *     step of every rank sees a full global batch; reshuffling moves different samples there).
@@ -27,9 +28,14 @@
  *   - A position (epoch, p) names the next global position to visit. ei_dataset_iter_pos reports
  *     p rounded up to the end of the current global batch once this rank has taken its whole share
  *     of it, so all ranks report the same position at batch boundaries; starting an iterator there
- *     continues exactly the same sequence. After the last batch of epoch e it reports (e+1, 0). */
+ *     continues exactly the same sequence. After the last batch of epoch e it reports (e+1, 0).
+ *   - With the position goes the generator state the order of its epoch is drawn from
+ *     (ei_dataset_iter_rng). A checkpoint stores both; ei_dataset_iter_resume starts from them
+ *     directly, ei_dataset_iter_new recomputes the state by replaying the earlier epochs' draws. */
 #ifndef EI_DATASET_H
 #define EI_DATASET_H
+
+#include "core/ei_rng.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -99,19 +105,29 @@ typedef struct {
 
 typedef struct ei_dataset_iter ei_dataset_iter;
 
-/* The dataset must outlive the iterator. Fails if N < B or the options are invalid. */
+/* The dataset must outlive the iterator. Fails if N < B or the options are invalid. Starting past
+ * epoch 0 replays the generator through the earlier epochs (O(start.epoch x N)). */
 ei_dataset_iter *ei_dataset_iter_new(ei_dataset *d, const ei_dataset_iter_opts *o, ei_dataset_pos start);
+/* As ei_dataset_iter_new, with the generator state of start's epoch as ei_dataset_iter_rng gave it
+ * (NULL: replay from o->seed). Options, position and state from the same run continue its exact
+ * sequence; an all-zero state is refused. */
+ei_dataset_iter *ei_dataset_iter_resume(ei_dataset *d, const ei_dataset_iter_opts *o, ei_dataset_pos start,
+                                        const ei_rng *rng);
 void ei_dataset_iter_free(ei_dataset_iter *it);
 /* Sample index (into the dataset) of this rank's next sample; advances. Never runs out: epochs
  * follow each other. pos_out (may be NULL) receives the position of the returned sample. */
 int64_t ei_dataset_iter_next(ei_dataset_iter *it, ei_dataset_pos *pos_out);
 ei_dataset_pos ei_dataset_iter_pos(const ei_dataset_iter *it);
+/* The shuffling generator's state that goes with ei_dataset_iter_pos(it): the state the order of
+ * that position's epoch is drawn from (for (e+1, 0) after epoch e, the state epoch e left). */
+void ei_dataset_iter_rng(const ei_dataset_iter *it, ei_rng *out);
 /* Global batches per epoch, floor(N / B). */
 int64_t ei_dataset_iter_batches_per_epoch(const ei_dataset_iter *it);
 /* Number of positions of one global batch that rank r of W owns. */
 int64_t ei_dataset_rank_share(int64_t batch_size, int rank, int world);
 
-/* The epoch order used by the iterator: perm[0..n) for (seed, epoch). Exposed for tests and tools. */
+/* The epoch order used by the iterator: perm[0..n) for (seed, epoch >= 0), computed by replaying
+ * the stream from epoch 0 (O(epoch x n)). Exposed for tests and tools. */
 void ei_dataset_epoch_order(int64_t n, uint64_t seed, int64_t epoch, int shuffle, int64_t *perm);
 
 #endif

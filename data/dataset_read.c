@@ -2,6 +2,7 @@
 #include "data/dataset.h"
 
 #include "core/ei_error.h"
+#include "core/ei_rng.h"
 
 #include <errno.h>
 #include <hdf5.h>
@@ -23,7 +24,24 @@ struct ei_dataset {
     int n_strs;
 };
 
-void ei_dataset_close(ei_dataset *d) {
+/* HDF5 prints its error stack to stderr by default; our messages say what is wrong instead. Every
+ * public function below that calls HDF5 silences it for its own duration and then restores the
+ * caller's handler, so the process's HDF5 error reporting is never changed behind its back. */
+typedef struct {
+    H5E_auto2_t fn;
+    void *data;
+    int saved; /* 0: the handler could not be read, so it is left alone */
+} h5_quiet;
+
+static void quiet_on(h5_quiet *q) {
+    q->saved = H5Eget_auto2(H5E_DEFAULT, &q->fn, &q->data) >= 0;
+    if (q->saved) H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+static void quiet_off(const h5_quiet *q) {
+    if (q->saved) H5Eset_auto2(H5E_DEFAULT, q->fn, q->data);
+}
+
+static void close_impl(ei_dataset *d) {
     if (!d) return;
     if (d->d_tokens >= 0) H5Dclose(d->d_tokens);
     if (d->d_mask >= 0) H5Dclose(d->d_mask);
@@ -37,6 +55,13 @@ void ei_dataset_close(ei_dataset *d) {
     free(d->doc_ids);
     free(d->path);
     free(d);
+}
+
+void ei_dataset_close(ei_dataset *d) {
+    h5_quiet q;
+    quiet_on(&q);
+    close_impl(d);
+    quiet_off(&q);
 }
 
 /* Opens a rank-1 integer dataset and checks its element class, size and signedness. Returns the
@@ -120,7 +145,7 @@ static herr_t collect_attr(hid_t loc, const char *name, const H5A_info_t *info, 
     return rc;
 }
 
-int ei_dataset_meta_i64(const ei_dataset *d, const char *name, int64_t *out) {
+static int meta_i64_impl(const ei_dataset *d, const char *name, int64_t *out) {
     if (H5Lexists(d->file, "meta", H5P_DEFAULT) <= 0 || H5Aexists_by_name(d->file, "meta", name, H5P_DEFAULT) <= 0)
         return ei_error_set("%s: /meta has no attribute %s", d->path, name);
     hid_t a = H5Aopen_by_name(d->file, "meta", name, H5P_DEFAULT, H5P_DEFAULT);
@@ -134,14 +159,21 @@ int ei_dataset_meta_i64(const ei_dataset *d, const char *name, int64_t *out) {
     return 0;
 }
 
+int ei_dataset_meta_i64(const ei_dataset *d, const char *name, int64_t *out) {
+    h5_quiet q;
+    quiet_on(&q);
+    int rc = meta_i64_impl(d, name, out);
+    quiet_off(&q);
+    return rc;
+}
+
 const char *ei_dataset_meta_str(const ei_dataset *d, const char *name) {
     for (int i = 0; i < d->n_strs; i++)
         if (strcmp(d->strs[i].name, name) == 0) return d->strs[i].value;
     return NULL;
 }
 
-ei_dataset *ei_dataset_open(const char *path) {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+static ei_dataset *open_impl(const char *path) {
     ei_dataset *d = calloc(1, sizeof *d);
     if (!d || !(d->path = strdup(path))) {
         free(d);
@@ -205,13 +237,13 @@ ei_dataset *ei_dataset_open(const char *path) {
         goto fail;
     }
     int64_t v;
-    if (ei_dataset_meta_i64(d, "format_version", &v) != 0) goto fail;
+    if (meta_i64_impl(d, "format_version", &v) != 0) goto fail;
     if (v != EI_DATASET_FORMAT_VERSION) {
         ei_error_set("%s: dataset format version %lld, this build reads version %d", path, (long long)v,
                      EI_DATASET_FORMAT_VERSION);
         goto fail;
     }
-    if (ei_dataset_meta_i64(d, "vocab_size", &v) == 0) {
+    if (meta_i64_impl(d, "vocab_size", &v) == 0) {
         if (v < 0 || v > (1 << 30)) {
             ei_error_set("%s: /meta vocab_size %lld out of range", path, (long long)v);
             goto fail;
@@ -221,8 +253,16 @@ ei_dataset *ei_dataset_open(const char *path) {
     ei_error_clear();
     return d;
 fail:
-    ei_dataset_close(d);
+    close_impl(d);
     return NULL;
+}
+
+ei_dataset *ei_dataset_open(const char *path) {
+    h5_quiet q;
+    quiet_on(&q);
+    ei_dataset *d = open_impl(path);
+    quiet_off(&q);
+    return d;
 }
 
 int64_t ei_dataset_n_samples(const ei_dataset *d) { return d->n_samples; }
@@ -251,7 +291,7 @@ static int read_range(hid_t ds, hid_t memtype, int64_t start, int64_t n, void *b
     return rc < 0 ? -1 : 0;
 }
 
-int64_t ei_dataset_read(ei_dataset *d, int64_t i, int32_t *tokens, uint8_t *mask) {
+static int64_t read_impl(ei_dataset *d, int64_t i, int32_t *tokens, uint8_t *mask) {
     if (i < 0 || i >= d->n_samples)
         return ei_error_set("%s: sample %lld out of range (%lld samples)", d->path, (long long)i,
                             (long long)d->n_samples);
@@ -271,6 +311,14 @@ int64_t ei_dataset_read(ei_dataset *d, int64_t i, int32_t *tokens, uint8_t *mask
                 return ei_error_set("%s: sample %lld: loss mask value %u is not 0 or 1", d->path, (long long)i,
                                     mask[k]);
     }
+    return n;
+}
+
+int64_t ei_dataset_read(ei_dataset *d, int64_t i, int32_t *tokens, uint8_t *mask) {
+    h5_quiet q;
+    quiet_on(&q);
+    int64_t n = read_impl(d, i, tokens, mask);
+    quiet_off(&q);
     return n;
 }
 
@@ -300,47 +348,38 @@ int64_t ei_dataset_read_alloc(ei_dataset *d, int64_t i, int32_t **tokens, uint8_
 
 /* ------------------------------------------------------------------ iterator */
 
-static uint64_t splitmix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
-/* Uniform in [0, n) without modulo bias (rejection on the top partial range). */
-static uint64_t below(uint64_t *s, uint64_t n) {
-    uint64_t lim = UINT64_MAX - UINT64_MAX % n;
-    uint64_t x;
-    do x = splitmix64(s);
-    while (x >= lim);
-    return x % n;
+/* Epoch orders are drawn one after another from a single core/ei_rng stream: the generator state
+ * at the start of an epoch is then all a checkpoint needs to redraw that epoch's order, and the
+ * state the trainer saves is the one the loader really draws from. */
+static void draw_order(ei_rng *r, int64_t n, int shuffle, int64_t *perm) {
+    for (int64_t i = 0; i < n; i++) perm[i] = i;
+    if (shuffle) ei_rng_shuffle_i64(r, perm, (size_t)n);
 }
 
 void ei_dataset_epoch_order(int64_t n, uint64_t seed, int64_t epoch, int shuffle, int64_t *perm) {
-    for (int64_t i = 0; i < n; i++) perm[i] = i;
-    if (!shuffle) return;
-    uint64_t s = seed ^ (0xD1B54A32D192ED03ULL * (uint64_t)(epoch + 1));
-    splitmix64(&s);
-    for (int64_t i = n - 1; i > 0; i--) {
-        int64_t j = (int64_t)below(&s, (uint64_t)i + 1);
-        int64_t t = perm[i];
-        perm[i] = perm[j];
-        perm[j] = t;
-    }
+    ei_rng r;
+    ei_rng_seed(&r, seed);
+    /* Without shuffling nothing is drawn and every epoch is the identity. */
+    int64_t e = shuffle ? 0 : epoch;
+    do draw_order(&r, n, shuffle, perm);
+    while (e++ < epoch);
 }
 
 struct ei_dataset_iter {
     ei_dataset *d;
     ei_dataset_iter_opts o;
-    int64_t n_batches, epoch, p, perm_epoch;
-    int64_t *perm;
+    int64_t n_batches, epoch, p;
+    int64_t *perm;    /* the order of epoch `epoch` */
+    ei_rng rng_epoch; /* the state perm was drawn from */
+    ei_rng rng;       /* the state after it, which the next epoch's order is drawn from */
 };
 
 int64_t ei_dataset_rank_share(int64_t b, int rank, int world) {
     return b / world + (rank < b % world ? 1 : 0);
 }
 
-ei_dataset_iter *ei_dataset_iter_new(ei_dataset *d, const ei_dataset_iter_opts *o, ei_dataset_pos start) {
+ei_dataset_iter *ei_dataset_iter_resume(ei_dataset *d, const ei_dataset_iter_opts *o, ei_dataset_pos start,
+                                        const ei_rng *rng) {
     if (o->batch_size < 1 || o->world < 1 || o->rank < 0 || o->rank >= o->world) {
         ei_error_set("%s: invalid iterator options (batch %lld, rank %d of %d)", d->path, (long long)o->batch_size,
                      o->rank, o->world);
@@ -362,6 +401,10 @@ ei_dataset_iter *ei_dataset_iter_new(ei_dataset *d, const ei_dataset_iter_opts *
                      (long long)start.epoch, (long long)start.index, (long long)(nb * o->batch_size));
         return NULL;
     }
+    if (rng && !(rng->s[0] | rng->s[1] | rng->s[2] | rng->s[3])) {
+        ei_error_set("%s: the shuffling generator's saved state is all zero (not a valid state)", d->path);
+        return NULL;
+    }
     ei_dataset_iter *it = calloc(1, sizeof *it);
     if (it) it->perm = malloc(sizeof(int64_t) * (size_t)d->n_samples);
     if (!it || !it->perm) {
@@ -374,8 +417,21 @@ ei_dataset_iter *ei_dataset_iter_new(ei_dataset *d, const ei_dataset_iter_opts *
     it->n_batches = nb;
     it->epoch = start.epoch;
     it->p = start.index;
-    it->perm_epoch = -1;
+    if (rng) {
+        it->rng = *rng;
+    } else {
+        /* Replay the orders of the epochs before start; O(start.epoch x N), which is why the
+         * trainer resumes from the saved state instead. */
+        ei_rng_seed(&it->rng, o->seed);
+        for (int64_t e = 0; o->shuffle && e < start.epoch; e++) draw_order(&it->rng, d->n_samples, 1, it->perm);
+    }
+    it->rng_epoch = it->rng;
+    draw_order(&it->rng, d->n_samples, o->shuffle, it->perm);
     return it;
+}
+
+ei_dataset_iter *ei_dataset_iter_new(ei_dataset *d, const ei_dataset_iter_opts *o, ei_dataset_pos start) {
+    return ei_dataset_iter_resume(d, o, start, NULL);
 }
 
 void ei_dataset_iter_free(ei_dataset_iter *it) {
@@ -396,13 +452,11 @@ int64_t ei_dataset_iter_next(ei_dataset_iter *it, ei_dataset_pos *pos_out) {
         if (it->p >= end) {
             it->epoch++;
             it->p = 0;
+            it->rng_epoch = it->rng;
+            draw_order(&it->rng, it->d->n_samples, it->o.shuffle, it->perm);
         }
         if (owns(it, it->p)) break;
         it->p++;
-    }
-    if (it->perm_epoch != it->epoch) {
-        ei_dataset_epoch_order(it->d->n_samples, it->o.seed, it->epoch, it->o.shuffle, it->perm);
-        it->perm_epoch = it->epoch;
     }
     if (pos_out) {
         pos_out->epoch = it->epoch;
@@ -427,4 +481,10 @@ ei_dataset_pos ei_dataset_iter_pos(const ei_dataset_iter *it) {
         r.index = 0;
     }
     return r;
+}
+
+void ei_dataset_iter_rng(const ei_dataset_iter *it, ei_rng *out) {
+    /* The reported position is in the current epoch or, at its very end, at the start of the next,
+     * whose order has not been drawn yet. */
+    *out = ei_dataset_iter_pos(it).epoch == it->epoch ? it->rng_epoch : it->rng;
 }

@@ -37,8 +37,21 @@ struct ei_dataset_writer {
 };
 
 /* The library's own error printing would interleave with ours; every failure is reported through
- * ei_error_set instead. */
-static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+ * ei_error_set instead. Each public function that calls HDF5 silences it only for its own duration
+ * and restores the caller's handler, so no global HDF5 state is left changed. */
+typedef struct {
+    H5E_auto2_t fn;
+    void *data;
+    int saved; /* 0: the handler could not be read, so it is left alone */
+} h5_quiet;
+
+static void quiet_on(h5_quiet *q) {
+    q->saved = H5Eget_auto2(H5E_DEFAULT, &q->fn, &q->data) >= 0;
+    if (q->saved) H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+static void quiet_off(const h5_quiet *q) {
+    if (q->saved) H5Eset_auto2(H5E_DEFAULT, q->fn, q->data);
+}
 
 static hid_t create_extendible(hid_t file, const char *name, hid_t type) {
     hsize_t dims = 0, maxdims = H5S_UNLIMITED, chunk = CHUNK_ELEMS;
@@ -91,15 +104,17 @@ static void writer_free(ei_dataset_writer *w) {
 
 void ei_dataset_writer_abort(ei_dataset_writer *w) {
     if (!w) return;
+    h5_quiet q;
+    quiet_on(&q);
     char *tmp = w->tmp;
     w->tmp = NULL;
     writer_free(w);
     if (tmp) unlink(tmp);
     free(tmp);
+    quiet_off(&q);
 }
 
-ei_dataset_writer *ei_dataset_writer_open(const char *path) {
-    quiet_hdf5();
+static ei_dataset_writer *open_impl(const char *path) {
     ei_dataset_writer *w = calloc(1, sizeof *w);
     if (!w) {
         ei_error_set("%s: out of memory", path);
@@ -138,6 +153,14 @@ ei_dataset_writer *ei_dataset_writer_open(const char *path) {
     return w;
 }
 
+ei_dataset_writer *ei_dataset_writer_open(const char *path) {
+    h5_quiet q;
+    quiet_on(&q);
+    ei_dataset_writer *w = open_impl(path);
+    quiet_off(&q);
+    return w;
+}
+
 static int append(hid_t d, hid_t memtype, const void *data, int64_t at, size_t n) {
     hsize_t newsize = (hsize_t)at + n, start = (hsize_t)at, count = n;
     if (H5Dset_extent(d, &newsize) < 0) return -1;
@@ -161,8 +184,7 @@ static int flush(ei_dataset_writer *w) {
     return 0;
 }
 
-int ei_dataset_writer_add(ei_dataset_writer *w, const int32_t *tokens, const uint8_t *mask, size_t n,
-                          int64_t doc_id) {
+static int add_impl(ei_dataset_writer *w, const int32_t *tokens, const uint8_t *mask, size_t n, int64_t doc_id) {
     if (n == 0) return ei_error_set("%s: empty sample", w->path);
     for (size_t i = 0; i < n; i++) {
         if (tokens[i] < 0) return ei_error_set("%s: negative token id %d", w->path, tokens[i]);
@@ -192,6 +214,15 @@ int ei_dataset_writer_add(ei_dataset_writer *w, const int32_t *tokens, const uin
     w->offsets[w->n_samples + 1] = w->offsets[w->n_samples] + (int64_t)n;
     w->n_samples++;
     return 0;
+}
+
+int ei_dataset_writer_add(ei_dataset_writer *w, const int32_t *tokens, const uint8_t *mask, size_t n,
+                          int64_t doc_id) {
+    h5_quiet q;
+    quiet_on(&q);
+    int rc = add_impl(w, tokens, mask, n, doc_id);
+    quiet_off(&q);
+    return rc;
 }
 
 int64_t ei_dataset_writer_n_samples(const ei_dataset_writer *w) { return w->n_samples; }
@@ -262,7 +293,7 @@ static int write_attr(hid_t g, const meta_attr *a) {
     return st < 0 ? -1 : 0;
 }
 
-int ei_dataset_writer_close(ei_dataset_writer *w) {
+static int close_impl(ei_dataset_writer *w) {
     int rc = flush(w);
     if (rc == 0 && (ei_dataset_writer_attr_i64(w, "format_version", EI_DATASET_FORMAT_VERSION) != 0 ||
                     ei_dataset_writer_attr_i64(w, "n_samples", w->n_samples) != 0 ||
@@ -291,5 +322,13 @@ int ei_dataset_writer_close(ei_dataset_writer *w) {
     }
     rc = ei_atomic_finish(w->tmp, w->path);
     writer_free(w);
+    return rc;
+}
+
+int ei_dataset_writer_close(ei_dataset_writer *w) {
+    h5_quiet q;
+    quiet_on(&q);
+    int rc = close_impl(w);
+    quiet_off(&q);
     return rc;
 }

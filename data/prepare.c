@@ -4,8 +4,10 @@
 
 #include "core/ei_error.h"
 #include "core/ei_io.h"
+#include "core/ei_rng.h"
 #include "data/dataset.h"
 #include "text/evalset.h"
+#include "text/paragraphs.h"
 #include "text/passkey.h"
 
 #include <cjson/cJSON.h>
@@ -275,15 +277,7 @@ static int load_text(const char *path, char **buf, size_t *len) {
         return ei_error_set("%s:%zu: not valid UTF-8 (byte offset %zu); convert the file to UTF-8 first", path, line,
                             bad);
     }
-    char *s = *buf;
-    size_t r = 0, w = 0, n = *len;
-    if (n >= 3 && (unsigned char)s[0] == 0xEF && (unsigned char)s[1] == 0xBB && (unsigned char)s[2] == 0xBF) r = 3;
-    for (; r < n; r++) {
-        if (s[r] == '\r' && r + 1 < n && s[r + 1] == '\n') continue;
-        s[w++] = s[r];
-    }
-    s[w] = '\0';
-    *len = w;
+    *len = ei_text_normalize(*buf, *len);
     return 0;
 }
 
@@ -293,8 +287,9 @@ static int blank_line(const char *s, const char *e) {
     return 1;
 }
 
-/* Calls fn for each document of a text file (paragraphs: runs of non-blank lines). Returns the
- * number of documents, or -1 if fn failed. fn may be NULL (count only). */
+/* Calls fn for each document of a text file (paragraphs: text/paragraphs.h, the rule `ei eval
+ * --paragraphs` shares). Returns the number of documents, or -1 on failure. fn may be NULL (count
+ * only). */
 typedef int (*doc_fn)(job *j, int64_t doc, const char *text, size_t len, size_t at, const char *tag);
 
 static const char *base_name(const char *p) {
@@ -315,26 +310,18 @@ static int64_t text_docs(job *j, const char *path, const char *buf, size_t len, 
         if (fn && fn(j, first, buf, len, len, tag) != 0) return -1;
         return 1;
     }
-    size_t i = 0, start = 0;
-    int in_par = 0;
-    while (i <= len && first + count < limit) {
-        size_t e = i;
-        while (e < len && buf[e] != '\n') e++;
-        int blank = blank_line(buf + i, buf + e);
-        if (!blank && !in_par) {
-            start = i;
-            in_par = 1;
+    ei_span *sp;
+    size_t np;
+    if (ei_text_paragraphs(buf, len, &sp, &np) != 0) return -1;
+    for (size_t k = 0; k < np && first + count < limit; k++) {
+        snprintf(tag, sizeof tag, "%s:%lld", base_name(path), (long long)count);
+        if (fn && fn(j, first + count, buf + sp[k].start, sp[k].len, sp[k].start + sp[k].len, tag) != 0) {
+            free(sp);
+            return -1;
         }
-        if (in_par && (blank || e >= len)) {
-            size_t end = blank ? i : e;
-            while (end > start && (buf[end - 1] == '\n' || buf[end - 1] == ' ')) end--;
-            snprintf(tag, sizeof tag, "%s:%lld", base_name(path), (long long)count);
-            if (fn && fn(j, first + count, buf + start, end - start, e, tag) != 0) return -1;
-            count++;
-            in_par = 0;
-        }
-        i = e + 1;
+        count++;
     }
+    free(sp);
     return count;
 }
 
@@ -451,11 +438,13 @@ static int write_meta(job *j, ei_dataset_writer *w, const char *split, const cha
     return rc ? -1 : 0;
 }
 
-static uint64_t rng_next(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
+/* --seed feeds core/ei_rng streams: the split draws from the seed's stream after one jump, passkey
+ * keys after two. Separate streams keep the keys the same with or without a split; and the data
+ * loader draws its shuffles from stream 0 of train.seed (data/dataset.h), so the same number in
+ * both places does not tie the split to the training order. */
+static void prepare_rng(ei_rng *r, uint64_t seed, int jumps) {
+    ei_rng_seed(r, seed);
+    for (int i = 0; i < jumps; i++) ei_rng_jump(r);
 }
 
 static int open_outputs(job *j);
@@ -501,12 +490,13 @@ static int passkey_run(job *j) {
     j->n_docs = (int64_t)nl * nd * per;
     if (choose_split(j) != 0 || open_outputs(j) != 0) goto done;
     j->t0 = ei_time_now();
-    uint64_t rs = o->seed ^ 0x5EED5EEDULL;
+    ei_rng keys;
+    prepare_rng(&keys, o->seed, 2);
     int64_t doc = 0;
     for (int li = 0; li < nl; li++)
         for (int di = 0; di < nd; di++)
             for (int r = 0; r < per; r++, doc++) {
-                int key = 10000 + (int)(rng_next(&rs) % 90000);
+                int key = 10000 + (int)ei_rng_below(&keys, 90000);
                 char tag[128], kt[16];
                 snprintf(tag, sizeof tag, "passkey:%lld:%.3g:%d", (long long)lens[li], depths[di], r);
                 snprintf(kt, sizeof kt, "%d", key);
@@ -570,7 +560,10 @@ static int choose_split(job *j) {
         free(perm);
         return ei_error_set("out of memory");
     }
-    ei_dataset_epoch_order(j->n_docs, o->seed, -1, 1, perm);
+    for (int64_t i = 0; i < j->n_docs; i++) perm[i] = i;
+    ei_rng r;
+    prepare_rng(&r, o->seed, 1);
+    ei_rng_shuffle_i64(&r, perm, (size_t)j->n_docs);
     for (int64_t i = 0; i < k; i++) j->is_val[perm[i]] = 1;
     free(perm);
     return 0;

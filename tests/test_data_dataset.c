@@ -1,6 +1,8 @@
 /* HDF5 dataset writer and reader: round trip of random samples, the iterator's rules (permutation,
  * determinism by seed, disjoint rank shares covering every global batch, resuming from a position),
- * and damaged files (truncated, flipped bytes, bad offsets, wrong types) giving errors. */
+ * its shuffling generator (the core/ei_rng stream, the state reported with a position, resuming from
+ * it), damaged files (truncated, flipped bytes, bad offsets, wrong types) giving errors, and HDF5's
+ * error reporting left as the caller had it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +10,7 @@
 #include <cmocka.h>
 
 #include "core/ei_error.h"
+#include "core/ei_rng.h"
 #include "data/dataset.h"
 
 #include <hdf5.h>
@@ -205,6 +208,205 @@ static void test_iterator_resume(void **state) {
     ei_dataset_close(d);
 }
 
+/* The state of seed's stream after `epochs` epoch orders of n samples: the restatement of the
+ * stream rule in dataset.h. */
+static void stream_at(uint64_t seed, int64_t epochs, ei_rng *r) {
+    int64_t scratch[NS];
+    ei_rng_seed(r, seed);
+    for (int64_t e = 0; e < epochs; e++) {
+        for (int i = 0; i < NS; i++) scratch[i] = i;
+        ei_rng_shuffle_i64(r, scratch, NS);
+    }
+}
+
+static void test_iterator_rng(void **state) {
+    (void)state;
+    ei_dataset *d = ei_dataset_open(path);
+    assert_non_null(d);
+    /* Epoch e's order shuffles the identity with the stream where epoch e-1 left it. */
+    ei_rng r;
+    ei_rng_seed(&r, 99);
+    for (int e = 0; e < 3; e++) {
+        int64_t want[NS], got[NS];
+        for (int i = 0; i < NS; i++) want[i] = i;
+        ei_rng_shuffle_i64(&r, want, NS);
+        ei_dataset_epoch_order(NS, 99, e, 1, got);
+        assert_memory_equal(got, want, sizeof want);
+    }
+
+    const int64_t B = 6, nb = NS / B;
+    ei_dataset_iter_opts o = {.seed = 5, .shuffle = 1, .batch_size = B, .rank = 0, .world = 1};
+    ei_dataset_pos zero = {0, 0};
+    ei_dataset_iter *a = ei_dataset_iter_new(d, &o, zero);
+    assert_non_null(a);
+    ei_rng st, want;
+    ei_dataset_iter_rng(a, &st);
+    stream_at(5, 0, &want);
+    assert_memory_equal(st.s, want.s, sizeof st.s);
+    /* Walk into epoch 3. At every position the reported state is the one that position's epoch is
+     * drawn from; at every batch boundary (position, state) resumes the identical sequence, with
+     * the state given and with it replayed from the seed. */
+    for (int64_t k = 0; k < 3 * nb * B + 2 * B; k++) {
+        ei_dataset_iter_next(a, NULL);
+        ei_dataset_pos pos = ei_dataset_iter_pos(a);
+        ei_dataset_iter_rng(a, &st);
+        stream_at(5, pos.epoch, &want);
+        assert_memory_equal(st.s, want.s, sizeof st.s);
+        if (pos.index % B) continue;
+        ei_dataset_iter *b = ei_dataset_iter_resume(d, &o, pos, &st), *c = ei_dataset_iter_new(d, &o, pos);
+        ei_dataset_iter *ref = ei_dataset_iter_resume(d, &o, zero, NULL);
+        assert_non_null(b);
+        assert_non_null(c);
+        for (int64_t q = 0; q <= k; q++) ei_dataset_iter_next(ref, NULL);
+        for (int64_t q = 0; q < nb * B + B; q++) {
+            int64_t x = ei_dataset_iter_next(ref, NULL);
+            assert_int_equal(ei_dataset_iter_next(b, NULL), x);
+            assert_int_equal(ei_dataset_iter_next(c, NULL), x);
+        }
+        ei_dataset_iter_free(b);
+        ei_dataset_iter_free(c);
+        ei_dataset_iter_free(ref);
+    }
+    ei_dataset_iter_free(a);
+
+    /* Starting at the very end of epoch 0 reports (1, 0) and the state epoch 0 left. */
+    ei_dataset_pos end0 = {0, nb * B};
+    a = ei_dataset_iter_new(d, &o, end0);
+    ei_dataset_pos p = ei_dataset_iter_pos(a);
+    assert_int_equal(p.epoch, 1);
+    assert_int_equal(p.index, 0);
+    ei_dataset_iter_rng(a, &st);
+    stream_at(5, 1, &want);
+    assert_memory_equal(st.s, want.s, sizeof st.s);
+    int64_t perm1[NS];
+    ei_dataset_epoch_order(NS, 5, 1, 1, perm1);
+    assert_int_equal(ei_dataset_iter_next(a, NULL), perm1[0]);
+    ei_dataset_iter_free(a);
+
+    /* The given state is what is drawn from: another state, another order (that of its seed). */
+    ei_rng other;
+    ei_rng_seed(&other, 6);
+    a = ei_dataset_iter_resume(d, &o, zero, &other);
+    ei_dataset_iter *b = ei_dataset_iter_new(d, &o, zero);
+    int64_t perm6[NS];
+    ei_dataset_epoch_order(NS, 6, 0, 1, perm6);
+    int differ = 0;
+    for (int64_t q = 0; q < nb * B; q++) {
+        int64_t x = ei_dataset_iter_next(a, NULL);
+        assert_int_equal(x, perm6[q]);
+        differ |= x != ei_dataset_iter_next(b, NULL);
+    }
+    assert_true(differ);
+    ei_dataset_iter_free(a);
+    ei_dataset_iter_free(b);
+    ei_rng zero_state;
+    memset(&zero_state, 0, sizeof zero_state);
+    assert_null(ei_dataset_iter_resume(d, &o, zero, &zero_state));
+
+    /* Ranks report the same state at batch boundaries (each rank draws the same orders). */
+    for (int world = 2; world <= 3; world++) {
+        ei_rng first;
+        for (int rk = 0; rk < world; rk++) {
+            ei_dataset_iter_opts ro = o;
+            ro.rank = rk;
+            ro.world = world;
+            ei_dataset_iter *it = ei_dataset_iter_new(d, &ro, zero);
+            for (int64_t k = 0; k < (nb + 2) * ei_dataset_rank_share(B, rk, world); k++) ei_dataset_iter_next(it, NULL);
+            ei_dataset_iter_rng(it, &st);
+            if (rk == 0) first = st;
+            assert_memory_equal(st.s, first.s, sizeof st.s);
+            stream_at(5, 1, &want);
+            assert_memory_equal(st.s, want.s, sizeof st.s);
+            ei_dataset_iter_free(it);
+        }
+    }
+    ei_dataset_close(d);
+}
+
+/* Counts HDF5's automatic error reports. */
+static herr_t count_report(hid_t stack, void *data) {
+    (void)stack;
+    (*(int *)data)++;
+    return 0;
+}
+
+static void assert_handler(H5E_auto2_t fn, void *data) {
+    H5E_auto2_t f = NULL;
+    void *dd = NULL;
+    assert_true(H5Eget_auto2(H5E_DEFAULT, &f, &dd) >= 0);
+    assert_true(f == fn);
+    assert_true(dd == data);
+}
+
+/* Every reader and writer function keeps HDF5 quiet while it works, failures included, and leaves
+ * the caller's error handler in place. */
+static void test_hdf5_error_state_restored(void **state) {
+    (void)state;
+    H5E_auto2_t saved_fn;
+    void *saved_data;
+    assert_true(H5Eget_auto2(H5E_DEFAULT, &saved_fn, &saved_data) >= 0);
+    int reports = 0;
+    H5Eset_auto2(H5E_DEFAULT, count_report, &reports);
+
+    /* A truncated copy of the dataset: HDF5 itself reports errors opening it. */
+    char trunc[600], bad_dir[600], out[600];
+    snprintf(trunc, sizeof trunc, "%s.trunc.h5", path);
+    snprintf(bad_dir, sizeof bad_dir, "%s.no-such-dir/x.h5", path);
+    snprintf(out, sizeof out, "%s.quiet.h5", path);
+    FILE *in = fopen(path, "rb"), *fp = fopen(trunc, "wb");
+    assert_non_null(in);
+    assert_non_null(fp);
+    char buf[3000];
+    size_t got = fread(buf, 1, sizeof buf, in);
+    assert_int_equal(fwrite(buf, 1, got, fp), got);
+    fclose(in);
+    fclose(fp);
+    hid_t f = H5Fopen(trunc, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f >= 0) H5Fclose(f);
+    assert_true(f < 0);
+    assert_true(reports > 0); /* the handler is live: the checks below can see a leak */
+    reports = 0;
+
+    assert_null(ei_dataset_open(trunc));
+    assert_handler(count_report, &reports);
+    assert_null(ei_dataset_writer_open(bad_dir));
+    assert_handler(count_report, &reports);
+
+    ei_dataset *d = ei_dataset_open(path);
+    assert_non_null(d);
+    assert_handler(count_report, &reports);
+    int64_t v;
+    assert_int_equal(ei_dataset_meta_i64(d, "no_such_attribute", &v), -1);
+    assert_int_equal(ei_dataset_meta_i64(d, "vocab_size", &v), 0);
+    int32_t *t;
+    uint8_t *m;
+    int64_t n = ei_dataset_read_alloc(d, 3, &t, &m);
+    assert_true(n > 0);
+    assert_int_equal(ei_dataset_read(d, NS, t, m), -1);
+    assert_handler(count_report, &reports);
+    ei_dataset_close(d);
+    assert_handler(count_report, &reports);
+
+    ei_dataset_writer *w = ei_dataset_writer_open(out);
+    assert_non_null(w);
+    assert_handler(count_report, &reports);
+    assert_int_equal(ei_dataset_writer_add(w, t, m, (size_t)n, 0), 0);
+    assert_handler(count_report, &reports);
+    assert_int_equal(ei_dataset_writer_close(w), 0);
+    assert_handler(count_report, &reports);
+    w = ei_dataset_writer_open(out);
+    assert_non_null(w);
+    ei_dataset_writer_abort(w);
+    assert_handler(count_report, &reports);
+    free(t);
+    free(m);
+
+    assert_int_equal(reports, 0);
+    H5Eset_auto2(H5E_DEFAULT, saved_fn, saved_data);
+    unlink(trunc);
+    unlink(out);
+}
+
 /* Writes a small file with hand-made datasets. */
 static void write_raw(const char *p, const int64_t *offsets, hsize_t n_off, hid_t tok_type, hsize_t n_tok,
                       int with_meta) {
@@ -347,6 +549,8 @@ int main(void) {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_iterator_rules),
         cmocka_unit_test(test_iterator_resume),
+        cmocka_unit_test(test_iterator_rng),
+        cmocka_unit_test(test_hdf5_error_state_restored),
         cmocka_unit_test(test_bad_structure),
         cmocka_unit_test(test_damaged_bytes),
     };

@@ -1,7 +1,8 @@
 /* `ei prepare` end to end on the fixtures: every text and long-document file becomes a dataset that
  * is read back and compared, token for token and mask for mask, with a tokenisation done here from
- * the raw files (own paragraph splitting, own JSON walking and prompt rendering); truncation, the
- * split, evaluation sets, passkey samples and bad input. */
+ * the raw files (own paragraph splitting, own JSON walking and prompt rendering); the documents of
+ * --doc-mode paragraphs are exactly text/paragraphs.h's; truncation, the split, evaluation sets,
+ * passkey samples and bad input. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 #include "core/ei_io.h"
 #include "data/dataset.h"
 #include "text/evalset.h"
+#include "text/paragraphs.h"
 #include "text/passkey.h"
 #include "data/prepare.h"
 #include "text/tokenizer.h"
@@ -122,7 +124,7 @@ static int is_blank(const char *l) {
     return 1;
 }
 
-/* Paragraphs: maximal runs of non-blank lines joined with "\n", trailing spaces/newlines dropped. */
+/* Paragraphs: maximal runs of non-blank lines joined with "\n", trailing whitespace dropped. */
 static char **paragraphs(char *text, int *n_out) {
     char **out = NULL;
     int n = 0;
@@ -141,7 +143,7 @@ static char **paragraphs(char *text, int *n_out) {
             cl += ll;
         }
         if ((blank || !nl) && cur) {
-            while (cl && (cur[cl - 1] == ' ' || cur[cl - 1] == '\n')) cur[--cl] = 0;
+            while (cl && strchr(" \t\r\f\v\n", cur[cl - 1])) cur[--cl] = 0;
             out = realloc(out, sizeof *out * (size_t)(n + 1));
             out[n++] = cur;
             cur = NULL;
@@ -198,6 +200,82 @@ static void test_text_fixtures(void **state) {
     check_text_file("sherlock_holmes.txt", 60);
     check_text_file("mobydick_pg2701.txt", 60);
     check_text_file("tinyshakespeare.txt", 80);
+}
+
+static void write_file(const char *p, const char *s, size_t n);
+
+/* Runs prepare --doc-mode paragraphs on path and checks that its samples are the paragraphs
+ * ei_text_paragraphs finds in the normalised file, in order, each [BOS] text [EOS]. Returns the
+ * number of documents. */
+static int64_t check_splitter_docs(const char *path, int64_t max_docs) {
+    const char *out = tmp("par.h5");
+    ei_prepare_opts o = base_opts(EI_FIXTURES "/models/stories260K/tok512.bin");
+    const char *in[1] = {path};
+    o.inputs = in;
+    o.n_inputs = 1;
+    o.doc_mode = "paragraphs";
+    o.max_docs = max_docs;
+    o.output = out;
+    if (ei_prepare_run(&o) != 0) fail_msg("%s: %s", path, ei_error_get());
+    char *text;
+    size_t len;
+    assert_int_equal(ei_file_read_all(path, &text, &len), 0);
+    len = ei_text_normalize(text, len);
+    ei_span *sp;
+    size_t np;
+    assert_int_equal(ei_text_paragraphs(text, len, &sp, &np), 0);
+    int64_t want = max_docs && max_docs < (int64_t)np ? max_docs : (int64_t)np;
+    ei_dataset *d = ei_dataset_open(out);
+    assert_non_null(d);
+    if (ei_dataset_n_samples(d) != want)
+        fail_msg("%s: %lld samples, the splitter gives %lld paragraphs", path, (long long)ei_dataset_n_samples(d),
+                 (long long)want);
+    for (int64_t i = 0; i < want; i++) {
+        int32_t *ids;
+        size_t n;
+        assert_int_equal(ei_tokenizer_encode(tok, text + sp[i].start, sp[i].len, 0, 0, &ids, &n), 0);
+        seq e = {0};
+        seq_id(&e, ei_tokenizer_bos(tok), 0);
+        seq_push(&e, ids, n, 1);
+        seq_id(&e, ei_tokenizer_eos(tok), 1);
+        assert_sample(d, i, &e);
+        assert_int_equal(ei_dataset_doc_id(d, i), i);
+        free(ids);
+        free(e.t);
+        free(e.m);
+    }
+    ei_dataset_close(d);
+    free(sp);
+    free(text);
+    return want;
+}
+
+static void test_paragraphs_are_the_splitters(void **state) {
+    (void)state;
+    /* CRLF fixtures with indented paragraphs (a table of contents, letters, verse). */
+    assert_int_equal(check_splitter_docs(EI_FIXTURES "/text/sherlock_holmes.txt", 150), 150);
+    assert_int_equal(check_splitter_docs(EI_FIXTURES "/text/mobydick_pg2701.txt", 150), 150);
+    assert_true(check_splitter_docs(EI_FIXTURES "/text/tinyshakespeare.txt", 0) > 7000);
+    /* Edge cases: BOM, CRLF, blank lines of spaces, tabs and form feeds, leading and trailing blank
+     * lines, indentation, trailing whitespace, a lone CR, no final newline. */
+    const char *edge = "\xEF\xBB\xBF\r\n  \r\n  indented first\r\nsecond line \t\r\n\t\r\n\f\r\n"
+                       "next\rwith a lone CR\n\n\n tail without newline \t";
+    const char *p = tmp("edge.txt");
+    write_file(p, edge, strlen(edge));
+    assert_int_equal(check_splitter_docs(p, 0), 3);
+    /* Whitespace only: no documents at all. */
+    write_file(p, " \r\n\t\n\n", 6);
+    const char *in[1] = {p};
+    ei_prepare_opts o = base_opts(EI_FIXTURES "/models/stories260K/tok512.bin");
+    o.inputs = in;
+    o.n_inputs = 1;
+    o.doc_mode = "paragraphs";
+    o.output = tmp("empty.h5");
+    assert_int_equal(ei_prepare_run(&o), 0);
+    ei_dataset *d = ei_dataset_open(o.output);
+    assert_non_null(d);
+    assert_int_equal(ei_dataset_n_samples(d), 0);
+    ei_dataset_close(d);
 }
 
 static void test_lm_whole_split_and_cut(void **state) {
@@ -712,6 +790,7 @@ int main(void) {
         cmocka_unit_test(test_selectors),
         cmocka_unit_test(test_templates),
         cmocka_unit_test(test_text_fixtures),
+        cmocka_unit_test(test_paragraphs_are_the_splitters),
         cmocka_unit_test(test_lm_whole_split_and_cut),
         cmocka_unit_test(test_qmsum),
         cmocka_unit_test(test_leval_truncation_and_evalset),

@@ -2,7 +2,7 @@
  * with gates bit-identical to an uninterrupted run; a 2-rank MPI run equals the single-process run
  * to float tolerance; only the gates change; resuming with another base model or an incompatible
  * config is refused; `ei export` writes the gates under the documented names; 1 and 2 threads give
- * bit-identical gates.
+ * bit-identical gates; the RNG state in every checkpoint is the data loader's shuffling generator.
  *
  * Data: TinyStories paragraphs with the stories260K tokenizer, EdgeInfinite with tiny segments
  * (L 16, S 2, W 16, so documents of 35+ tokens run the memory path) to keep every step fast. */
@@ -13,6 +13,8 @@
 #include <cmocka.h>
 
 #include "core/ei_io.h"
+#include "core/ei_rng.h"
+#include "data/dataset.h"
 #include "train/checkpoint.h"
 #include "formats/safetensors.h"
 
@@ -158,6 +160,8 @@ static void test_resume_after_sigkill_is_bit_identical(void **state) {
     assert_memory_equal(a.adam_v, b.adam_v, a.n_params * sizeof(float));
     assert_int_equal(a.data_epoch, b.data_epoch);
     assert_int_equal(a.data_index, b.data_index);
+    assert_int_equal(b.n_rng, EI_RNG_STATE_WORDS);
+    assert_memory_equal(a.rng, b.rng, sizeof(uint64_t) * EI_RNG_STATE_WORDS);
     /* The gates moved away from their initialisation (w = 0, b = 0). */
     double s = 0;
     for (size_t i = 0; i < a.n_params; i++) s += fabs(a.params[i]);
@@ -180,6 +184,38 @@ static void test_resume_after_sigkill_is_bit_identical(void **state) {
     }
     assert_int_equal(lines, 24);
     free(buf);
+}
+
+/* Every checkpoint's /rng_state is the state the data loader draws the order of data_epoch from:
+ * seed 7's stream after data_epoch epoch shuffles of the training samples (data/dataset.h). */
+static void test_checkpoint_rng_is_the_loaders(void **state) {
+    (void)state;
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/full", tmpdir);
+    if (!ei_path_exists(dir)) assert_int_equal(train("full", 1, NULL, NULL, "full"), 0);
+    ei_dataset *d = ei_dataset_open(data_train);
+    assert_non_null(d);
+    int64_t n = ei_dataset_n_samples(d);
+    ei_dataset_close(d);
+    int64_t *scratch = malloc(sizeof *scratch * (size_t)n);
+    assert_non_null(scratch);
+    int64_t last_epoch = 0;
+    for (int step = 1; step <= 24; step++) {
+        ei_checkpoint c;
+        read_ckpt("full", step, &c);
+        assert_int_equal(c.n_rng, EI_RNG_STATE_WORDS);
+        ei_rng want;
+        ei_rng_seed(&want, 7);
+        for (int64_t e = 0; e < c.data_epoch; e++) {
+            for (int64_t i = 0; i < n; i++) scratch[i] = i;
+            ei_rng_shuffle_i64(&want, scratch, (size_t)n);
+        }
+        assert_memory_equal(c.rng, want.s, sizeof want.s);
+        last_epoch = c.data_epoch;
+        ei_ckpt_free(&c);
+    }
+    assert_true(last_epoch >= 2); /* the run crossed epochs, so the state really moved */
+    free(scratch);
 }
 
 static void test_resume_refuses_incompatible(void **state) {
@@ -357,6 +393,7 @@ static void test_bad_config_is_a_clear_error(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resume_after_sigkill_is_bit_identical),
+        cmocka_unit_test(test_checkpoint_rng_is_the_loaders),
         cmocka_unit_test(test_resume_refuses_incompatible),
         cmocka_unit_test(test_export_names),
         cmocka_unit_test(test_mpi_two_ranks_equal_single_process),

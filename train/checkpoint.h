@@ -4,7 +4,8 @@
  *   /params       float32 [n]   trainable parameters (all gates, flat)
  *   /adam_m       float32 [n]   Adam first moments
  *   /adam_v       float32 [n]   Adam second moments
- *   /rng_state    uint64  [k]   RNG state words (core/ei_rng.h: k = 4)
+ *   /rng_state    uint64  [k]   RNG state words (core/ei_rng.h: k = 4): the data loader's shuffling
+ *                               generator as ei_dataset_iter_rng reports it for data_epoch/data_index
  *   /config       string        the resolved config as YAML (train_config dump)
  *   attributes of /: format_version (int32), step, adam_t, data_epoch, data_index (int64),
  *     model_path (string), model_size, model_hash (uint64), checksum (uint64: FNV-1a over the

@@ -194,9 +194,13 @@ static void trainer_free(trainer *t) {
     free(t->cfg_text);
 }
 
-static int save_checkpoint(trainer *t, const ei_train_config *cfg, int64_t step, const ei_rng *rng,
-                           ei_dataset_pos pos, uint64_t msize) {
+/* The data position and the shuffling generator's state are taken together from the iterator: the
+ * RNG the checkpoint stores is the one the training order is drawn from. */
+static int save_checkpoint(trainer *t, const ei_train_config *cfg, int64_t step, uint64_t msize) {
     if (!ei_dist_is_root()) return 0;
+    ei_dataset_pos pos = ei_dataset_iter_pos(t->it);
+    ei_rng rng;
+    ei_dataset_iter_rng(t->it, &rng);
     ei_checkpoint c;
     memset(&c, 0, sizeof c);
     c.step = step;
@@ -208,7 +212,7 @@ static int save_checkpoint(trainer *t, const ei_train_config *cfg, int64_t step,
     c.adam_m = t->adam.m;
     c.adam_v = t->adam.v;
     c.n_rng = EI_RNG_STATE_WORDS;
-    memcpy(c.rng, rng->s, sizeof rng->s);
+    memcpy(c.rng, rng.s, sizeof rng.s);
     c.config_yaml = t->cfg_text;
     c.model_path = t->model->path;
     c.model_size = msize;
@@ -284,11 +288,10 @@ int ei_trainer_run(const ei_train_config *cfg, const ei_trainer_opts *ro) {
     if (ei_adamw_init(&t.adam, t.gates->n, cfg->train.betas[0], cfg->train.betas[1], cfg->train.eps,
                       cfg->train.weight_decay) != 0)
         goto done;
-    ei_rng rng;
-    ei_rng_seed(&rng, (uint64_t)cfg->train.seed);
-
     int64_t step = 0;
     ei_dataset_pos pos = {0, 0};
+    ei_rng rng;
+    int have_rng = 0;
     if (ro->resume) {
         const char *dir = ro->resume_dir ? ro->resume_dir : cfg->train.out_dir;
         char *path = ei_ckpt_latest(dir, t.gates->n);
@@ -301,9 +304,14 @@ int ei_trainer_run(const ei_train_config *cfg, const ei_trainer_opts *ro) {
             free(path);
             goto done;
         }
-        if (ei_ckpt_check_resume(&c, cfg, msize, t.model->identity, cfg->model.path) != 0 ||
-            ei_adamw_restore(&t.adam, c.adam_m, c.adam_v, c.adam_t) != 0 ||
-            (c.n_rng == EI_RNG_STATE_WORDS && ei_rng_set_state(&rng, c.rng) != 0)) {
+        /* No saved state (n_rng 0) is still resumable: the iterator replays it from the seed. */
+        have_rng = c.n_rng == EI_RNG_STATE_WORDS;
+        int bad = ei_ckpt_check_resume(&c, cfg, msize, t.model->identity, cfg->model.path) != 0 ||
+                  ei_adamw_restore(&t.adam, c.adam_m, c.adam_v, c.adam_t) != 0;
+        if (!bad && c.n_rng != 0 && !have_rng)
+            bad = ei_error_set("/rng_state has %zu words, expected %d", c.n_rng, EI_RNG_STATE_WORDS) != 0;
+        if (!bad && have_rng) bad = ei_rng_set_state(&rng, c.rng) != 0;
+        if (bad) {
             ei_error_prefix("%s: cannot resume: ", path);
             ei_ckpt_free(&c);
             free(path);
@@ -318,7 +326,7 @@ int ei_trainer_run(const ei_train_config *cfg, const ei_trainer_opts *ro) {
         free(path);
     }
     ei_dataset_iter_opts io = {(uint64_t)cfg->train.seed, 1, B, rank, world};
-    t.it = ei_dataset_iter_new(t.train, &io, pos);
+    t.it = ei_dataset_iter_resume(t.train, &io, pos, have_rng ? &rng : NULL);
     if (!t.it) goto done;
     int64_t total = cfg->train.steps > 0 ? cfg->train.steps
                                          : (int64_t)cfg->train.epochs * ei_dataset_iter_batches_per_epoch(t.it);
@@ -428,7 +436,7 @@ int ei_trainer_run(const ei_train_config *cfg, const ei_trainer_opts *ro) {
             if (!ro->quiet) ei_progress_report(&prog, &row);
         }
         if ((cfg->train.checkpoint_every > 0 && (step + 1) % cfg->train.checkpoint_every == 0) || last) {
-            if (save_checkpoint(&t, cfg, step + 1, &rng, ei_dataset_iter_pos(t.it), msize) != 0) goto done;
+            if (save_checkpoint(&t, cfg, step + 1, msize) != 0) goto done;
         }
     }
     if (root) {
