@@ -1,10 +1,12 @@
-/* `ei generate`: text generation with the base model (full attention, KV cache). */
+/* `ei generate`: text generation in any attention mode (train/edge.h): the prompt is fed through the
+ * segment rule, then one token at a time; window / edgeinfinite documents run on the base model
+ * while they are no longer than the routing threshold. */
 #include "cli/commands.h"
 #include "core/ei_args.h"
 #include "core/ei_error.h"
 #include "core/ei_io.h"
 #include "text/tokenizer.h"
-#include "train/infer.h"
+#include "runtime/sampler.h"
 #include "train/edge_session.h"
 #include "formats/model.h"
 
@@ -13,76 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-/* xorshift64* as in llama2.c's sampler: tiny, seedable, good enough for sampling. */
-static uint32_t rng_u32(uint64_t *s) {
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return (uint32_t)((*s * 0x2545F4914F6CDD1Dull) >> 32);
-}
-static float rng_f32(uint64_t *s) { return (float)(rng_u32(s) >> 8) / 16777216.0f; }
-
-typedef struct {
-    float p;
-    int i;
-} prob_index;
-
-static int cmp_prob_desc(const void *a, const void *b) {
-    float x = ((const prob_index *)a)->p, y = ((const prob_index *)b)->p;
-    return x > y ? -1 : x < y;
-}
-
-static int argmax(const float *x, int n) {
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[best]) best = i;
-    return best;
-}
-
-/* Temperature, then nucleus (top-p) sampling over the smallest set of tokens whose probability
- * reaches top_p (top_p >= 1: the whole distribution). scratch: n entries. */
-static int sample(float *logits, int n, float temperature, float top_p, uint64_t *rng, prob_index *scratch) {
-    if (temperature <= 0.0f) return argmax(logits, n);
-    float m = logits[0];
-    for (int i = 1; i < n; i++) m = fmaxf(m, logits[i]);
-    double sum = 0.0;
-    for (int i = 0; i < n; i++) {
-        logits[i] = expf((logits[i] - m) / temperature);
-        sum += logits[i];
-    }
-    for (int i = 0; i < n; i++) logits[i] = (float)(logits[i] / sum);
-    float r = rng_f32(rng);
-    if (top_p <= 0.0f || top_p >= 1.0f) {
-        float cdf = 0.0f;
-        for (int i = 0; i < n; i++) {
-            cdf += logits[i];
-            if (r < cdf) return i;
-        }
-        return n - 1;
-    }
-    /* Tokens below (1 - top_p) / (n - 1) can never be inside the nucleus: drop them before sorting. */
-    float cutoff = (1.0f - top_p) / (float)(n - 1);
-    int k = 0;
-    for (int i = 0; i < n; i++)
-        if (logits[i] >= cutoff) scratch[k++] = (prob_index){logits[i], i};
-    qsort(scratch, (size_t)k, sizeof *scratch, cmp_prob_desc);
-    float cum = 0.0f;
-    int last = k - 1;
-    for (int i = 0; i < k; i++) {
-        cum += scratch[i].p;
-        if (cum > top_p) {
-            last = i;
-            break;
-        }
-    }
-    float target = r * cum, cdf = 0.0f;
-    for (int i = 0; i <= last; i++) {
-        cdf += scratch[i].p;
-        if (target < cdf) return scratch[i].i;
-    }
-    return scratch[last].i;
-}
 
 int ei_cmd_generate(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *prompt = "";
@@ -99,14 +31,15 @@ int ei_cmd_generate(int argc, char **argv) {
         {"temperature", EI_ARG_FLOAT, &temperature, "T", "sampling temperature; 0 = greedy"},
         {"top-p", EI_ARG_FLOAT, &top_p, "P", "nucleus sampling threshold in (0, 1]; 1 = off"},
         {"seed", EI_ARG_I64, &seed, "S", "random seed; 0 = from the clock"},
-        {"ctx", EI_ARG_INT, &ctx, "N", "context length (0: the model's trained context)"},
+        {"ctx", EI_ARG_INT, &ctx, "N", "--mode full: context length (0: the model's trained context)"},
         {"ids", EI_ARG_FLAG, &print_ids, NULL, "print the token ids (prompt and generated, space-separated) instead of text"},
         EI_CLI_ARG_MODE(&eo),
         EI_CLI_ARG_ROWS(&eo),
         {0}};
     int rc = ei_args_parse(argc, argv, "ei generate",
-                           "Generates text with the base model (full attention, KV cache). Streams the text to "
-                           "stdout, stops at EOS/BOS, after --max-tokens or when the context is full, and prints "
+                           "Generates text with --mode full (the base model, full attention), window (sink + "
+                           "window caches) or edgeinfinite (with --gates). Streams the text to stdout, stops at "
+                           "EOS/BOS, after --max-tokens or (full attention) when the context is full, and prints "
                            "the speed to stderr.",
                            opts, NULL, NULL);
     if (rc) return rc < 0 ? 2 : 0;
@@ -121,12 +54,10 @@ int ei_cmd_generate(int argc, char **argv) {
     int status = 1;
     ei_model *m = NULL;
     ei_tokenizer *tok = NULL;
-    ei_infer *inf = NULL;
     ei_cli_session es = {0};
-    int use_edge = 0; /* window / edgeinfinite, unless prompt + output is short enough to route */
+    ei_sampler smp = {0};
     int32_t *ids = NULL;
     float *logits = NULL;
-    prob_index *scratch = NULL;
     char *def_tok = NULL;
     size_t n_ids = 0;
 
@@ -156,17 +87,19 @@ int ei_cmd_generate(int argc, char **argv) {
         n_ids = 1;
     }
     if (ei_cli_session_open(&es, &eo, m) != 0) goto fail;
-    use_edge = es.mode != EI_MODE_FULL && !ei_edge_routes(es.edge, (int64_t)n_ids + max_tokens);
-    if (!(inf = ei_infer_new(m, ctx))) goto fail;
-    if (!use_edge && (int)n_ids > ei_infer_max_ctx(inf)) {
-        ei_error_set("prompt has %zu tokens, more than the context of %d", n_ids, ei_infer_max_ctx(inf));
+    if (ctx && es.mode != EI_MODE_FULL) {
+        ei_error_set("--ctx applies to --mode full (window and edgeinfinite have no context limit)");
         goto fail;
     }
-    logits = malloc(sizeof(float) * (size_t)c->vocab_size);
-    scratch = malloc(sizeof(prob_index) * (size_t)c->vocab_size);
-    if (!logits || !scratch) goto oom;
-    uint64_t rng = seed ? (uint64_t)seed : (uint64_t)time(NULL) ^ 0x9E3779B97F4A7C15ull;
-    if (!rng) rng = 1;
+    if (es.mode == EI_MODE_FULL && ei_edge_set_context(es.edge, ctx, 0) != 0) goto fail;
+    const int64_t cap = ei_edge_capacity(es.edge);
+    if (cap > 0 && (int64_t)n_ids > cap) {
+        ei_error_set("prompt has %zu tokens, more than the context of %lld", n_ids, (long long)cap);
+        goto fail;
+    }
+    if (!(logits = malloc(sizeof(float) * (size_t)c->vocab_size))) goto oom;
+    uint64_t rs = seed ? (uint64_t)seed : (uint64_t)time(NULL) ^ 0x9E3779B97F4A7C15ull;
+    if (ei_sampler_init(&smp, c->vocab_size, (float)temperature, (float)top_p, rs) != 0) goto fail;
 
     int eos = ei_tokenizer_eos(tok) >= 0 ? ei_tokenizer_eos(tok) : c->eos_id;
     int bos = ei_tokenizer_bos(tok) >= 0 ? ei_tokenizer_bos(tok) : c->bos_id;
@@ -182,14 +115,14 @@ int ei_cmd_generate(int argc, char **argv) {
     }
     fflush(stdout);
     double t0 = ei_time_now();
-    if ((use_edge ? ei_edge_feed(es.edge, ids, (int64_t)n_ids, NULL, NULL, NULL, logits)
-                  : ei_infer_forward(inf, ids, (int)n_ids, logits, EI_INFER_LAST)) != 0)
-        goto fail;
+    ei_edge_reset(es.edge);
+    if (ei_edge_feed(es.edge, ids, (int64_t)n_ids, NULL, NULL, NULL, logits) != 0) goto fail;
     double t1 = ei_time_now();
     int generated = 0;
     const char *why = "max tokens";
     while (generated < max_tokens) {
-        int next = sample(logits, c->vocab_size, (float)temperature, (float)top_p, &rng, scratch);
+        int next = ei_sampler_next(&smp, logits);
+        if (next < 0) goto fail;
         if (next == eos || next == bos) {
             why = next == eos ? "EOS" : "BOS";
             break;
@@ -203,14 +136,12 @@ int ei_cmd_generate(int argc, char **argv) {
         prev = next;
         generated++;
         if (generated == max_tokens) break;
-        if (!use_edge && ei_infer_pos(inf) >= ei_infer_max_ctx(inf)) {
+        if (cap > 0 && ei_edge_pos(es.edge) >= cap) {
             why = "context full";
             break;
         }
         int32_t t = next;
-        if ((use_edge ? ei_edge_feed(es.edge, &t, 1, NULL, NULL, NULL, logits)
-                      : ei_infer_forward(inf, &t, 1, logits, EI_INFER_LAST)) != 0)
-            goto fail;
+        if (ei_edge_feed(es.edge, &t, 1, NULL, NULL, NULL, logits) != 0) goto fail;
     }
     double t2 = ei_time_now();
     fputc('\n', stdout);
@@ -225,11 +156,10 @@ fail:
     ei_error_print("generate");
 done:
     ei_cli_session_close(&es);
+    ei_sampler_free(&smp);
     free(ids);
     free(logits);
-    free(scratch);
     free(def_tok);
-    ei_infer_free(inf);
     ei_tokenizer_free(tok);
     ei_model_free(m);
     return status;

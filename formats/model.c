@@ -30,6 +30,11 @@ ei_model *ei_model_new_empty(const char *path, const char *format) {
 
 ei_model_storage *ei_model_storage_of(ei_model *m) { return m->priv; }
 
+const float *ei_model_weight(const ei_model *m, ei_tclass c, int layer) {
+    const ei_tensor *t = ei_tensor_table_get(&m->tensors, c, layer);
+    return t ? t->data : NULL;
+}
+
 void *ei_model_alloc(ei_model *m, size_t n) {
     ei_model_storage *s = m->priv;
     if (s->n_bufs == s->cap_bufs) {
@@ -59,6 +64,7 @@ void ei_model_free(ei_model *m) {
         free(s->bufs);
         free(s);
     }
+    ei_tensor_table_free(&m->tensors);
     free(m->path);
     free(m->format);
     free(m);

@@ -1,7 +1,7 @@
 /* Llama-family base models: configuration, weights, loading (llama2.c v0 and Hugging Face folders).
  *
  * Weights are float32, row-major, PyTorch nn.Linear convention: a projection from n_in to n_out is
- * stored as [n_out, n_in] (y = W x). The model owns its weights (either a malloc'd block or a
+ * stored as [n_out, n_in] (y = W x); shapes come from the tensor table (model/tensors.h). The model owns its weights (either a malloc'd block or a
  * read-only memory map of an F32 file); ei_model_free releases everything. Weights are never
  * written after loading: the base model is frozen. */
 #ifndef EI_MODEL_H
@@ -11,29 +11,22 @@
 #include <stdint.h>
 
 #include "model/config.h"
+#include "model/tensors.h"
 
-
-typedef struct {
-    const float *attn_norm;          /* [D] */
-    const float *wq, *wk, *wv, *wo;  /* [H*d, D], [Hkv*d, D], [Hkv*d, D], [D, H*d] */
-    const float *bq, *bk, *bv;       /* [H*d], [Hkv*d], [Hkv*d] or NULL */
-    const float *ffn_norm;           /* [D] */
-    const float *w_gate, *w_up;      /* [F, D] (llama2.c w1, w3) */
-    const float *w_down;             /* [D, F] (llama2.c w2) */
-} ei_layer_weights;
 
 typedef struct ei_model {
     ei_model_config cfg;
-    const float *tok_embeddings; /* [V, D] */
-    ei_layer_weights *layers;    /* [n_layers] */
-    const float *final_norm;     /* [D] */
-    const float *classifier;     /* [V, D]; == tok_embeddings when tied */
+    ei_tensor_table tensors;     /* every weight by (class, layer); data owned by the model */
     char *path;                  /* as given to ei_model_load */
     char *format;                /* "llama2c" or "hf" */
     uint64_t identity;           /* hash of header/config and file size: checkpoints refer to it */
     size_t n_params;             /* number of base-model parameters */
     void *priv;                  /* loader-owned storage (maps, buffers) */
 } ei_model;
+
+/* Weight of (class, layer) as float32 (model/tensors.h), NULL when the model has none (biases
+ * without qkv_bias); a tied classifier is the embedding. */
+const float *ei_model_weight(const ei_model *m, ei_tclass c, int layer);
 
 /* Loads a llama2.c .bin file or a Hugging Face folder (config.json + safetensors). The format is
  * detected from the path. Returns NULL with ei_error set on failure. */

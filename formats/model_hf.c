@@ -211,6 +211,27 @@ static const float *get_tensor(ei_model *m, const char *dir, const char *name, i
     return buf;
 }
 
+/* Hugging Face names of the tensor classes (model/tensors.h); %d is the layer. */
+static const char *const hf_names[EI_TC_COUNT] = {
+    [EI_TC_EMBEDDING] = "model.embed_tokens.weight",
+    [EI_TC_ATTN_NORM] = "model.layers.%d.input_layernorm.weight",
+    [EI_TC_Q] = "model.layers.%d.self_attn.q_proj.weight",
+    [EI_TC_K] = "model.layers.%d.self_attn.k_proj.weight",
+    [EI_TC_V] = "model.layers.%d.self_attn.v_proj.weight",
+    [EI_TC_Q_BIAS] = "model.layers.%d.self_attn.q_proj.bias",
+    [EI_TC_K_BIAS] = "model.layers.%d.self_attn.k_proj.bias",
+    [EI_TC_V_BIAS] = "model.layers.%d.self_attn.v_proj.bias",
+    [EI_TC_O] = "model.layers.%d.self_attn.o_proj.weight",
+    [EI_TC_FFN_NORM] = "model.layers.%d.post_attention_layernorm.weight",
+    [EI_TC_GATE] = "model.layers.%d.mlp.gate_proj.weight",
+    [EI_TC_UP] = "model.layers.%d.mlp.up_proj.weight",
+    [EI_TC_DOWN] = "model.layers.%d.mlp.down_proj.weight",
+    [EI_TC_FINAL_NORM] = "model.norm.weight",
+    [EI_TC_CLASSIFIER] = "lm_head.weight",
+    [EI_TC_MEMORY_GATE] = "model.layers.%d.self_attn.memory_gate.weight",
+    [EI_TC_MEMORY_GATE_BIAS] = "model.layers.%d.self_attn.memory_gate.bias",
+};
+
 ei_model *ei_model_load_hf(const char *dir) {
     ei_model *m = ei_model_new_empty(dir, "hf");
     if (!m) return NULL;
@@ -225,36 +246,13 @@ ei_model *ei_model_load_hf(const char *dir) {
     if (ei_file_read_all(cfg_path, &text, &len) != 0 || parse_config(&m->cfg, cfg_path, text) != 0) goto fail;
     if (open_files(m, dir) != 0) goto fail;
     const ei_model_config *c = &m->cfg;
-    int64_t D = c->dim, F = c->hidden_dim, V = c->vocab_size, qd = (int64_t)c->n_heads * c->head_dim,
-            kvd = (int64_t)c->n_kv_heads * c->head_dim;
-    m->layers = ei_model_alloc(m, sizeof(ei_layer_weights) * (size_t)c->n_layers);
-    if (!m->layers) goto fail;
-    if (!(m->tok_embeddings = get_tensor(m, dir, "model.embed_tokens.weight", V, D))) goto fail;
-    if (!(m->final_norm = get_tensor(m, dir, "model.norm.weight", D, 0))) goto fail;
-    char name[256];
-    for (int l = 0; l < c->n_layers; l++) {
-        ei_layer_weights *w = &m->layers[l];
-#define GET(field, suffix, a, b)                                                                               \
-    snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);                                               \
-    if (!(w->field = get_tensor(m, dir, name, a, b))) goto fail;
-        GET(attn_norm, "input_layernorm.weight", D, 0)
-        GET(wq, "self_attn.q_proj.weight", qd, D)
-        GET(wk, "self_attn.k_proj.weight", kvd, D)
-        GET(wv, "self_attn.v_proj.weight", kvd, D)
-        GET(wo, "self_attn.o_proj.weight", D, qd)
-        if (c->qkv_bias) {
-            GET(bq, "self_attn.q_proj.bias", qd, 0)
-            GET(bk, "self_attn.k_proj.bias", kvd, 0)
-            GET(bv, "self_attn.v_proj.bias", kvd, 0)
-        }
-        GET(ffn_norm, "post_attention_layernorm.weight", D, 0)
-        GET(w_gate, "mlp.gate_proj.weight", F, D)
-        GET(w_up, "mlp.up_proj.weight", F, D)
-        GET(w_down, "mlp.down_proj.weight", D, F)
-#undef GET
+    if (ei_tensor_table_init(&m->tensors, c) != 0) goto fail;
+    for (int i = 0; i < m->tensors.n; i++) {
+        ei_tensor *t = &m->tensors.t[i];
+        char name[256];
+        snprintf(name, sizeof name, hf_names[t->cls], t->layer);
+        if (!(t->data = get_tensor(m, dir, name, t->shape[0], t->ndim == 2 ? t->shape[1] : 0))) goto fail;
     }
-    if (c->tie_embeddings) m->classifier = m->tok_embeddings;
-    else if (!(m->classifier = get_tensor(m, dir, "lm_head.weight", V, D))) goto fail;
     m->n_params = ei_model_config_n_params(c);
     uint64_t h = ei_hash_fnv1a(text, len, 0);
     ei_model_storage *s = ei_model_storage_of(m);

@@ -52,11 +52,15 @@ ei_model *ei_model_load_llama2c(const char *path) {
     char what[4096];
     snprintf(what, sizeof what, "%s: llama2.c header", path);
     if (ei_model_config_validate(c, what) != 0) goto fail;
-    /* Expected size, counted in floats (validated dims keep this far from overflow in size_t). */
-    size_t D = (size_t)c->dim, F = (size_t)c->hidden_dim, L = (size_t)c->n_layers, V = (size_t)c->vocab_size;
-    size_t KV = (size_t)c->n_kv_heads * c->head_dim, hs = (size_t)c->head_dim;
-    size_t n_floats = V * D + L * (D + D * D + 2 * KV * D + D * D + D + 3 * F * D) + D +
-                      2 * (size_t)c->max_seq_len * hs / 2 + (c->tie_embeddings ? 0 : V * D);
+    if (ei_tensor_table_init(&m->tensors, c) != 0) goto fail;
+    /* The file stores the embedding, then each per-layer class for all layers at once, in this
+     * order, then the final norm, the RoPE tables (ignored: computed) and an untied classifier.
+     * Sizes come from the tensor table, so the shapes are stated in one place. */
+    static const ei_tclass stacked[] = {EI_TC_ATTN_NORM, EI_TC_Q,        EI_TC_K,    EI_TC_V,   EI_TC_O,
+                                        EI_TC_FFN_NORM,  EI_TC_GATE,     EI_TC_DOWN, EI_TC_UP};
+    const size_t freq = (size_t)c->max_seq_len * (size_t)c->head_dim; /* freq_cis real + imag */
+    size_t n_floats = freq;
+    for (int i = 0; i < m->tensors.n; i++) n_floats += (size_t)m->tensors.t[i].numel;
     size_t expect = HEADER_BYTES + 4 * n_floats;
     if (size != expect) {
         ei_error_set("%s: file is %zu bytes but a llama2.c v0 checkpoint with dim %d, hidden %d, %d layers, "
@@ -66,28 +70,19 @@ ei_model *ei_model_load_llama2c(const char *path) {
         goto fail;
     }
     const float *p = (const float *)(base + HEADER_BYTES);
-    m->layers = ei_model_alloc(m, sizeof(ei_layer_weights) * L);
-    if (!m->layers) goto fail;
-    m->tok_embeddings = p;
-    p += V * D;
-    /* Per-layer tensors are stacked over layers: take layer l's slice of each. */
-#define STACKED(field, per_layer)                                                                              \
-    for (size_t l = 0; l < L; l++) m->layers[l].field = p + l * (per_layer);                                   \
-    p += L * (per_layer);
-    STACKED(attn_norm, D)
-    STACKED(wq, D * D)
-    STACKED(wk, KV * D)
-    STACKED(wv, KV * D)
-    STACKED(wo, D * D)
-    STACKED(ffn_norm, D)
-    STACKED(w_gate, F * D)
-    STACKED(w_down, D * F)
-    STACKED(w_up, F * D)
-#undef STACKED
-    m->final_norm = p;
-    p += D;
-    p += 2 * (size_t)c->max_seq_len * hs / 2; /* freq_cis_real, freq_cis_imag */
-    m->classifier = c->tie_embeddings ? m->tok_embeddings : p;
+    ei_tensor *t = ei_tensor_table_at(&m->tensors, EI_TC_EMBEDDING, -1);
+    t->data = p;
+    p += t->numel;
+    for (size_t k = 0; k < sizeof stacked / sizeof stacked[0]; k++)
+        for (int l = 0; l < c->n_layers; l++) {
+            t = ei_tensor_table_at(&m->tensors, stacked[k], l);
+            t->data = p;
+            p += t->numel;
+        }
+    t = ei_tensor_table_at(&m->tensors, EI_TC_FINAL_NORM, -1);
+    t->data = p;
+    p += t->numel + freq;
+    if (!c->tie_embeddings) ei_tensor_table_at(&m->tensors, EI_TC_CLASSIFIER, -1)->data = p;
     m->n_params = ei_model_config_n_params(c);
     m->identity = ei_hash_fnv1a(base, HEADER_BYTES, ei_hash_fnv1a(&size, sizeof size, 0));
     return m;

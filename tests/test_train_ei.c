@@ -21,6 +21,7 @@
 #include "core/ei_io.h"
 #include "train/edge_session.h"
 #include "train/seg_graph.h"
+#include "train/ag_emit.h"
 #include "train/edge.h"
 
 #include <math.h>
@@ -52,43 +53,38 @@ static tiny_model *tiny_new(void) {
                            .head_dim = 4, .vocab_size = 32, .max_seq_len = 64, .rope_theta = 10000.f,
                            .norm_eps = 1e-5f, .tie_embeddings = 1, .qkv_bias = 1, .rope_interleaved = 1,
                            .bos_id = 1, .eos_id = 2};
-    int D = c->dim, F = c->hidden_dim, Hd = c->n_heads * c->head_dim, Kd = c->n_kv_heads * c->head_dim;
-    size_t per = (size_t)D + Hd * D + 2 * Kd * D + D * Hd + Hd + 2 * Kd + D + 3 * (size_t)F * D;
-    t->n_pool = (size_t)c->vocab_size * D + c->n_layers * per + D;
+    if (ei_tensor_table_init(&t->m.tensors, c) != 0) fail_msg("%s", ei_error_get());
+    for (int i = 0; i < t->m.tensors.n; i++) t->n_pool += (size_t)t->m.tensors.t[i].numel;
     t->pool = malloc(t->n_pool * sizeof(float));
-    for (size_t i = 0; i < t->n_pool; i++) t->pool[i] = (float)(0.5 * urand());
     float *p = t->pool;
-    t->m.tok_embeddings = p;
-    p += (size_t)c->vocab_size * D;
-    t->m.layers = calloc((size_t)c->n_layers, sizeof(ei_layer_weights));
-    for (int l = 0; l < c->n_layers; l++) {
-        ei_layer_weights *w = &t->m.layers[l];
-        float *an = p;
-        for (int i = 0; i < D; i++) an[i] = 1.0f + 0.2f * an[i];
-        w->attn_norm = an, p += D;
-        w->wq = p, p += (size_t)Hd * D;
-        w->wk = p, p += (size_t)Kd * D;
-        w->wv = p, p += (size_t)Kd * D;
-        w->wo = p, p += (size_t)D * Hd;
-        w->bq = p, p += Hd;
-        w->bk = p, p += Kd;
-        w->bv = p, p += Kd;
-        float *fn = p;
-        for (int i = 0; i < D; i++) fn[i] = 1.0f + 0.2f * fn[i];
-        w->ffn_norm = fn, p += D;
-        w->w_gate = p, p += (size_t)F * D;
-        w->w_up = p, p += (size_t)F * D;
-        w->w_down = p, p += (size_t)D * F;
+    for (int i = 0; i < t->m.tensors.n; i++) {
+        ei_tensor *w = &t->m.tensors.t[i];
+        const int norm = w->cls == EI_TC_ATTN_NORM || w->cls == EI_TC_FFN_NORM || w->cls == EI_TC_FINAL_NORM;
+        for (int64_t j = 0; j < w->numel; j++) p[j] = norm ? (float)(1.0 + 0.1 * urand()) : (float)(0.5 * urand());
+        w->data = p;
+        p += w->numel;
     }
-    t->m.final_norm = p;
-    t->m.classifier = t->m.tok_embeddings;
     return t;
 }
 
 static void tiny_free(tiny_model *t) {
-    free(t->m.layers);
+    ei_tensor_table_free(&t->m.tensors);
     free(t->pool);
     free(t);
+}
+
+/* The weights of one layer under the names the independent reference below uses. */
+typedef struct {
+    const float *attn_norm, *wq, *wk, *wv, *wo, *bq, *bk, *bv, *ffn_norm, *w_gate, *w_up, *w_down;
+} layer_view;
+
+static layer_view layer_of(const ei_model *m, int l) {
+    return (layer_view){ei_model_weight(m, EI_TC_ATTN_NORM, l), ei_model_weight(m, EI_TC_Q, l),
+                        ei_model_weight(m, EI_TC_K, l),         ei_model_weight(m, EI_TC_V, l),
+                        ei_model_weight(m, EI_TC_O, l),         ei_model_weight(m, EI_TC_Q_BIAS, l),
+                        ei_model_weight(m, EI_TC_K_BIAS, l),    ei_model_weight(m, EI_TC_V_BIAS, l),
+                        ei_model_weight(m, EI_TC_FFN_NORM, l),  ei_model_weight(m, EI_TC_GATE, l),
+                        ei_model_weight(m, EI_TC_UP, l),        ei_model_weight(m, EI_TC_DOWN, l)};
 }
 
 static void make_doc(int n, int V, int32_t *ids, int32_t *targets, uint8_t *mask) {
@@ -307,9 +303,9 @@ static double infini_reference(const ei_model *m, const ei_gates *gates, ei_mem_
     for (int s0 = 0; s0 < N; s0 += L) {
         int n = N - s0 < L ? N - s0 : L;
         for (int t = 0; t < n; t++)
-            for (int i = 0; i < D; i++) x[t * D + i] = m->tok_embeddings[(size_t)ids[s0 + t] * D + i];
+            for (int i = 0; i < D; i++) x[t * D + i] = ei_model_weight(m, EI_TC_EMBEDDING, -1)[(size_t)ids[s0 + t] * D + i];
         for (int l = 0; l < c->n_layers; l++) {
-            const ei_layer_weights *w = &m->layers[l];
+            const layer_view lv = layer_of(m, l), *w = &lv;
             double *M = Mm + (size_t)l * Hkv * d * d, *z = zz + (size_t)l * Hkv * d;
             int nonempty = s0 > 0;
             for (int t = 0; t < n; t++) {
@@ -393,8 +389,8 @@ static double infini_reference(const ei_model *m, const ei_gates *gates, ei_mem_
         }
         for (int t = 0; t < n; t++) {
             double *lg = tmp + D + 2 * F;
-            rms(x + t * D, m->final_norm, D, c->norm_eps, tmp);
-            lin(tmp, m->classifier, NULL, D, V, lg);
+            rms(x + t * D, ei_model_weight(m, EI_TC_FINAL_NORM, -1), D, c->norm_eps, tmp);
+            lin(tmp, ei_model_weight(m, EI_TC_CLASSIFIER, -1), NULL, D, V, lg);
             double mx = lg[0], se = 0;
             for (int j = 1; j < V; j++) mx = fmax(mx, lg[j]);
             for (int j = 0; j < V; j++) se += exp(lg[j] - mx);
@@ -437,10 +433,10 @@ static void test_infini_attention(void **s) {
 static void layer0_kv(const ei_model *m, int32_t id, double *k, double *v) {
     const ei_model_config *c = &m->cfg;
     double x[64], xn[64];
-    for (int i = 0; i < c->dim; i++) x[i] = m->tok_embeddings[(size_t)id * c->dim + i];
-    rms(x, m->layers[0].attn_norm, c->dim, c->norm_eps, xn);
-    lin(xn, m->layers[0].wk, m->layers[0].bk, c->dim, c->n_kv_heads * c->head_dim, k);
-    lin(xn, m->layers[0].wv, m->layers[0].bv, c->dim, c->n_kv_heads * c->head_dim, v);
+    for (int i = 0; i < c->dim; i++) x[i] = ei_model_weight(m, EI_TC_EMBEDDING, -1)[(size_t)id * c->dim + i];
+    rms(x, ei_model_weight(m, EI_TC_ATTN_NORM, 0), c->dim, c->norm_eps, xn);
+    lin(xn, ei_model_weight(m, EI_TC_K, 0), ei_model_weight(m, EI_TC_K_BIAS, 0), c->dim, c->n_kv_heads * c->head_dim, k);
+    lin(xn, ei_model_weight(m, EI_TC_V, 0), ei_model_weight(m, EI_TC_V_BIAS, 0), c->dim, c->n_kv_heads * c->head_dim, v);
 }
 
 static void test_linear_memory_contents(void **s) {
@@ -466,15 +462,17 @@ static void test_linear_memory_contents(void **s) {
         const ei_state *st = ei_edge_state(e);
         const double *M = ei_state_ptr(st, st->data, 0, EI_SC_MEM_M), *z = ei_state_ptr(st, st->data, 0, EI_SC_MEM_Z);
         const double *sk = ei_state_ptr(st, st->data, 0, EI_SC_SINK_K), *wv = ei_state_ptr(st, st->data, 0, EI_SC_WIN_V);
-        /* tokens S .. N-W-1 left the window */
+        /* only complete segments reach the caches (model/segment.h): of the Nc committed tokens,
+         * tokens S .. Nc-W-1 left the window */
+        const int Nc = N - N % o.segment;
         for (int g2 = 0; g2 < Hkv; g2++) {
             for (int a = 0; a < d; a++) {
                 double zw = 0;
-                for (int tk = o.sink; tk < N - o.window; tk++) zw += elu1(kk[tk][g2 * d + a]);
+                for (int tk = o.sink; tk < Nc - o.window; tk++) zw += elu1(kk[tk][g2 * d + a]);
                 assert_true(fabs(z[g2 * d + a] - zw) <= 1e-10 * fabs(zw));
                 for (int b = 0; b < d; b++) {
                     double mw = 0;
-                    for (int tk = o.sink; tk < N - o.window; tk++) mw += elu1(kk[tk][g2 * d + a]) * vv[tk][g2 * d + b];
+                    for (int tk = o.sink; tk < Nc - o.window; tk++) mw += elu1(kk[tk][g2 * d + a]) * vv[tk][g2 * d + b];
                     double got = M[(size_t)g2 * d * d + a * d + b];
                     if (fabs(got - mw) > 1e-10 * (fabs(mw) + 1e-3))
                         fail_msg("L=%d: M[%d][%d][%d] = %.12g, expected %.12g", o.segment, g2, a, b, got, mw);
@@ -483,7 +481,7 @@ static void test_linear_memory_contents(void **s) {
         }
         for (int i = 0; i < o.sink * Kd; i++) assert_true(fabs(sk[i] - kk[i / Kd][i % Kd]) <= 1e-12);
         for (int i = 0; i < o.window * Kd; i++)
-            assert_true(fabs(wv[i] - vv[N - o.window + i / Kd][i % Kd]) <= 1e-12);
+            assert_true(fabs(wv[i] - vv[Nc - o.window + i / Kd][i % Kd]) <= 1e-12);
         assert_int_equal(st->n_seen, N);
         ei_edge_free(e);
         ei_gates_free(g);
@@ -493,16 +491,33 @@ static void test_linear_memory_contents(void **s) {
 
 /* ---------------------------------------------------------------- memory ops */
 
+/* The recipe's memory ops through the autograd emitter (t supplies only the configuration). */
+static int mem_update(ei_ag_emitter *em, ei_mem_rule rule, int nonempty, ag_tensor *k, ag_tensor *v, ag_tensor *M,
+                      ag_tensor *z, ag_tensor **M1, ag_tensor **z1) {
+    ei_val *a, *b;
+    int rc = ei_recipe_mem_update(&em->base, rule, nonempty, ei_val_of(k), ei_val_of(v), NULL, ei_val_of(M),
+                                  ei_val_of(z), &a, &b);
+    *M1 = ei_ag(a);
+    *z1 = ei_ag(b);
+    return rc;
+}
+static ag_tensor *mem_retrieve(ei_ag_emitter *em, ag_tensor *q, ag_tensor *M, ag_tensor *z) {
+    return ei_ag(ei_recipe_mem_retrieve(&em->base, ei_val_of(q), ei_val_of(M), ei_val_of(z)));
+}
+
 static void test_memory_round_trip(void **s) {
     (void)s;
+    tiny_model *t = tiny_new();
     for (int rule = 0; rule < 2; rule++) {
         ag_graph *g = ag_graph_new(AG_F64, 0);
+        ei_ag_emitter em;
+        assert_int_equal(ei_ag_emitter_init(&em, g, &t->m, NULL, EI_GATE_TOKEN, 0, 0), 0);
         int d = 6;
         ag_tensor *k = ag_input(g, AG_SHAPE(1, 1, d)), *v = ag_input(g, AG_SHAPE(1, 1, d));
         ag_tensor *M = ag_input(g, AG_SHAPE(1, d, d)), *z = ag_input(g, AG_SHAPE(1, d));
         ag_tensor *M1, *z1;
-        assert_int_equal(ei_graph_mem_update(g, (ei_mem_rule)rule, 0, k, v, M, z, &M1, &z1), 0);
-        ag_tensor *a = ei_graph_mem_retrieve(g, k, M1, z1);
+        assert_int_equal(mem_update(&em, (ei_mem_rule)rule, 0, k, v, M, z, &M1, &z1), 0);
+        ag_tensor *a = mem_retrieve(&em, k, M1, z1);
         assert_non_null(a);
         assert_int_equal(ag_graph_finalize(g), 0);
         double kd[6] = {0.3, -1.2, 0.8, 2.0, -0.1, 0.0}, vd[6] = {1.5, -2.0, 0.25, 3.0, -0.7, 0.9};
@@ -516,24 +531,29 @@ static void test_memory_round_trip(void **s) {
             assert_true(fabs(got - vd[i] * ss / (ss + 1e-6)) <= 1e-12 * fabs(vd[i]));
             assert_true(fabs(got - vd[i]) <= 1e-5 * fabs(vd[i]));
         }
+        ei_ag_emitter_free(&em);
         ag_graph_free(g);
     }
+    tiny_free(t);
 }
 
 /* Gradients of the memory ops vs central differences: loss = sum(w1 * A_mem) + sum(w2 * M_out) +
  * sum(w3 * z_out) with fixed random weights, over q, k, v, M, z. */
 static void test_memory_ops_grad(void **s) {
     (void)s;
+    tiny_model *t = tiny_new();
     for (int rule = 0; rule < 2; rule++) {
         int n = 3, H = 4, Hkv = 2, d = 3, c = 2;
         ag_graph *g = ag_graph_new(AG_F64, 0);
+        ei_ag_emitter em;
+        assert_int_equal(ei_ag_emitter_init(&em, g, &t->m, NULL, EI_GATE_TOKEN, 0, 0), 0);
         ag_tensor *in[5] = {ag_input(g, AG_SHAPE(n, H, d)), ag_input(g, AG_SHAPE(c, Hkv, d)),
                             ag_input(g, AG_SHAPE(c, Hkv, d)), ag_input(g, AG_SHAPE(Hkv, d, d)),
                             ag_input(g, AG_SHAPE(Hkv, d))};
         for (int i = 0; i < 5; i++) ag_tensor_set_requires_grad(in[i], 1);
         ag_tensor *M1, *z1;
-        assert_int_equal(ei_graph_mem_update(g, (ei_mem_rule)rule, 1, in[1], in[2], in[3], in[4], &M1, &z1), 0);
-        ag_tensor *a = ei_graph_mem_retrieve(g, in[0], M1, z1);
+        assert_int_equal(mem_update(&em, (ei_mem_rule)rule, 1, in[1], in[2], in[3], in[4], &M1, &z1), 0);
+        ag_tensor *a = mem_retrieve(&em, in[0], M1, z1);
         ag_tensor *w1 = ag_const(g, AG_SHAPE(n, H, d)), *w2 = ag_const(g, AG_SHAPE(Hkv, d, d)),
                   *w3 = ag_const(g, AG_SHAPE(Hkv, d));
         ag_tensor *loss = ag_add(g, ag_add(g, ag_sum_all(g, ag_mul(g, a, w1)), ag_sum_all(g, ag_mul(g, M1, w2))),
@@ -567,8 +587,10 @@ static void test_memory_ops_grad(void **s) {
                     fail_msg("rule %d input %d [%lld]: analytic %.10g vs fd %.10g", rule, i, (long long)j, an, fd);
             }
         }
+        ei_ag_emitter_free(&em);
         ag_graph_free(g);
     }
+    tiny_free(t);
 }
 
 /* ---------------------------------------------------------------- frozen tensors */
@@ -582,9 +604,9 @@ static void test_frozen_untouched(void **s) {
     ei_gates *g = ei_gates_new(&t->m.cfg, o.gate, 0.5);
     random_gates(g, 1.0);
     /* one steady-state segment graph: memory non-empty, tokens compressed */
-    ei_seg_plan plan = ei_seg_plan_make(o.sink, o.window, 12, 4, EI_MODE_EDGEINFINITE);
-    assert_true(plan.mem && plan.c > 0);
-    ei_seg_graph *sg = ei_seg_graph_build(&t->m, &o, g, plan, EI_MODE_EDGEINFINITE, AG_F32, 1);
+    ei_seg_plan plan = ei_seg_plan_at(&o, EI_MODE_EDGEINFINITE, 12, 4);
+    assert_true(plan.mem && plan.c > 0 && plan.commit && plan.p == 0);
+    ei_seg_graph *sg = ei_seg_graph_build(&t->m, &o, g, plan, EI_MODE_EDGEINFINITE, AG_F32, EI_SEG_TRAIN, 0);
     if (!sg) fail_msg("%s", ei_error_get());
     ei_state *st = ei_state_new(&t->m.cfg, &o, AG_F32);
     for (size_t i = 0; i < st->n; i++) ((float *)st->data)[i] = (float)(0.5 * urand() + 0.5);
@@ -592,7 +614,7 @@ static void test_frozen_untouched(void **s) {
     int32_t *ids = ag_tensor_data(sg->ids), *tg = ag_tensor_data(sg->targets);
     uint8_t *mk = ag_tensor_data(sg->mask);
     for (int i = 0; i < 4; i++) ids[i] = i + 3, tg[i] = i + 4, mk[i] = 1;
-    ei_seg_graph_set_valid(sg, o.sink, o.window);
+    ei_seg_graph_set_positions(sg, &plan);
     assert_int_equal(ei_seg_graph_bind_state(sg, st, st->data, gst), 0);
     assert_int_equal(ag_graph_forward(sg->g), 0);
     assert_int_equal(ag_graph_backward_scalar(sg->g, sg->loss, 1.0), 0);
@@ -641,15 +663,20 @@ static void test_options(void **s) {
     assert_int_equal(ei_opts_route_threshold(&o, &c), 300); /* S + W + L = 388, capped */
     c.max_seq_len = 1000;
     assert_int_equal(ei_opts_route_threshold(&o, &c), 388);
-    /* plans: fill levels from the position only */
-    ei_seg_plan p = ei_seg_plan_make(4, 256, 0, 128, EI_MODE_EDGEINFINITE);
-    assert_true(p.sf == 0 && p.take == 4 && p.r == 124 && p.c == 0 && !p.mem);
-    p = ei_seg_plan_make(4, 256, 256, 128, EI_MODE_EDGEINFINITE);
+    /* plans: fill levels from the position only (S 4, W 256, L 128) */
+    ei_seg_plan p = ei_seg_plan_at(&o, EI_MODE_EDGEINFINITE, 0, 128);
+    assert_true(p.sf == 0 && p.take == 4 && p.r == 124 && p.c == 0 && !p.mem && p.commit);
+    p = ei_seg_plan_at(&o, EI_MODE_EDGEINFINITE, 256, 128);
     assert_true(p.sf == 4 && p.wf == 252 && p.c == 124 && !p.mem);
-    p = ei_seg_plan_make(4, 256, 384, 128, EI_MODE_EDGEINFINITE);
+    p = ei_seg_plan_at(&o, EI_MODE_EDGEINFINITE, 384, 128);
     assert_true(p.wf == 256 && p.c == 128 && p.mem);
-    p = ei_seg_plan_make(4, 256, 384, 128, EI_MODE_WINDOW);
+    p = ei_seg_plan_at(&o, EI_MODE_WINDOW, 384, 128);
     assert_true(p.c == 128 && !p.mem);
+    /* a call inside a segment continues it and commits only when it completes the segment */
+    p = ei_seg_plan_at(&o, EI_MODE_EDGEINFINITE, 400, 500);
+    assert_true(p.p == 16 && p.n == 112 && p.commit && p.mem && p.wf == 256);
+    p = ei_seg_plan_at(&o, EI_MODE_EDGEINFINITE, 400, 7);
+    assert_true(p.p == 16 && p.n == 7 && !p.commit && p.c == 0);
 }
 
 static void test_gates_file(void **s) {
@@ -692,10 +719,15 @@ static void test_cli_session(void **s) {
     c.gate_init_bias = 1.5;
     assert_int_equal(ei_cli_session_open(&ss, &c, &t->m), 0);
     assert_true(ss.mode == EI_MODE_EDGEINFINITE && ss.gates && ss.gates->data[ei_gates_b_offset(ss.gates, 0)] == 1.5f);
-    int32_t ids[9] = {1, 5, 6, 7, 8, 9, 10, 11, 12};
+    int32_t ids[14] = {1, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17};
     float lg[32];
+    /* 9 tokens stay below the routing threshold (S + W + L = 11): the base model runs them */
     assert_int_equal(ei_edge_feed(ss.edge, ids, 9, NULL, NULL, NULL, lg), 0);
-    assert_int_equal(ei_edge_state(ss.edge)->n_seen, 9);
+    assert_true(ei_edge_pos(ss.edge) == 9 && ei_edge_on_base(ss.edge));
+    /* past it the EdgeInfinite state takes over, from the document start */
+    assert_int_equal(ei_edge_feed(ss.edge, ids + 9, 5, NULL, NULL, NULL, lg), 0);
+    assert_true(ei_edge_pos(ss.edge) == 14 && !ei_edge_on_base(ss.edge));
+    assert_int_equal(ei_edge_state(ss.edge)->n_seen, 14);
     ei_cli_session_close(&ss);
     c.mode = "streaming";
     assert_int_equal(ei_cli_session_open(&ss, &c, &t->m), -1);

@@ -9,7 +9,7 @@
 
 #include "core/ei_error.h"
 #include "core/ei_io.h"
-#include "train/infer.h"
+#include "train/edge.h"
 #include "formats/model.h"
 #include "formats/safetensors.h"
 
@@ -163,9 +163,12 @@ static void test_rewrite_model(void **state) {
     for (int s = 0; s < 4; s++) {
         ei_model *m = ei_model_load(paths[s]);
         if (!m) fail_msg("%s", ei_error_get());
-        ei_infer *inf = ei_infer_new(m, 32);
-        assert_int_equal(ei_infer_forward(inf, ids, 12, lg[s], EI_INFER_ALL), 0);
-        ei_infer_free(inf);
+        ei_opts o;
+        ei_opts_default(&o);
+        ei_edge *e = ei_edge_new(m, &o, NULL, EI_MODE_FULL, AG_F32);
+        assert_non_null(e);
+        assert_int_equal(ei_edge_feed_all(e, ids, 12, lg[s]), 0);
+        ei_edge_free(e);
         ei_model_free(m);
     }
     assert_memory_equal(lg[0], lg[1], sizeof lg[0]);

@@ -2,25 +2,42 @@
 
 #include "core/ei_error.h"
 #include "train/seg_graph.h"
-#include "train/infer.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Graphs are cached per plan and kind (EI_SEG_*). A document touches a handful of plans (filling
- * segments, the steady state, a short last segment); decoding while the window fills reuses one
- * plan because unfilled slots are masked, so a small cache suffices. Forward-only and state-only
- * graphs are cached freely (they are about a third of a training graph's size); training graphs
- * one at a time. */
+/* Graphs are cached per shape (see key_of) and kind. A document touches a handful of shapes
+ * (whole segments, the last partial one, a few while the caches fill); decoding uses three (the
+ * first token of a segment, the middle ones, the one completing it), since fill levels and the
+ * open-segment length live in masks. Training graphs are kept one at a time: the activations and
+ * gradients of one segment are the whole activation memory of a document's forward + backward. */
 #define EI_GRAPH_CACHE 12
 
 typedef struct {
-    ei_seg_plan key;
-    int kind;
+    int kind, open_slots, n, commit, mem;
+    int p, sf, take, c, wf; /* commit only: they shape the cache update */
+} gkey;
+
+typedef struct {
+    gkey key;
     ei_seg_graph *sg;
     uint64_t last_use;
 } cache_entry;
+
+/* One run of the segment rule: options, mode, the cache / memory state, the open segment's K/V
+ * rows and the graphs. */
+typedef struct {
+    ei_opts o;
+    ei_mode mode;
+    ei_state *st;
+    void *open;      /* [n_layers][2][L][Hkv][d] in the state's dtype */
+    size_t open_layer; /* elements of one layer's K (or V) rows */
+    int64_t pos;     /* tokens of the document processed */
+    int64_t cap;     /* full attention: tokens the context holds; -1 unbounded */
+    cache_entry cache[EI_GRAPH_CACHE];
+    uint64_t tick;
+} track;
 
 struct ei_edge {
     const ei_model *m;
@@ -28,11 +45,17 @@ struct ei_edge {
     ei_gates *gates;
     ei_mode mode;
     ag_dtype dtype;
-    ei_state *state;  /* streaming / current state; NULL in full mode */
-    ei_infer *inf;    /* base model (full mode and routing), created on first use */
-    cache_entry cache[EI_GRAPH_CACHE];
-    uint64_t tick;
-    float *logit_buf; /* chunk logits for routed scoring */
+    track main; /* the mode's own rule; in full mode full attention over ctx */
+    track *base; /* full attention for routed documents (window / edgeinfinite), created on first use */
+    int ctx, stride;
+    int64_t limit;    /* routing threshold */
+    int64_t expected; /* length of the current document, -1 when unknown */
+    int on_base;
+    int64_t doc_pos;
+    int32_t *hist;    /* tokens fed to the base model, for the switch to the EdgeInfinite state */
+    int64_t n_hist, cap_hist;
+    uint8_t *mask_buf; /* sliding-window scoring */
+    int64_t mask_cap;
     /* BPTT buffers, kept across documents so a training loop does not fault in fresh pages for
      * every document: saved input states, state gradients in / out, per-segment losses */
     char *saved;
@@ -43,6 +66,154 @@ struct ei_edge {
     ei_edge_progress_fn progress;
     void *progress_ctx;
 };
+
+/* ------------------------------------------------------------------ tracks */
+
+/* ctx: the context of a full-attention track (ignored otherwise). */
+static int track_init(track *t, const ei_model *m, const ei_opts *o, ei_mode mode, ag_dtype dt, int ctx) {
+    memset(t, 0, sizeof *t);
+    t->o = *o;
+    t->mode = mode;
+    t->cap = mode == EI_MODE_FULL ? ctx : -1;
+    if (!(t->st = ei_state_new(&m->cfg, o, dt))) return -1;
+    t->open_layer = (size_t)o->segment * m->cfg.n_kv_heads * m->cfg.head_dim;
+    t->open = calloc(t->open_layer * 2 * (size_t)m->cfg.n_layers, t->st->elem);
+    return t->open ? 0 : ei_error_set("edgeinfinite: out of memory for a %d-token segment buffer", o->segment);
+}
+
+static void track_free(track *t) {
+    for (int i = 0; i < EI_GRAPH_CACHE; i++) ei_seg_graph_free(t->cache[i].sg);
+    ei_state_free(t->st);
+    free(t->open);
+    memset(t, 0, sizeof *t);
+}
+
+static void track_reset(track *t) {
+    ei_state_reset(t->st);
+    t->pos = 0;
+}
+
+static gkey key_of(const ei_seg_plan *p, int kind, int L) {
+    gkey k = {kind, p->p > 0 ? L : 0, p->n, p->commit, p->mem, 0, 0, 0, 0, 0};
+    if (p->commit) {
+        k.p = p->p;
+        k.take = p->take;
+        k.sf = p->take > 0 ? p->sf : 0;
+        k.c = p->c;
+        k.wf = p->c > 0 ? p->wf : 0;
+    }
+    return k;
+}
+
+static ei_seg_graph *graph_for(ei_edge *e, track *t, const ei_seg_plan *plan, int kind) {
+    gkey key = key_of(plan, kind, t->o.segment);
+    int lru = 0;
+    for (int i = 0; i < EI_GRAPH_CACHE; i++) {
+        cache_entry *c = &t->cache[i];
+        if (c->sg && memcmp(&c->key, &key, sizeof key) == 0) {
+            c->last_use = ++t->tick;
+            return c->sg;
+        }
+        if (!c->sg || (t->cache[lru].sg && c->last_use < t->cache[lru].last_use)) lru = i;
+    }
+    if (kind == EI_SEG_TRAIN)
+        for (int i = 0; i < EI_GRAPH_CACHE; i++)
+            if (t->cache[i].sg && t->cache[i].key.kind == EI_SEG_TRAIN) {
+                ei_seg_graph_free(t->cache[i].sg);
+                t->cache[i] = (cache_entry){0};
+                lru = i;
+            }
+    ei_seg_graph *sg = ei_seg_graph_build(e->m, &t->o, e->gates, *plan, t->mode, e->dtype, kind, 0);
+    if (!sg) return NULL;
+    ei_seg_graph_free(t->cache[lru].sg);
+    t->cache[lru] = (cache_entry){key, sg, ++t->tick};
+    return sg;
+}
+
+/* Fills the per-call inputs; NULL targets mean "no target" (-1). */
+static void set_inputs(ei_seg_graph *sg, const int32_t *ids, const int32_t *targets, const uint8_t *mask, int n) {
+    memcpy(ag_tensor_data(sg->ids), ids, (size_t)n * sizeof(int32_t));
+    int32_t *t = ag_tensor_data(sg->targets);
+    uint8_t *mk = ag_tensor_data(sg->mask);
+    for (int i = 0; i < n; i++) {
+        mk[i] = (uint8_t)(targets && targets[i] >= 0 && (!mask || mask[i]));
+        t[i] = mk[i] ? targets[i] : -1;
+    }
+}
+
+static int bind_open(ei_seg_graph *sg, track *t) {
+    if (!sg->open_slots) return 0;
+    for (int l = 0; l < sg->n_layers; l++)
+        for (int kv = 0; kv < 2; kv++) {
+            char *p = (char *)t->open + ((size_t)l * 2 + kv) * t->open_layer * t->st->elem;
+            if (ag_tensor_bind(sg->open_in[(size_t)l * 2 + kv], p, NULL) != 0) return -1;
+        }
+    return 0;
+}
+
+/* The call's K/V rows join the open segment buffer at rows p .. p+n-1. */
+static int store_open(ei_seg_graph *sg, track *t, int p) {
+    const size_t row = t->open_layer / (size_t)t->o.segment;
+    for (int l = 0; l < sg->n_layers; l++)
+        for (int kv = 0; kv < 2; kv++) {
+            char *dst = (char *)t->open + (((size_t)l * 2 + kv) * t->open_layer + (size_t)p * row) * t->st->elem;
+            if (ag_tensor_get(sg->new_kv[(size_t)l * 2 + kv], dst, t->st->dtype) != 0) return -1;
+        }
+    return 0;
+}
+
+/* Runs one call of the segment rule on the track's current state and leaves the new state there.
+ * kind EI_SEG_STATE computes the state only (nll, count and logits must then be NULL). logits
+ * receives the call's last row, or with all_rows every row [n, V]. */
+static int track_step(ei_edge *e, track *t, const ei_seg_plan *pl, const int32_t *ids, const int32_t *targets,
+                      const uint8_t *mask, int kind, double *nll, int64_t *count, float *logits, int all_rows) {
+    ei_state *st = t->st;
+    ei_seg_plan fixed = *pl;
+    const ei_seg_plan *plan = &fixed;
+    /* full attention pushes nothing out before its context is full, and nothing follows then */
+    if (t->mode == EI_MODE_FULL && fixed.c > 0) fixed.commit = 0;
+    ei_seg_graph *sg = graph_for(e, t, plan, kind);
+    if (!sg) return -1;
+    set_inputs(sg, ids, targets, mask, plan->n);
+    ei_seg_graph_set_positions(sg, plan);
+    if (ei_seg_graph_bind_state(sg, st, st->data, NULL) != 0 || bind_open(sg, t) != 0 ||
+        ei_ag_emitter_sync_gates(&sg->em) != 0 || ag_graph_forward(sg->g) != 0)
+        return -1;
+    if (plan->commit ? ei_seg_graph_read_state(sg, st, st->data) : store_open(sg, t, plan->p)) return -1;
+    t->pos += plan->n;
+    st->n_seen = t->pos;
+    if (!sg->loss) return 0;
+    if (nll) *nll += ag_tensor_at(sg->loss, 0);
+    if (count) *count += (int64_t)(ag_cross_entropy_count(sg->loss) + 0.5);
+    if (logits) {
+        const int V = e->m->cfg.vocab_size;
+        const int64_t off = all_rows ? 0 : (int64_t)(plan->n - 1) * V, len = (all_rows ? plan->n : 1) * (int64_t)V;
+        if (sg->logits->dtype == AG_F32) memcpy(logits, (const float *)sg->logits->data + off, (size_t)len * 4);
+        else
+            for (int64_t j = 0; j < len; j++) logits[j] = (float)((const double *)sg->logits->data)[off + j];
+    }
+    return 0;
+}
+
+/* logits: the last row (all_rows 0) or every row [n, V]; may be NULL. */
+static int track_feed(ei_edge *e, track *t, const int32_t *ids, int64_t n, const int32_t *targets,
+                      const uint8_t *mask, double *nll, int64_t *count, float *logits, int all_rows) {
+    if (t->cap > 0 && t->pos + n > t->cap)
+        return ei_error_set("full attention: context full (%lld + %lld tokens, the context holds %lld)",
+                            (long long)t->pos, (long long)n, (long long)t->cap);
+    for (int64_t s = 0; s < n;) {
+        ei_seg_plan plan = ei_seg_plan_at(&t->o, t->mode, t->pos, n - s);
+        const int last = s + plan.n == n;
+        float *lg = !logits ? NULL : all_rows ? logits + s * (int64_t)e->m->cfg.vocab_size : last ? logits : NULL;
+        if (track_step(e, t, &plan, ids + s, targets ? targets + s : NULL, mask ? mask + s : NULL, EI_SEG_FORWARD,
+                       nll, count, lg, all_rows) != 0)
+            return -1;
+        s += plan.n;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ edge */
 
 void ei_edge_set_progress(ei_edge *e, ei_edge_progress_fn fn, void *ctx) {
     e->progress = fn;
@@ -55,8 +226,8 @@ ei_edge *ei_edge_new(const ei_model *m, const ei_opts *o, ei_gates *gates, ei_mo
         ei_error_set("edgeinfinite: gate parameters required in edgeinfinite mode");
         return NULL;
     }
-    if (gates && (gates->kind != o->gate || gates->n_layers != m->cfg.n_layers ||
-                  gates->n_heads != m->cfg.n_heads || gates->dim != m->cfg.dim)) {
+    if (gates && (gates->kind != o->gate || gates->n_layers != m->cfg.n_layers || gates->n_heads != m->cfg.n_heads ||
+                  gates->dim != m->cfg.dim)) {
         ei_error_set("edgeinfinite: gate parameters do not match the model / gate kind");
         return NULL;
     }
@@ -67,22 +238,28 @@ ei_edge *ei_edge_new(const ei_model *m, const ei_opts *o, ei_gates *gates, ei_mo
     }
     e->m = m;
     e->o = *o;
-    e->gates = gates;
+    e->gates = mode == EI_MODE_EDGEINFINITE ? gates : NULL;
     e->mode = mode;
     e->dtype = dtype;
-    if (mode != EI_MODE_FULL && !(e->state = ei_state_new(&m->cfg, o, dtype))) {
-        free(e);
+    e->ctx = m->cfg.max_seq_len;
+    e->stride = e->ctx / 2;
+    e->limit = mode == EI_MODE_FULL ? 0 : ei_opts_route_threshold(o, &m->cfg);
+    ei_opts mo = mode == EI_MODE_FULL ? ei_opts_full(&m->cfg, e->ctx) : *o;
+    if (track_init(&e->main, m, &mo, mode, dtype, e->ctx) != 0) {
+        ei_edge_free(e);
         return NULL;
     }
+    ei_edge_reset(e);
     return e;
 }
 
 void ei_edge_free(ei_edge *e) {
     if (!e) return;
-    for (int i = 0; i < EI_GRAPH_CACHE; i++) ei_seg_graph_free(e->cache[i].sg);
-    ei_state_free(e->state);
-    ei_infer_free(e->inf);
-    free(e->logit_buf);
+    track_free(&e->main);
+    if (e->base) track_free(e->base);
+    free(e->base);
+    free(e->hist);
+    free(e->mask_buf);
     free(e->saved);
     free(e->gin);
     free(e->gout);
@@ -92,148 +269,122 @@ void ei_edge_free(ei_edge *e) {
 
 const ei_opts *ei_edge_opts(const ei_edge *e) { return &e->o; }
 ei_mode ei_edge_mode(const ei_edge *e) { return e->mode; }
-const ei_state *ei_edge_state(const ei_edge *e) { return e->state; }
+const ei_state *ei_edge_state(const ei_edge *e) { return e->mode == EI_MODE_FULL ? NULL : e->main.st; }
+int64_t ei_edge_pos(const ei_edge *e) { return e->doc_pos; }
+int ei_edge_on_base(const ei_edge *e) { return e->mode == EI_MODE_FULL || e->on_base; }
 
 int ei_edge_routes(const ei_edge *e, int64_t total_len) {
-    return e->mode == EI_MODE_FULL || total_len <= ei_opts_route_threshold(&e->o, &e->m->cfg);
+    return ei_route_to_base(&e->o, &e->m->cfg, e->mode, total_len);
 }
 
-size_t ei_edge_saved_state_bytes(const ei_edge *e) { return e->state ? ei_state_bytes(e->state) : 0; }
+size_t ei_edge_saved_state_bytes(const ei_edge *e) { return ei_state_bytes(e->main.st); }
 
-static int same_key(const ei_seg_plan *a, const ei_seg_plan *b) {
-    /* wf only shapes the graph when tokens are compressed; otherwise it lives in the kvalid mask */
-    return a->n == b->n && a->sf == b->sf && a->take == b->take && a->c == b->c && a->mem == b->mem &&
-           (a->c == 0 || a->wf == b->wf);
-}
+int64_t ei_edge_capacity(const ei_edge *e) { return e->mode == EI_MODE_FULL ? e->ctx : -1; }
 
-static ei_seg_graph *graph_for(ei_edge *e, ei_seg_plan plan, int kind) {
-    int lru = 0;
-    for (int i = 0; i < EI_GRAPH_CACHE; i++) {
-        cache_entry *c = &e->cache[i];
-        if (c->sg && c->kind == kind && same_key(&c->key, &plan)) {
-            c->last_use = ++e->tick;
-            c->sg->plan = plan; /* wf may differ (mask only) */
-            return c->sg;
-        }
-        if (!c->sg || (e->cache[lru].sg && c->last_use < e->cache[lru].last_use)) lru = i;
-    }
-    if (kind == EI_SEG_TRAIN) {
-        /* at most one training graph alive: the activations and gradients of one segment are the
-         * whole activation memory of a document's forward + backward. Plans change only near the
-         * start and the end of a document, so this costs a few rebuilds per document. */
-        for (int i = 0; i < EI_GRAPH_CACHE; i++)
-            if (e->cache[i].sg && e->cache[i].kind == EI_SEG_TRAIN) {
-                ei_seg_graph_free(e->cache[i].sg);
-                e->cache[i] = (cache_entry){0};
-                lru = i;
-            }
-    }
-    ei_seg_graph *sg = ei_seg_graph_build(e->m, &e->o, e->gates, plan, e->mode, e->dtype, kind);
-    if (!sg) return NULL;
-    ei_seg_graph_free(e->cache[lru].sg);
-    e->cache[lru] = (cache_entry){plan, kind, sg, ++e->tick};
-    return sg;
-}
-
-/* Fills the per-segment inputs; NULL targets mean "no target" (-1). */
-static void set_inputs(ei_seg_graph *sg, const int32_t *ids, const int32_t *targets, const uint8_t *mask,
-                       int n) {
-    memcpy(ag_tensor_data(sg->ids), ids, (size_t)n * sizeof(int32_t));
-    int32_t *t = ag_tensor_data(sg->targets);
-    uint8_t *mk = ag_tensor_data(sg->mask);
-    for (int i = 0; i < n; i++) {
-        t[i] = targets ? targets[i] : -1;
-        mk[i] = (uint8_t)(targets && targets[i] >= 0 && (!mask || mask[i]));
-        if (!mk[i]) t[i] = -1;
-    }
-}
-
-static int64_t count_targets(const int32_t *targets, const uint8_t *mask, int64_t n) {
-    int64_t c = 0;
-    for (int64_t i = 0; targets && i < n; i++) c += targets[i] >= 0 && (!mask || mask[i]);
-    return c;
-}
-
-static int ensure_infer(ei_edge *e) {
-    if (!e->inf && !(e->inf = ei_infer_new(e->m, 0))) return -1;
-    if (!e->logit_buf && !(e->logit_buf = malloc((size_t)64 * e->m->cfg.vocab_size * sizeof(float))))
-        return ei_error_set("edgeinfinite: out of memory");
-    return 0;
-}
-
-/* Log-softmax NLL of one row, in double. */
-static double row_nll(const float *logits, int V, int target) {
-    double mx = logits[0];
-    for (int j = 1; j < V; j++) mx = logits[j] > mx ? logits[j] : mx;
-    double s = 0;
-    for (int j = 0; j < V; j++) s += exp((double)logits[j] - mx);
-    return mx + log(s) - logits[target];
-}
-
-/* Base model over n more tokens (full mode or a routed document), in chunks of 64 tokens. */
-static int base_feed(ei_edge *e, const int32_t *ids, int64_t n, const int32_t *targets, const uint8_t *mask,
-                     double *nll, int64_t *count, float *logits_last) {
-    if (ensure_infer(e) != 0) return -1;
-    int V = e->m->cfg.vocab_size;
-    for (int64_t s = 0; s < n; s += 64) {
-        int k = (int)(n - s < 64 ? n - s : 64);
-        int need = targets != NULL || (logits_last && s + k == n);
-        if (ei_infer_forward(e->inf, ids + s, k, e->logit_buf, need ? EI_INFER_ALL : EI_INFER_NONE) != 0)
+int ei_edge_set_context(ei_edge *e, int ctx, int stride) {
+    if (ctx <= 0) ctx = e->m->cfg.max_seq_len;
+    if (ctx < 2) return ei_error_set("full attention: the context must hold at least 2 tokens (got %d)", ctx);
+    if (stride <= 0) stride = ctx / 2;
+    if (stride > ctx - 1) stride = ctx - 1; /* larger strides would leave positions unscored */
+    e->stride = stride;
+    if (e->mode == EI_MODE_FULL && ctx != e->ctx) {
+        ei_opts f = ei_opts_full(&e->m->cfg, ctx);
+        track nt;
+        if (track_init(&nt, e->m, &f, EI_MODE_FULL, e->dtype, ctx) != 0) {
+            track_free(&nt);
             return -1;
-        for (int i = 0; targets && i < k; i++) {
-            int32_t t = targets[s + i];
-            if (t < 0 || (mask && !mask[s + i])) continue;
-            if (t >= V) return ei_error_set("edgeinfinite: target id %d outside the vocabulary", t);
-            if (nll) *nll += row_nll(e->logit_buf + (size_t)i * V, V, t);
-            if (count) (*count)++;
         }
-        if (logits_last && s + k == n)
-            memcpy(logits_last, e->logit_buf + (size_t)(k - 1) * V, (size_t)V * sizeof(float));
+        track_free(&e->main);
+        e->main = nt;
     }
+    e->ctx = ctx;
+    ei_edge_reset(e);
     return 0;
 }
 
-/* Runs the forward of one segment on the current state (state->data), leaving the new state there.
- * kind EI_SEG_STATE computes the state only (nll, count and logits_last must then be NULL). */
-static int segment_step(ei_edge *e, const int32_t *ids, int n, const int32_t *targets, const uint8_t *mask,
-                        int kind, double *nll, int64_t *count, float *logits_last) {
-    ei_state *st = e->state;
-    ei_seg_plan plan = ei_seg_plan_make(e->o.sink, e->o.window, st->n_seen, n, e->mode);
-    ei_seg_graph *sg = graph_for(e, plan, kind);
-    if (!sg) return -1;
-    set_inputs(sg, ids, targets, mask, n);
-    ei_seg_graph_set_valid(sg, e->o.sink, e->o.window);
-    if (ei_seg_graph_bind_state(sg, st, st->data, NULL) != 0 || ei_seg_graph_sync_gates(sg) != 0 ||
-        ag_graph_forward(sg->g) != 0 || ei_seg_graph_read_state(sg, st, st->data) != 0)
+static int ensure_base(ei_edge *e) {
+    if (e->base) return 0;
+    ei_opts f = ei_opts_full(&e->m->cfg, 0);
+    if (!(e->base = calloc(1, sizeof *e->base))) return ei_error_set("edgeinfinite: out of memory");
+    if (track_init(e->base, e->m, &f, EI_MODE_FULL, e->dtype, e->m->cfg.max_seq_len) != 0) {
+        track_free(e->base);
+        free(e->base);
+        e->base = NULL;
         return -1;
-    st->n_seen += n;
-    if (!sg->loss) return 0;
-    if (nll) *nll += ag_tensor_at(sg->loss, 0);
-    if (count) *count += (int64_t)(ag_cross_entropy_count(sg->loss) + 0.5);
-    if (logits_last) {
-        int V = e->m->cfg.vocab_size;
-        for (int j = 0; j < V; j++) logits_last[j] = (float)ag_tensor_at(sg->logits, (int64_t)(n - 1) * V + j);
     }
     return 0;
 }
 
-void ei_edge_reset(ei_edge *e) {
-    if (e->state) ei_state_reset(e->state);
-    if (e->inf) ei_infer_reset(e->inf);
+static void start(ei_edge *e, int64_t expected) {
+    e->expected = expected;
+    e->doc_pos = 0;
+    e->n_hist = 0;
+    track_reset(&e->main);
+    if (e->base) track_reset(e->base);
+    e->on_base = e->mode != EI_MODE_FULL && e->limit > 0 && (expected < 0 || expected <= e->limit);
+}
+
+void ei_edge_reset(ei_edge *e) { start(e, -1); }
+void ei_edge_begin(ei_edge *e, int64_t total_len) { start(e, total_len); }
+
+/* Streaming with routing (see model/segment.h): while the document is on the base model its
+ * tokens run there (and are kept); when the length so far passes the threshold the kept tokens
+ * are re-run through the EdgeInfinite state and the document stays there. */
+static int feed_doc(ei_edge *e, const int32_t *ids, int64_t n, const int32_t *targets, const uint8_t *mask,
+                    double *nll, int64_t *count, float *logits, int all_rows) {
+    const int64_t V = e->m->cfg.vocab_size;
+    if (n < 1) return ei_error_set("edgeinfinite: nothing to feed");
+    if (e->mode == EI_MODE_FULL) {
+        if (track_feed(e, &e->main, ids, n, targets, mask, nll, count, logits, all_rows) != 0) return -1;
+        e->doc_pos += n;
+        return 0;
+    }
+    while (n > 0) {
+        if (e->on_base) {
+            int64_t room = e->expected >= 0 ? n : (e->limit - e->doc_pos < n ? e->limit - e->doc_pos : n);
+            if (room > 0) {
+                if (ensure_base(e) != 0) return -1;
+                if (e->expected < 0) {
+                    if (e->n_hist + room > e->cap_hist) {
+                        int32_t *h = realloc(e->hist, (size_t)e->limit * sizeof *h);
+                        if (!h) return ei_error_set("edgeinfinite: out of memory");
+                        e->hist = h;
+                        e->cap_hist = e->limit;
+                    }
+                    memcpy(e->hist + e->n_hist, ids, (size_t)room * sizeof *ids);
+                    e->n_hist += room;
+                }
+                float *lg = all_rows ? logits : room == n ? logits : NULL;
+                if (track_feed(e, e->base, ids, room, targets, mask, nll, count, lg, all_rows) != 0) return -1;
+                e->doc_pos += room;
+                ids += room;
+                n -= room;
+                if (all_rows && logits) logits += room * V;
+                if (targets) targets += room;
+                if (mask) mask += room;
+                continue;
+            }
+            /* the document just outgrew the threshold: the EdgeInfinite state takes over */
+            e->on_base = 0;
+            track_reset(&e->main);
+            if (e->n_hist > 0 && track_feed(e, &e->main, e->hist, e->n_hist, NULL, NULL, NULL, NULL, NULL, 0) != 0)
+                return -1;
+            e->n_hist = 0;
+        }
+        if (track_feed(e, &e->main, ids, n, targets, mask, nll, count, logits, all_rows) != 0) return -1;
+        e->doc_pos += n;
+        n = 0;
+    }
+    return 0;
 }
 
 int ei_edge_feed(ei_edge *e, const int32_t *ids, int64_t n, const int32_t *targets, double *nll_sum,
                  int64_t *count, float *logits_last) {
-    if (n < 1) return ei_error_set("edgeinfinite: nothing to feed");
-    if (e->mode == EI_MODE_FULL) return base_feed(e, ids, n, targets, NULL, nll_sum, count, logits_last);
-    int L = e->o.segment;
-    for (int64_t s = 0; s < n; s += L) {
-        int k = (int)(n - s < L ? n - s : L);
-        if (segment_step(e, ids + s, k, targets ? targets + s : NULL, NULL, EI_SEG_FORWARD, nll_sum, count,
-                         s + k == n ? logits_last : NULL) != 0)
-            return -1;
-    }
-    return 0;
+    return feed_doc(e, ids, n, targets, NULL, nll_sum, count, logits_last, 0);
+}
+
+int ei_edge_feed_all(ei_edge *e, const int32_t *ids, int64_t n, float *logits) {
+    return feed_doc(e, ids, n, NULL, NULL, NULL, NULL, logits, 1);
 }
 
 static void finish(ei_doc_result *res, double nll, int64_t count, int routed, int nseg) {
@@ -244,28 +395,55 @@ static void finish(ei_doc_result *res, double nll, int64_t count, int routed, in
     res->n_segments = nseg;
 }
 
-int ei_edge_doc_eval(ei_edge *e, const int32_t *ids, const int32_t *targets, const uint8_t *mask,
-                     int64_t n, ei_doc_result *res) {
+/* Full attention over a document longer than the context: windows of ctx tokens every `stride`,
+ * each scoring the positions no earlier window scored. */
+static int score_sliding(ei_edge *e, const int32_t *ids, const int32_t *targets, const uint8_t *mask, int64_t n,
+                         double *nll, int64_t *count) {
+    if (e->mask_cap < e->ctx) {
+        uint8_t *p = realloc(e->mask_buf, (size_t)e->ctx);
+        if (!p) return ei_error_set("edgeinfinite: out of memory");
+        e->mask_buf = p;
+        e->mask_cap = e->ctx;
+    }
+    int64_t scored = 0; /* positions 0 .. scored-1 are done */
+    for (int64_t s = 0;; s += e->stride) {
+        int64_t end = s + e->ctx < n ? s + e->ctx : n;
+        for (int64_t t = s; t < end; t++) e->mask_buf[t - s] = (uint8_t)(t >= scored && (!mask || mask[t]));
+        start(e, -1);
+        if (track_feed(e, &e->main, ids + s, end - s, targets + s, e->mask_buf, nll, count, NULL, 0) != 0) return -1;
+        e->doc_pos = end - s;
+        scored = end;
+        if (e->progress) e->progress(e->progress_ctx, end, n);
+        if (end == n) return 0;
+    }
+}
+
+int ei_edge_doc_eval(ei_edge *e, const int32_t *ids, const int32_t *targets, const uint8_t *mask, int64_t n,
+                     ei_doc_result *res) {
     double nll = 0;
     int64_t count = 0;
-    ei_edge_reset(e);
-    if (ei_edge_routes(e, n)) {
-        if (base_feed(e, ids, n, targets, mask, &nll, &count, NULL) != 0) return -1;
-        if (e->inf) ei_infer_reset(e->inf);
+    if (n < 1) return ei_error_set("edgeinfinite: empty document");
+    if (e->mode == EI_MODE_FULL && n > e->ctx) {
+        if (!targets) return ei_error_set("full attention: a document longer than the context needs targets");
+        if (score_sliding(e, ids, targets, mask, n, &nll, &count) != 0) return -1;
         finish(res, nll, count, 1, 0);
         return 0;
     }
-    int L = e->o.segment, nseg = 0;
-    for (int64_t s = 0; s < n; s += L, nseg++) {
-        int k = (int)(n - s < L ? n - s : L);
-        if (segment_step(e, ids + s, k, targets ? targets + s : NULL, mask ? mask + s : NULL, EI_SEG_FORWARD, &nll,
-                         &count, NULL) != 0)
+    ei_edge_begin(e, n);
+    const int routed = ei_edge_on_base(e);
+    /* in steps of one segment, for the progress report */
+    const int64_t step = routed ? n : e->o.segment;
+    for (int64_t s = 0; s < n; s += step) {
+        int64_t k = n - s < step ? n - s : step;
+        if (feed_doc(e, ids + s, k, targets ? targets + s : NULL, mask ? mask + s : NULL, &nll, &count, NULL, 0) != 0)
             return -1;
         if (e->progress) e->progress(e->progress_ctx, s + k, n);
     }
-    finish(res, nll, count, 0, nseg);
+    finish(res, nll, count, routed, routed ? 0 : (int)((n + e->o.segment - 1) / e->o.segment));
     return 0;
 }
+
+/* ------------------------------------------------------------------ training */
 
 static void add_block(ag_dtype dt, void *dst, const void *src, size_t n) {
     if (dt == AG_F64)
@@ -274,20 +452,19 @@ static void add_block(ag_dtype dt, void *dst, const void *src, size_t n) {
         for (size_t i = 0; i < n; i++) ((float *)dst)[i] += ((const float *)src)[i];
 }
 
-/* Backward of segment s from its saved input state: gin receives d/d(input state); gout holds
- * d/d(output state) from the later segment. *nll receives the segment's summed NLL (from the
+/* Backward of the segment at pos from its saved input state: gin receives d/d(input state); gout
+ * holds d/d(output state) from the later segment. *nll receives the segment's summed NLL (from the
  * recomputed forward). */
-static int segment_backward(ei_edge *e, const int32_t *ids, int n, const int32_t *targets, const uint8_t *mask,
-                            void *saved, int64_t n_seen, void *gin, void *gout, double seed, double *grad64,
+static int segment_backward(ei_edge *e, const ei_seg_plan *plan, const int32_t *ids, const int32_t *targets,
+                            const uint8_t *mask, void *saved, void *gin, void *gout, double seed, double *grad64,
                             double *nll) {
-    ei_state *st = e->state;
-    ei_seg_plan plan = ei_seg_plan_make(e->o.sink, e->o.window, n_seen, n, e->mode);
-    ei_seg_graph *sg = graph_for(e, plan, EI_SEG_TRAIN);
+    ei_state *st = e->main.st;
+    ei_seg_graph *sg = graph_for(e, &e->main, plan, EI_SEG_TRAIN);
     if (!sg) return -1;
-    set_inputs(sg, ids, targets, mask, n);
-    ei_seg_graph_set_valid(sg, e->o.sink, e->o.window);
+    set_inputs(sg, ids, targets, mask, plan->n);
+    ei_seg_graph_set_positions(sg, plan);
     memset(gin, 0, ei_state_bytes(st));
-    if (ei_seg_graph_bind_state(sg, st, saved, gin) != 0 || ei_seg_graph_sync_gates(sg) != 0 ||
+    if (ei_seg_graph_bind_state(sg, st, saved, gin) != 0 || ei_ag_emitter_sync_gates(&sg->em) != 0 ||
         ag_graph_forward(sg->g) != 0)
         return -1;
     *nll = ag_tensor_at(sg->loss, 0);
@@ -310,7 +487,7 @@ static int segment_backward(ei_edge *e, const int32_t *ids, int n, const int32_t
             outs[k] = sg->st_out[i];
             seeds[k++] = ei_state_ptr(st, gout, l, (ei_state_comp)c);
         }
-    ei_seg_graph_zero_gate_grads(sg);
+    ei_ag_emitter_zero_gate_grads(&sg->em);
     int rc = ag_graph_backward(sg->g, k, outs, seeds);
     free(outs);
     free(seeds);
@@ -323,13 +500,13 @@ static int segment_backward(ei_edge *e, const int32_t *ids, int n, const int32_t
                 add_block(st->dtype, ei_state_ptr(st, gin, l, (ei_state_comp)c),
                           ei_state_ptr(st, gout, l, (ei_state_comp)c), st->comp_len[c]);
         }
-    ei_seg_graph_take_grads(sg, e->gates, grad64);
+    ei_ag_emitter_take_grads(&sg->em, e->gates, grad64);
     return 0;
 }
 
 /* Grows the BPTT buffers for nseg segments. */
 static int bptt_buffers(ei_edge *e, int64_t nseg) {
-    size_t sb = ei_state_bytes(e->state);
+    size_t sb = ei_state_bytes(e->main.st);
     if ((size_t)nseg * sb > e->saved_cap) {
         char *p = realloc(e->saved, (size_t)nseg * sb);
         if (!p) return ei_error_set("edgeinfinite: out of memory saving %lld states of %zu bytes", (long long)nseg, sb);
@@ -348,42 +525,51 @@ static int bptt_buffers(ei_edge *e, int64_t nseg) {
     return 0;
 }
 
-int ei_edge_doc_train(ei_edge *e, const int32_t *ids, const int32_t *targets, const uint8_t *mask,
-                      int64_t n, double weight, ei_doc_result *res, double *grad64) {
-    if (e->mode != EI_MODE_EDGEINFINITE)
-        return ei_error_set("edgeinfinite: training needs edgeinfinite mode");
+static int64_t count_targets(const int32_t *targets, const uint8_t *mask, int64_t n) {
+    int64_t c = 0;
+    for (int64_t i = 0; targets && i < n; i++) c += targets[i] >= 0 && (!mask || mask[i]);
+    return c;
+}
+
+int ei_edge_doc_train(ei_edge *e, const int32_t *ids, const int32_t *targets, const uint8_t *mask, int64_t n,
+                      double weight, ei_doc_result *res, double *grad64) {
+    if (e->mode != EI_MODE_EDGEINFINITE) return ei_error_set("edgeinfinite: training needs edgeinfinite mode");
     if (n < 1 || !targets) return ei_error_set("edgeinfinite: empty document or no targets");
-    int64_t count = count_targets(targets, mask, n);
     if (ei_edge_routes(e, n)) return ei_edge_doc_eval(e, ids, targets, mask, n, res);
-    ei_state *st = e->state;
-    int L = e->o.segment;
-    int64_t nseg = (n + L - 1) / L;
-    size_t sb = ei_state_bytes(st);
+    int64_t count = count_targets(targets, mask, n);
+    track *t = &e->main;
+    ei_state *st = t->st;
+    const int L = t->o.segment;
+    const int64_t nseg = (n + L - 1) / L;
+    const size_t sb = ei_state_bytes(st);
     if (bptt_buffers(e, nseg) != 0) return -1;
     char *saved = e->saved;
     void *gin = e->gin, *gout = e->gout;
     memset(gout, 0, sb);
     int rc = 0;
-    /* forward sweep: states only; the backward sweep recomputes each segment with its loss */
-    ei_state_reset(st);
+    /* forward sweep: the input state of every segment; the backward sweep recomputes each segment
+     * with its loss, so the forward computes states only and skips the last segment */
+    start(e, n);
+    e->on_base = 0;
     for (int64_t s = 0; rc == 0 && s < nseg; s++) {
-        int k = (int)(n - s * L < L ? n - s * L : L);
         memcpy(saved + (size_t)s * sb, st->data, sb);
         e->seg_nll[s] = 0;
-        rc = segment_step(e, ids + s * L, k, targets + s * L, mask ? mask + s * L : NULL, EI_SEG_STATE, NULL, NULL,
-                          NULL);
-        if (rc == 0 && e->progress) e->progress(e->progress_ctx, s * L + k, n);
+        if (s == nseg - 1) break;
+        ei_seg_plan plan = ei_seg_plan_at(&t->o, t->mode, s * L, L);
+        rc = track_step(e, t, &plan, ids + s * L, NULL, NULL, EI_SEG_STATE, NULL, NULL, NULL, 0);
+        if (rc == 0 && e->progress) e->progress(e->progress_ctx, (s + 1) * L, n);
     }
-    double seed = count ? weight / (double)count : 0.0;
+    const double seed = count ? weight / (double)count : 0.0;
     for (int64_t s = nseg - 1; rc == 0 && s >= 0 && count > 0; s--) {
-        int k = (int)(n - s * L < L ? n - s * L : L);
-        rc = segment_backward(e, ids + s * L, k, targets + s * L, mask ? mask + s * L : NULL,
-                              saved + (size_t)s * sb, s * L, gin, gout, seed, grad64, &e->seg_nll[s]);
-        void *t = gin;
+        ei_seg_plan plan = ei_seg_plan_at(&t->o, t->mode, s * L, n - s * L);
+        rc = segment_backward(e, &plan, ids + s * L, targets + s * L, mask ? mask + s * L : NULL,
+                              saved + (size_t)s * sb, gin, gout, seed, grad64, &e->seg_nll[s]);
+        void *tmp = gin;
         gin = gout;
-        gout = t;
+        gout = tmp;
         if (e->o.bptt_segments > 0 && s % e->o.bptt_segments == 0) memset(gout, 0, sb);
     }
+    start(e, -1); /* the sweeps left the state mid-document */
     if (rc != 0) return -1;
     double nll = 0;
     for (int64_t s = 0; s < nseg; s++) nll += e->seg_nll[s]; /* document order, as ei_edge_doc_eval */

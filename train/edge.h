@@ -1,6 +1,18 @@
-/* EdgeInfinite over a whole document: segment-by-segment forward, full BPTT by recomputation,
- * routing of short documents to the base model, and streaming inference (window / edgeinfinite
- * modes, prompts and one-token decoding).
+/* An EdgeInfinite model over a frozen base model, run eagerly on autograd graphs built from the
+ * layer recipe: documents in every mode (full attention, window, edgeinfinite), training with
+ * full BPTT by recomputation, streaming prompts and one-token decoding. Segments and routing follow
+ * the one segment rule (model/segment.h), whatever the call sizes: feeding 10 + 10 tokens equals
+ * feeding 20, and one token at a time equals the whole.
+ *
+ * Full mode is the base model: the segment rule with full-attention options (ei_opts_full) over a
+ * context of ctx tokens (default: the model's trained context). Scoring a longer document in full
+ * mode uses a sliding window: windows of ctx tokens, each starting `stride` tokens after the
+ * previous one (default ctx / 2), each scoring only the positions the previous windows did not, so
+ * every position is scored once and, after the first window, with at least ctx - stride tokens of
+ * context. Streaming beyond ctx in full mode fails ("context full").
+ *
+ * Window and edgeinfinite modes route documents of at most ei_opts_route_threshold tokens to the
+ * base model (see model/segment.h for streaming documents of unknown length).
  *
  * Training (ei_edge_doc_train): the forward sweep keeps only each segment's input state (one
  * ei_state block per segment, ei_edge_saved_state_bytes each); the backward sweep runs from the
@@ -14,14 +26,15 @@
  *
  * Ownership: ei_edge borrows the model and the gates (both must outlive it); it owns its state,
  * graphs and buffers (ei_edge_free). Not thread-safe. */
-#ifndef EI_EDGE_MODEL_H
-#define EI_EDGE_MODEL_H
+#ifndef EI_EDGE_H
+#define EI_EDGE_H
 
 #include "autograd/autograd.h"
 #include "formats/gates.h"
-#include "model/options.h"
-#include "train/ei_state.h"
 #include "formats/model.h"
+#include "model/options.h"
+#include "model/segment.h"
+#include "train/ei_state.h"
 
 #include <stdint.h>
 
@@ -32,7 +45,7 @@ typedef struct {
     double nll_sum;   /* summed NLL (nats) */
     int64_t count;    /* counted positions */
     int routed;       /* 1: ran the unchanged base model (full attention) */
-    int n_segments;   /* segments processed (0 when routed) */
+    int n_segments;   /* segments of the EdgeInfinite / window model (0 when routed) */
 } ei_doc_result;
 
 /* mode: EI_MODE_EDGEINFINITE (gates required), EI_MODE_WINDOW (gates unused, may be NULL) or
@@ -41,10 +54,16 @@ ei_edge *ei_edge_new(const ei_model *m, const ei_opts *o, ei_gates *gates, ei_mo
 void ei_edge_free(ei_edge *e);
 const ei_opts *ei_edge_opts(const ei_edge *e);
 ei_mode ei_edge_mode(const ei_edge *e);
-/* 1 when a document of total_len tokens runs the base model instead (routing). */
+/* 1 when a document of total_len tokens runs the base model (ei_route_to_base). */
 int ei_edge_routes(const ei_edge *e, int64_t total_len);
 /* Bytes of one saved per-segment input state (all layers). */
 size_t ei_edge_saved_state_bytes(const ei_edge *e);
+/* Full attention's context (<= 0: the model's max_seq_len) and sliding-window stride for longer
+ * documents (<= 0: ctx / 2; at most ctx - 1). Applies to full mode; routed documents always use
+ * the model's trained context. Resets the current document. */
+int ei_edge_set_context(ei_edge *e, int ctx, int stride);
+/* Tokens full attention can hold (full mode), or -1 when streaming is unbounded. */
+int64_t ei_edge_capacity(const ei_edge *e);
 
 /* Forward + backward of one document (edgeinfinite mode only). Adds d(weight * loss)/d gates to
  * gates->grad; for float64 edges also to grad64 (gates->n doubles) when non-NULL. Routed documents
@@ -52,25 +71,33 @@ size_t ei_edge_saved_state_bytes(const ei_edge *e);
 int ei_edge_doc_train(ei_edge *e, const int32_t *ids, const int32_t *targets, const uint8_t *mask,
                       int64_t n, double weight, ei_doc_result *res, double *grad64);
 /* Forward only, same loss (routing included). Leaves the streaming state at the end of the
- * document. */
+ * document (as ei_edge_begin(e, n) + ei_edge_feed would). */
 int ei_edge_doc_eval(ei_edge *e, const int32_t *ids, const int32_t *targets, const uint8_t *mask,
                      int64_t n, ei_doc_result *res);
 
-/* Streaming: ei_edge_reset starts a document; ei_edge_feed processes n more tokens in segments of
- * at most L (in full mode through the base model's KV cache, limited to max_seq_len). targets may
- * be NULL; otherwise their NLL is added to *nll_sum and the counted positions to *count (either
- * pointer may be NULL). logits_last (vocab floats, may be NULL) receives the logits after the last
- * token. Decoding = feeding one token at a time; memory keeps absorbing tokens that leave the
- * window. */
+/* Streaming. ei_edge_reset starts a document of unknown length (routing follows the length so
+ * far); ei_edge_begin starts one of total_len tokens (routing by it, as ei_edge_doc_eval).
+ * ei_edge_feed processes n more tokens following the segment rule. targets may be NULL; otherwise
+ * the NLL of positions with a target >= 0 is added to *nll_sum and their number to *count (either
+ * pointer may be NULL). logits_last (vocab floats, may be NULL) receives the logits after
+ * the last token. Decoding = feeding one token at a time. */
 void ei_edge_reset(ei_edge *e);
+void ei_edge_begin(ei_edge *e, int64_t total_len);
 int ei_edge_feed(ei_edge *e, const int32_t *ids, int64_t n, const int32_t *targets, double *nll_sum,
                  int64_t *count, float *logits_last);
-/* Optional progress of ei_edge_doc_eval / ei_edge_doc_train: called after each segment with the
- * tokens done and the document length. fn NULL turns it off. */
+/* The same feed returning the logits of every fed position, [n, vocab] (no targets). */
+int ei_edge_feed_all(ei_edge *e, const int32_t *ids, int64_t n, float *logits);
+/* Tokens of the current document fed so far; 1 while it runs on the base model. */
+int64_t ei_edge_pos(const ei_edge *e);
+int ei_edge_on_base(const ei_edge *e);
+
+/* Optional progress of ei_edge_doc_eval / ei_edge_doc_train: called after each call of the segment
+ * rule with the tokens done and the document length. fn NULL turns it off. */
 typedef void (*ei_edge_progress_fn)(void *ctx, int64_t done, int64_t total);
 void ei_edge_set_progress(ei_edge *e, ei_edge_progress_fn fn, void *ctx);
 
-/* The streaming state (valid for window / edgeinfinite modes; NULL in full mode). */
+/* The window / edgeinfinite state of the current document (NULL in full mode, or before the
+ * document left the base model). */
 const ei_state *ei_edge_state(const ei_edge *e);
 
 #endif
