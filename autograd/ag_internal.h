@@ -4,6 +4,7 @@
 
 #include "autograd/autograd.h"
 #include "core/ei_error.h"
+#include "kernels/kernels.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -11,7 +12,7 @@
 #define AG_MAX_SRC 8 /* ag_concat_n takes at most this many inputs */
 #define AG_ERROR_CAP 1024 /* bytes kept of a graph's first error */
 /* Elements below which an op runs single-threaded (see EI_KERNELS_PAR_MIN). */
-#define AG_PAR_MIN 32768
+#define AG_PAR_MIN EI_KERNELS_PAR_MIN
 
 typedef struct ag_node ag_node;
 

@@ -1,6 +1,7 @@
-/* `ei selfcheck`: gradient check of the autograd engine against central finite differences in
- * float64, one line per op family plus a tiny 2-layer transformer end to end. */
+/* `ei selfcheck`: gradient check against central finite differences in float64: one line per
+ * autograd op family, then the real model end to end (train/selfcheck.h). */
 #include "autograd/selfcheck.h"
+#include "train/selfcheck.h"
 #include "cli/commands.h"
 #include "core/ei_args.h"
 #include "core/ei_error.h"
@@ -17,8 +18,10 @@ int ei_cmd_selfcheck(int argc, char **argv) {
         {"seed", EI_ARG_INT, &seed, "N", "seed of the random test data"},
         {0}};
     int rc = ei_args_parse(argc, argv, "ei selfcheck",
-                           "Checks every autograd op family and a 2-layer transformer against central finite "
-                           "differences (float64, step 1e-5). Exits 1 if any error exceeds --tol.",
+                           "Checks every autograd op family, one segment of a small random model (every weight "
+                           "and state input) and the gate gradients of whole documents (BPTT through the memory) "
+                           "against central finite differences (float64, step 1e-5). Exits 1 if any error "
+                           "exceeds --tol.",
                            opts, &pos, &npos);
     if (rc) return rc < 0 ? 2 : 0;
     free(pos);
@@ -27,18 +30,20 @@ int ei_cmd_selfcheck(int argc, char **argv) {
         return 2;
     }
     ag_selfcheck_row rows[16];
-    const int n = ag_selfcheck_run(rows, 16, (uint64_t)seed);
+    int n = ag_selfcheck_run(rows, 16, (uint64_t)seed);
+    int nm = n < 0 ? -1 : ei_selfcheck_model(rows + n, 16 - n, (uint64_t)seed);
+    n = nm < 0 ? -1 : n + nm;
     if (n < 0) {
         ei_error_print("selfcheck");
         return 1;
     }
     int bad = 0;
-    printf("%-32s %12s %12s %9s  %s\n", "op family", "max rel err", "max |grad|", "checked", "result");
+    printf("%-44s %12s %12s %9s  %s\n", "check", "max rel err", "max |grad|", "checked", "result");
     for (int i = 0; i < n; i++) {
         /* a family whose gradients are all ~0 would pass vacuously */
         const int ok = rows[i].max_rel_err <= tol && rows[i].max_abs_grad > 1e-6;
         bad |= !ok;
-        printf("%-32s %12.2e %12.2e %9lld  %s\n", rows[i].family, rows[i].max_rel_err, rows[i].max_abs_grad,
+        printf("%-44s %12.2e %12.2e %9lld  %s\n", rows[i].family, rows[i].max_rel_err, rows[i].max_abs_grad,
                (long long)rows[i].n_checked, ok ? "ok" : "FAIL");
     }
     printf("selfcheck: %s (tolerance %.1e)\n", bad ? "FAILED" : "all gradients match", tol);

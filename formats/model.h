@@ -43,4 +43,17 @@ ei_model *ei_model_load_llama2c(const char *path);
 ei_model *ei_model_load_hf(const char *dir);
 
 
+/* Hugging Face tensor name of a class, with %d for the layer ("model.layers.%d.mlp.up_proj.weight"). */
+const char *ei_model_hf_name(ei_tclass c);
+
+/* A model of configuration cfg with deterministic random weights (seed): uniform with variance
+ * 1/fan_in for projections, 1 +- 0.1 for norms. For tests, the self-check and benchmarks. Owned by
+ * the caller (ei_model_free). */
+ei_model *ei_model_random(const ei_model_config *cfg, uint64_t seed);
+/* Writers, atomically. llama2.c v0 (needs no biases, head_dim * heads == dim, rope_theta 10000);
+ * Hugging Face folder (config.json + model.safetensors, F32). q/k rows are permuted between the
+ * RoPE layouts as the Hugging Face conversion does, so either file loads to the same logits. */
+int ei_model_save_llama2c(const ei_model *m, const char *path);
+int ei_model_save_hf(const ei_model *m, const char *dir);
+
 #endif

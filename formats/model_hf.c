@@ -232,6 +232,8 @@ static const char *const hf_names[EI_TC_COUNT] = {
     [EI_TC_MEMORY_GATE_BIAS] = "model.layers.%d.self_attn.memory_gate.bias",
 };
 
+const char *ei_model_hf_name(ei_tclass c) { return (unsigned)c < EI_TC_COUNT ? hf_names[c] : NULL; }
+
 ei_model *ei_model_load_hf(const char *dir) {
     ei_model *m = ei_model_new_empty(dir, "hf");
     if (!m) return NULL;

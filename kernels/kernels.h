@@ -70,7 +70,8 @@ static inline float ei_k_exp_nonpos_f32(float x) {
 }
 
 /* Work (elements touched) below which a kernel stays single-threaded: waking a team costs more
- * than it saves on tiny tensors, and far more when the cores are shared. */
+ * than it saves on tiny tensors, and far more when the cores are shared. The one threshold of the
+ * host kernels and the autograd ops. */
 #define EI_KERNELS_PAR_MIN 32768
 
 /* Sets the OpenMP thread count (n >= 1) used by every kernel; OpenBLAS stays at one thread. */
@@ -146,18 +147,13 @@ void ei_k_rmsnorm_backward_f32(int64_t rows, int64_t dim, const float *x, const 
 void ei_k_rmsnorm_backward_f64(int64_t rows, int64_t dim, const double *x, const double *w, const double *rstd,
                                const double *dy, double *dx, double *dw);
 
-/* RoPE on x [t, h, d] with positions pos [t]; layout 0 = interleaved pairs (2i, 2i+1),
- * 1 = rotate-half pairs (i, i + d/2). Angle of pair i: pos * theta^(-2i/d). inverse = 1 rotates by
- * the negative angle and ADDS into y (this is the backward: dx += R^T dy); inverse = 0 writes y. */
-void ei_k_rope_f32(int64_t t, int64_t h, int64_t d, const int32_t *pos, double theta, int layout, int inverse,
-                   const float *x, float *y);
-void ei_k_rope_f64(int64_t t, int64_t h, int64_t d, const int32_t *pos, double theta, int layout, int inverse,
-                   const double *x, double *y);
-/* The same rotation from a precomputed table (bit-identical to ei_k_rope_*, which recompute pow
- * and sincos for every row). ei_k_rope_angles_* fills cs [t, d/2, 2] with (cos, sin) of the pair
- * angles of positions pos[0..t) (pos NULL: positions 0 .. t-1). ei_k_rope_tab_* rotates row r by
- * the table row idx[r] (idx NULL: row r), so a table over positions 0..P-1 serves any positions in
- * that range without recomputing. */
+/* RoPE, one table generator and one rotation. Layout 0 = interleaved pairs (2i, 2i+1), 1 =
+ * rotate-half pairs (i, i + d/2); angle of pair i: pos * theta^(-2i/d), computed in double and
+ * rounded once. ei_k_rope_angles_* fills cs [t, d/2, 2] with (cos, sin) of the pair angles of
+ * positions pos[0..t) (pos NULL: positions 0 .. t-1). ei_k_rope_tab_* rotates row r of x [t, h, d]
+ * by the table row idx[r] (idx NULL: row r), so a table over positions 0..P-1 serves any positions
+ * in that range without recomputing; inverse = 1 rotates by the negative angle and ADDS into y
+ * (the backward: dx += R^T dy), inverse = 0 writes y. */
 void ei_k_rope_angles_f32(int64_t t, int64_t d, const int32_t *pos, double theta, float *cs);
 void ei_k_rope_angles_f64(int64_t t, int64_t d, const int32_t *pos, double theta, double *cs);
 void ei_k_rope_tab_f32(int64_t t, int64_t h, int64_t d, const float *cs, const int32_t *idx, int layout, int inverse,

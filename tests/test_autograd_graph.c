@@ -11,6 +11,7 @@
 #include "autograd/autograd.h"
 #include "autograd/gradcheck.h"
 #include "autograd/selfcheck.h"
+#include "tests/ag_composite.h"
 #include "core/ei_error.h"
 #include "kernels/kernels.h"
 

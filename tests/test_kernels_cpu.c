@@ -108,9 +108,14 @@ static void test_rope(void **state) {
     const int32_t pos[5] = {0, 1, 17, 4095, 100000};
     double *x = rnd(T * H * D, 7), *y = malloc((size_t)(T * H * D) * 8), *back = calloc((size_t)(T * H * D), 8);
     float *x32 = f32(x, T * H * D), *y32 = malloc((size_t)(T * H * D) * 4);
+    /* the one table generator: (cos, sin) per position and pair, applied by row index */
+    double *cs = malloc((size_t)(T * D) * 8);
+    float *cs32 = malloc((size_t)(T * D) * 4);
+    ei_k_rope_angles_f64(T, D, pos, 500000.0, cs);
+    ei_k_rope_angles_f32(T, D, pos, 500000.0, cs32);
     for (int layout = 0; layout < 2; layout++) {
-        ei_k_rope_f64(T, H, D, pos, 500000.0, layout, 0, x, y);
-        ei_k_rope_f32(T, H, D, pos, 500000.0, layout, 0, x32, y32);
+        ei_k_rope_tab_f64(T, H, D, cs, NULL, layout, 0, x, y);
+        ei_k_rope_tab_f32(T, H, D, cs32, NULL, layout, 0, x32, y32);
         for (int64_t t = 0; t < T; t++)
             for (int64_t h = 0; h < H; h++)
                 for (int64_t i = 0; i < D / 2; i++) {
@@ -123,10 +128,10 @@ static void test_rope(void **state) {
                 }
         /* the inverse rotation undoes the forward one */
         memset(back, 0, (size_t)(T * H * D) * 8);
-        ei_k_rope_f64(T, H, D, pos, 500000.0, layout, 1, y, back);
+        ei_k_rope_tab_f64(T, H, D, cs, NULL, layout, 1, y, back);
         for (int64_t i = 0; i < T * H * D; i++) assert_true(fabs(back[i] - x[i]) < 1e-12);
     }
-    free(x), free(y), free(back), free(x32), free(y32);
+    free(x), free(y), free(back), free(x32), free(y32), free(cs), free(cs32);
 }
 
 int main(void) {
