@@ -1,7 +1,7 @@
 /* `ei export`: a training checkpoint to gates.safetensors (the trained memory gates, loadable by
  * `ei eval/generate --gates` and by Python's safetensors/numpy), or with --merged to a folder that
  * describes the whole EdgeInfinite model: the base model's config.json, gates.safetensors and
- * edgeinfinite.json (options, base-model identity). */
+ * edgeinfinite.json (every option of model/options.h, base-model identity; ei_merged_json_write). */
 #include "cli/commands.h"
 #include "core/ei_args.h"
 #include "core/ei_error.h"
@@ -11,7 +11,6 @@
 #include "formats/model.h"
 #include "train/train_config.h"
 
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +20,8 @@ static const char *DESC =
     "  ei export runs/stories_lm -o gates.safetensors        # newest checkpoint in a folder\n"
     "  ei export runs/stories_lm/ckpt-200.h5 --merged out/   # config.json + gates + edgeinfinite.json\n\n"
     "Tensor names: model.layers.{i}.self_attn.memory_gate.weight [H, D] and .bias [H] (token gate) or\n"
-    ".beta [H] (head gate), float32; the metadata holds the EdgeInfinite options.";
+    ".beta [H] (head gate), float32; the metadata holds every EdgeInfinite option.\n"
+    "edgeinfinite.json (--merged) holds the options and the base model's absolute path and identity.";
 
 static int write_text(const char *path, const char *text) {
     ei_atomic_file f;
@@ -118,18 +118,10 @@ int ei_cmd_export(int argc, char **argv) {
         int r = cp ? write_base_config(m, cp) : -1;
         free(cp);
         if (r != 0) goto fail;
-        char json[2048];
-        snprintf(json, sizeof json,
-                 "{\n  \"format\": \"edgeinfinite\",\n  \"base_model\": \"%s\",\n  \"base_model_format\": \"%s\",\n"
-                 "  \"base_model_hash\": \"%016" PRIx64 "\",\n  \"gates\": \"gates.safetensors\",\n"
-                 "  \"trained_steps\": %lld,\n  \"segment\": %d,\n  \"sink\": %d,\n  \"window\": %d,\n"
-                 "  \"gate\": \"%s\",\n  \"memory_rule\": \"%s\",\n  \"route_threshold\": %d,\n"
-                 "  \"gate_init_bias\": %g,\n  \"memory_eps\": %g\n}\n",
-                 m->path, m->format, m->identity, (long long)c.step, o.segment, o.sink, o.window,
-                 ei_gate_kind_name(o.gate), ei_mem_rule_name(o.memory_rule), ei_opts_route_threshold(&o, &m->cfg),
-                 o.gate_init_bias, EI_MEM_EPS);
+        ei_merged_info info = {m->path, m->format, m->identity, "gates.safetensors", c.step,
+                               ei_opts_route_threshold(&o, &m->cfg)};
         char *jp = ei_path_join(merged, "edgeinfinite.json");
-        r = jp ? write_text(jp, json) : -1;
+        r = jp ? ei_merged_json_write(jp, &o, &info) : -1;
         free(jp);
         if (r != 0) goto fail;
     }

@@ -703,3 +703,72 @@ void ei_config_print_schema(const ei_cfg_key *keys, FILE *fp) {
                 k->flags & EI_CFG_REQUIRED ? " (required)" : "", k->help ? k->help : "");
     }
 }
+
+/* ---------------------------------------------------------------- schemas built at run time */
+
+void ei_cfg_schema_init(ei_cfg_schema *s) { memset(s, 0, sizeof *s); }
+
+/* Room for one more row plus the terminator. */
+static int schema_reserve(ei_cfg_schema *s) {
+    if (s->n + 2 <= s->cap) return 0;
+    int cap = s->cap ? s->cap * 2 : 32;
+    ei_cfg_key *k = realloc(s->keys, sizeof *k * (size_t)cap);
+    if (!k) return ei_error_set("out of memory");
+    s->keys = k;
+    s->cap = cap;
+    return 0;
+}
+
+static int schema_push(ei_cfg_schema *s, const ei_cfg_key *row) {
+    if (schema_reserve(s)) return -1;
+    s->keys[s->n++] = *row;
+    memset(&s->keys[s->n], 0, sizeof s->keys[s->n]);
+    return 0;
+}
+
+/* Copies str into s (NULL stays NULL); *out gets the copy. */
+static int schema_strdup(ei_cfg_schema *s, const char *str, const char **out) {
+    *out = NULL;
+    if (!str) return 0;
+    if (s->n_strings == s->cap_strings) {
+        int cap = s->cap_strings ? s->cap_strings * 2 : 64;
+        char **n = realloc(s->strings, sizeof *n * (size_t)cap);
+        if (!n) return ei_error_set("out of memory");
+        s->strings = n;
+        s->cap_strings = cap;
+    }
+    char *c = strdup(str);
+    if (!c) return ei_error_set("out of memory");
+    s->strings[s->n_strings++] = c;
+    *out = c;
+    return 0;
+}
+
+int ei_cfg_schema_add(ei_cfg_schema *s, const ei_cfg_key *rows) {
+    for (const ei_cfg_key *r = rows; r->key; r++)
+        if (schema_push(s, r)) return -1;
+    return 0;
+}
+
+int ei_cfg_schema_add_prefixed(ei_cfg_schema *s, const char *prefix, size_t base, const ei_cfg_key *row) {
+    if (!row->key) return ei_error_set("schema: row without a key");
+    ei_cfg_key r = *row;
+    size_t len = strlen(row->key) + (prefix ? strlen(prefix) : 0) + 2;
+    char *key = malloc(len);
+    if (!key) return ei_error_set("out of memory");
+    snprintf(key, len, "%s%s%s", prefix && *prefix ? prefix : "", prefix && *prefix ? "." : "", row->key);
+    int rc = schema_strdup(s, key, &r.key);
+    free(key);
+    if (rc || schema_strdup(s, row->def, &r.def) || schema_strdup(s, row->choices, &r.choices) ||
+        schema_strdup(s, row->help, &r.help))
+        return -1;
+    r.offset = base + row->offset;
+    return schema_push(s, &r);
+}
+
+void ei_cfg_schema_free(ei_cfg_schema *s) {
+    for (int i = 0; i < s->n_strings; i++) free(s->strings[i]);
+    free(s->strings);
+    free(s->keys);
+    memset(s, 0, sizeof *s);
+}

@@ -111,4 +111,24 @@ int ei_config_compare(const ei_cfg_key *keys, const void *a, const void *b, int 
 /* Prints every key with type, default, range and help (for --help and docs). */
 void ei_config_print_schema(const ei_cfg_key *keys, FILE *fp);
 
+/* A schema assembled at run time, for rows shared by several configs under different sections
+ * (e.g. the EdgeInfinite options, generated from model/options.h, in the training config and in
+ * deployment scenarios). The builder owns the rows and every string it copied; `keys` is always
+ * terminated by a {0} row once something was added, so it can be passed to ei_config_init. */
+typedef struct {
+    ei_cfg_key *keys; /* n rows + terminator; NULL while empty */
+    int n, cap;
+    char **strings;   /* strings copied by ei_cfg_schema_add_prefixed, freed with the schema */
+    int n_strings, cap_strings;
+} ei_cfg_schema;
+
+void ei_cfg_schema_init(ei_cfg_schema *s);
+/* Appends rows up to their {0} terminator as they are (their strings stay the caller's and must
+ * outlive s). */
+int ei_cfg_schema_add(ei_cfg_schema *s, const ei_cfg_key *rows);
+/* Appends one row with key "<prefix>.<row->key>" (just row->key when prefix is empty or NULL) and
+ * offset base + row->offset. key, def, choices and help are copied, so row may be temporary. */
+int ei_cfg_schema_add_prefixed(ei_cfg_schema *s, const char *prefix, size_t base, const ei_cfg_key *row);
+void ei_cfg_schema_free(ei_cfg_schema *s);
+
 #endif

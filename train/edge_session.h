@@ -1,6 +1,7 @@
 /* Command-line glue for the EdgeInfinite inference modes, shared by `ei eval` and `ei generate`:
- * the options (--mode, --gates, --segment, --sink, --window, --gate, --gate-init-bias,
- * --memory-rule, --positions) as ei_args rows, and opening an ei_edge for the chosen mode.
+ * the options (--mode, --gates, and --segment, --sink, --window, --gate, --memory-rule,
+ * --gate-init-bias, --positions generated from the options table of model/options.h) as ei_args
+ * rows, and opening an ei_edge for the chosen mode.
  *
  *   ei_cli_opts eo;  ei_cli_opts_default(&eo);
  *   ei_arg opts[] = { ...command options..., EI_CLI_ARG_MODE(&eo), EI_CLI_ARG_ROWS(&eo), {0} };
@@ -16,17 +17,27 @@
 #include "core/ei_args.h"
 #include "train/edge.h"
 
-/* Unset values (NULL strings, -1 integers) come from the --gates file's metadata when it has them
- * (ei_gates_save_opts), else from ei_opts_default. */
+/* The inference options, one field per option of the table in model/options.h whose CLI column is
+ * CLI (segment, sink, window, gate, memory_rule, gate_init_bias, positions), generated from it:
+ * integers are int, floats double, enums the name (const char *). Unset values (-1 integers, NaN
+ * floats, NULL names) come from the --gates file's metadata when it has them (ei_gates_save_opts),
+ * else from ei_opts_default; set values win over the file. */
+#define EI_CLI_FIELD_CLI_INT(name) int name;
+#define EI_CLI_FIELD_CLI_FLOAT(name) double name;
+#define EI_CLI_FIELD_CLI_ENUM(name) const char *name;
+#define EI_CLI_FIELD_NOCLI_INT(name)
+#define EI_CLI_FIELD_NOCLI_FLOAT(name)
+#define EI_CLI_FIELD_NOCLI_ENUM(name)
+#define EI_CLI_FIELD_(a, name, TYPE, ctype, def, mn, mx, CH, fl, CLI, ...) EI_CLI_FIELD_##CLI##_##TYPE(name)
 typedef struct {
-    const char *mode;         /* full | window | edgeinfinite */
-    const char *gates_path;   /* NULL: gates at their initialisation (w = 0, b = gate_init_bias) */
-    const char *gate;         /* token | head */
-    const char *memory_rule;  /* linear | delta */
-    const char *positions;    /* compact | design */
-    int segment, sink, window;
-    double gate_init_bias;
+    const char *mode;       /* full | window | edgeinfinite */
+    const char *gates_path; /* NULL: gates at their initialisation (w = 0, b = gate_init_bias) */
+    EI_OPTS_TABLE(EI_CLI_FIELD_, ~)
 } ei_cli_opts;
+
+/* The "unset" value of an integer option on the command line; out of range for every CLI integer
+ * option (checked in edge_session.c), so it cannot be mistaken for a value. */
+#define EI_CLI_UNSET_INT (-1)
 
 void ei_cli_opts_default(ei_cli_opts *c);
 
@@ -35,19 +46,24 @@ void ei_cli_opts_default(ei_cli_opts *c);
     {"mode", EI_ARG_STR, &(c)->mode, "MODE",                                                            \
      "attention: full (base model), window (sink + window, nothing compressed), edgeinfinite"}
 
-/* The EdgeInfinite options; defaults are the values in c when the table is parsed. */
+/* --gates and one row per CLI option of the table. Name, metavar and help come from the table
+ * (ei_cli_opt_help adds where an unset value comes from), so the rows are expressions, which an
+ * ei_arg array in a function accepts. Defaults are the values in c when the table is parsed. */
+#define EI_CLI_KIND_INT EI_ARG_INT
+#define EI_CLI_KIND_FLOAT EI_ARG_FLOAT
+#define EI_CLI_KIND_ENUM EI_ARG_STR
+#define EI_CLI_ROW_CLI(c, name, TYPE)                                                                   \
+    , {ei_opt_desc_at(EI_OPT_##name)->cli, EI_CLI_KIND_##TYPE, &(c)->name,                              \
+       ei_opt_desc_at(EI_OPT_##name)->metavar, ei_cli_opt_help(EI_OPT_##name)}
+#define EI_CLI_ROW_NOCLI(c, name, TYPE)
+#define EI_CLI_ROW_(c, name, TYPE, ctype, def, mn, mx, CH, fl, CLI, ...) EI_CLI_ROW_##CLI(c, name, TYPE)
 #define EI_CLI_ARG_ROWS(c)                                                                              \
-    {"gates", EI_ARG_STR, &(c)->gates_path, "FILE", "trained gate parameters (safetensors, ei export)"}, \
-    {"segment", EI_ARG_INT, &(c)->segment, "L", "tokens per segment (-1: from --gates, else 128)"},     \
-    {"sink", EI_ARG_INT, &(c)->sink, "S", "sink tokens from the document start (-1: --gates, else 4)"}, \
-    {"window", EI_ARG_INT, &(c)->window, "W", "recent tokens cached (-1: from --gates, else 256)"},     \
-    {"gate", EI_ARG_STR, &(c)->gate, "token|head", "memory gate kind (default: --gates, else token)"},  \
-    {"gate-init-bias", EI_ARG_FLOAT, &(c)->gate_init_bias, "B", "gate bias when no --gates are given"}, \
-    {"memory-rule", EI_ARG_STR, &(c)->memory_rule, "linear|delta",                                      \
-     "compressive memory update rule (default: from --gates, else linear)"},                            \
-    {"positions", EI_ARG_STR, &(c)->positions, "compact|design",                                        \
-     "RoPE positions of cached keys: compact numbers occupied slots contiguously, design leaves the "   \
-     "gap of DESIGN 3.1 while the window fills (default: from --gates, else compact)"}
+    {"gates", EI_ARG_STR, &(c)->gates_path, "FILE", "trained gate parameters (safetensors, ei export)"} \
+    EI_OPTS_TABLE(EI_CLI_ROW_, c)
+
+/* Help line of option i on the command line: the table's help plus where an unset value comes
+ * from. Static storage, built on first use; never NULL. */
+const char *ei_cli_opt_help(int i);
 
 typedef struct {
     ei_mode mode;

@@ -1,6 +1,7 @@
 #include "train/train_config.h"
 #include "core/ei_error.h"
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,33 +17,16 @@
  * (schedule, length of the run, evaluation and checkpoint cadence, threads) may change on resume.
  * The base model is compared by identity (size and hash, ei_ckpt_check_resume), not by path, so a
  * moved model file still resumes. */
-static const ei_cfg_key train_schema[] = {
+static const ei_cfg_key head_rows[] = {
     {"model.path", EI_CFG_STRING, OFF(model.path), NORANGE, NULL, NULL, 0, REQ,
      "base model: llama2.c .bin file or Hugging Face folder"},
     {"model.tokenizer", EI_CFG_STRING, OFF(model.tokenizer), NORANGE, NULL, NULL, 0, 0,
      "tokenizer file; empty: the one that belongs to the model"},
+    {0},
+};
 
-    {"edgeinfinite.segment", EI_CFG_INT, OFF(ei.segment), 1, 1 << 20, "128", NULL, 0, FIXED,
-     "segment length L (tokens per segment)"},
-    {"edgeinfinite.sink", EI_CFG_INT, OFF(ei.sink), 0, 1 << 20, "4", NULL, 0, FIXED,
-     "sink tokens S kept from the start of the document"},
-    {"edgeinfinite.window", EI_CFG_INT, OFF(ei.window), 0, 1 << 20, "256", NULL, 0, FIXED,
-     "window W of recent tokens kept uncompressed"},
-    {"edgeinfinite.gate", EI_CFG_ENUM, OFF(ei.gate), NORANGE, "token", "token|head", 0, FIXED,
-     "memory gate: per token (sigmoid(x w + b)) or per head (sigmoid(beta))"},
-    {"edgeinfinite.memory_rule", EI_CFG_ENUM, OFF(ei.memory_rule), NORANGE, "linear", "linear|delta", 0, FIXED,
-     "memory update rule"},
-    {"edgeinfinite.route_threshold", EI_CFG_INT, OFF(ei.route_threshold), -1, 1 << 30, "-1", NULL, 0, FIXED,
-     "documents up to this length run the base model unchanged (capped at the model context); -1: S + W + L; "
-     "0: never"},
-    {"edgeinfinite.gate_init_bias", EI_CFG_FLOAT, OFF(ei.gate_init_bias), -30, 30, "0", NULL, 0, FIXED,
-     "initial gate bias b (the gate starts at sigmoid(b))"},
-    {"edgeinfinite.bptt_segments", EI_CFG_INT, OFF(ei.bptt_segments), 0, 1 << 20, "0", NULL, 0, 0,
-     "truncate backpropagation through the state every k segments; 0: full BPTT"},
-    {"edgeinfinite.positions", EI_CFG_ENUM, OFF(ei.positions), NORANGE, "compact", "compact|design", 0, FIXED,
-     "RoPE positions of cached keys while the window fills: compact (occupied slots numbered "
-     "contiguously) or design (DESIGN 3.1: window slots right-aligned)"},
-
+/* The edgeinfinite.* rows come between these two, generated from model/options.h. */
+static const ei_cfg_key tail_rows[] = {
     {"data.train", EI_CFG_STRING, OFF(data.train), NORANGE, NULL, NULL, 0, REQ | FIXED,
      "training dataset (.h5 from ei prepare)"},
     {"data.val", EI_CFG_STRING, OFF(data.val), NORANGE, NULL, NULL, 0, 0,
@@ -93,7 +77,53 @@ static const ei_cfg_key train_schema[] = {
     {0},
 };
 
-const ei_cfg_key *ei_train_config_schema(void) { return train_schema; }
+static ei_cfg_schema schema;
+static const ei_cfg_key *train_schema;
+static pthread_once_t schema_once = PTHREAD_ONCE_INIT;
+
+static void build_schema(void) {
+    ei_cfg_schema_init(&schema);
+    if (ei_cfg_schema_add(&schema, head_rows) ||
+        ei_opts_schema_append(&schema, EI_TRAIN_CONFIG_OPTS_SECTION, offsetof(ei_train_config, ei)) ||
+        ei_cfg_schema_add(&schema, tail_rows)) {
+        ei_cfg_schema_free(&schema);
+        return;
+    }
+    train_schema = schema.keys;
+}
+
+const ei_cfg_key *ei_train_config_schema(void) {
+    pthread_once(&schema_once, build_schema);
+    return train_schema;
+}
+
+int ei_opts_schema_append(ei_cfg_schema *s, const char *prefix, size_t base) {
+    ei_opts def;
+    ei_opts_default(&def);
+    for (int i = 0; i < ei_opts_count(); i++) {
+        const ei_opt_desc *d = ei_opt_desc_at(i);
+        char text[64];
+        int len = ei_opts_get_str(&def, i, text, sizeof text);
+        if (len < 0 || (size_t)len >= sizeof text) return ei_error_set("schema: %s: default too long", d->name);
+        ei_cfg_key row = {d->name, EI_CFG_INT, d->offset, d->min, d->max, text, NULL, 0,
+                          d->flags & EI_OPT_MATHS ? EI_CFG_FIXED : 0, d->help};
+        if (d->type == EI_OPT_FLOAT) row.type = EI_CFG_FLOAT;
+        if (d->type == EI_OPT_ENUM) {
+            row.type = EI_CFG_ENUM;
+            row.choices = d->choices;
+            row.min = 1, row.max = 0; /* the choices are the range */
+        }
+        if (ei_cfg_schema_add_prefixed(s, prefix, base, &row)) return -1;
+    }
+    return 0;
+}
+
+/* The schema or an error: only an allocation failure on first use makes it NULL. */
+static const ei_cfg_key *schema_or_error(void) {
+    const ei_cfg_key *k = ei_train_config_schema();
+    if (!k) ei_error_set("out of memory building the config schema");
+    return k;
+}
 
 /* Relations between keys that a per-key range cannot express. */
 static int check_cross(const ei_config *c, const ei_train_config *t) {
@@ -112,8 +142,9 @@ static int check_cross(const ei_config *c, const ei_train_config *t) {
 int ei_train_config_load(ei_train_config *cfg, const char *const *files, int n_files,
                          const char *const *overrides, int n_overrides) {
     memset(cfg, 0, sizeof *cfg);
+    const ei_cfg_key *keys = schema_or_error();
     ei_config c;
-    if (ei_config_init(&c, train_schema, cfg)) return -1;
+    if (!keys || ei_config_init(&c, keys, cfg)) return -1;
     int rc = 0;
     for (int i = 0; i < n_files && !rc; i++) rc = ei_config_load_file(&c, files[i]);
     for (int i = 0; i < n_overrides && !rc; i++) rc = ei_config_set(&c, overrides[i]);
@@ -132,8 +163,9 @@ int ei_train_config_load(ei_train_config *cfg, const char *const *files, int n_f
 
 int ei_train_config_from_text(ei_train_config *cfg, const char *text, const char *name) {
     memset(cfg, 0, sizeof *cfg);
+    const ei_cfg_key *keys = schema_or_error();
     ei_config c;
-    if (ei_config_init(&c, train_schema, cfg)) return -1;
+    if (!keys || ei_config_init(&c, keys, cfg)) return -1;
     if (ei_config_load_string(&c, text, name)) {
         ei_config_release(&c);
         memset(cfg, 0, sizeof *cfg);
@@ -145,8 +177,9 @@ int ei_train_config_from_text(ei_train_config *cfg, const char *text, const char
 }
 
 void ei_train_config_free(ei_train_config *cfg) {
-    if (!cfg) return;
-    for (const ei_cfg_key *k = train_schema; k->key; k++) {
+    const ei_cfg_key *keys = ei_train_config_schema();
+    if (!cfg || !keys) return; /* no schema: nothing was ever loaded */
+    for (const ei_cfg_key *k = keys; k->key; k++) {
         if (k->type != EI_CFG_STRING) continue;
         char **s = (char **)((char *)cfg + k->offset);
         free(*s);
@@ -155,32 +188,29 @@ void ei_train_config_free(ei_train_config *cfg) {
 }
 
 char *ei_train_config_dump(const ei_train_config *cfg) {
-    ei_config c = {.keys = train_schema, .dst = (void *)cfg};
-    while (train_schema[c.n_keys].key) c.n_keys++;
+    const ei_cfg_key *keys = schema_or_error();
+    if (!keys) return NULL;
+    ei_config c = {.keys = keys, .dst = (void *)cfg};
+    while (keys[c.n_keys].key) c.n_keys++;
     char *s = ei_config_dump(&c);
     if (!s) ei_error_set("out of memory");
     return s;
 }
 
 int ei_train_config_check_resume(const ei_train_config *saved, const ei_train_config *now) {
+    const ei_cfg_key *keys = schema_or_error();
+    if (!keys) return -1;
     char buf[2048];
-    int n = ei_config_compare(train_schema, saved, now, EI_CFG_FIXED, buf, sizeof buf);
+    int n = ei_config_compare(keys, saved, now, EI_CFG_FIXED, buf, sizeof buf);
     if (n == 0) return 0;
     return ei_error_set("the config differs from the checkpoint's in %d key%s that must not change on resume "
                         "(checkpoint -> now): %s",
                         n, n == 1 ? "" : "s", buf);
 }
 
-void ei_train_config_opts(const ei_train_config *cfg, ei_opts *o) {
-    o->segment = cfg->ei.segment;
-    o->sink = cfg->ei.sink;
-    o->window = cfg->ei.window;
-    o->gate = cfg->ei.gate == EI_GATE_HEAD ? EI_GATE_HEAD : EI_GATE_TOKEN;
-    o->memory_rule = cfg->ei.memory_rule == EI_MEM_DELTA ? EI_MEM_DELTA : EI_MEM_LINEAR;
-    o->route_threshold = cfg->ei.route_threshold;
-    o->gate_init_bias = cfg->ei.gate_init_bias;
-    o->bptt_segments = cfg->ei.bptt_segments;
-    o->positions = cfg->ei.positions == EI_POS_DESIGN ? EI_POS_DESIGN : EI_POS_COMPACT;
-}
+void ei_train_config_opts(const ei_train_config *cfg, ei_opts *o) { *o = cfg->ei; }
 
-void ei_train_config_print_schema(FILE *fp) { ei_config_print_schema(train_schema, fp); }
+void ei_train_config_print_schema(FILE *fp) {
+    const ei_cfg_key *keys = schema_or_error();
+    if (keys) ei_config_print_schema(keys, fp);
+}

@@ -13,8 +13,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
-/* Enum keys are stored as ints in the order of their choices: edgeinfinite.gate "token|head" is
- * ei_gate_kind, edgeinfinite.memory_rule "linear|delta" is ei_mem_rule (train/ei_options.h). */
+/* Enum keys are stored as ints in the order of their choices (train.schedule "cosine|constant" is
+ * ei_schedule_kind). The `edgeinfinite` section is an ei_opts, its rows generated from the options
+ * table of model/options.h (ei_opts_schema_append). */
 typedef enum { EI_SCHEDULE_COSINE = 0, EI_SCHEDULE_CONSTANT = 1 } ei_schedule_kind; /* "cosine|constant" */
 
 typedef struct {
@@ -22,17 +23,7 @@ typedef struct {
         char *path;      /* llama2.c .bin or Hugging Face folder (required) */
         char *tokenizer; /* NULL: the tokenizer that belongs to the model */
     } model;
-    struct {
-        int segment;           /* L */
-        int sink;              /* S */
-        int window;            /* W */
-        int gate;              /* ei_gate_kind */
-        int memory_rule;       /* ei_mem_rule */
-        int route_threshold;   /* -1: S + W + L; 0: never route; capped at the model's context */
-        double gate_init_bias; /* b at initialisation */
-        int bptt_segments;     /* 0: full BPTT; k: truncate the gradient through the state every k */
-        int positions;         /* ei_positions: compact | design */
-    } ei;
+    ei_opts ei; /* the `edgeinfinite:` section */
     struct {
         char *train;        /* dataset.h5 (required) */
         char *val;          /* NULL: no evaluation */
@@ -63,8 +54,18 @@ typedef struct {
     } train;
 } ei_train_config;
 
-/* The schema (NULL-terminated). Keys flagged EI_CFG_FIXED must match when resuming. */
+/* The schema (NULL-terminated; built on first use and kept for the life of the process; NULL only
+ * if that ran out of memory). Keys flagged EI_CFG_FIXED must match when resuming. */
 const ei_cfg_key *ei_train_config_schema(void);
+
+/* The YAML section of the EdgeInfinite options in the training config. */
+#define EI_TRAIN_CONFIG_OPTS_SECTION "edgeinfinite"
+
+/* Appends one schema row per EdgeInfinite option (model/options.h) to s, for a config struct that
+ * embeds an ei_opts at offset base: key "<prefix>.<name>", type, range, default, choices and help
+ * from the options table, EI_CFG_FIXED when the option changes the maths (EI_OPT_MATHS). Any config
+ * that embeds the options (training, deployment scenarios) uses this, so they cannot disagree. */
+int ei_opts_schema_append(ei_cfg_schema *s, const char *prefix, size_t base);
 
 /* Defaults, then each file in order, then each "section.key=value" override, then the required-key
  * and cross-key checks. On failure returns -1 with ei_error set (naming file:line: key or the
@@ -82,7 +83,7 @@ char *ei_train_config_dump(const ei_train_config *cfg);
  * otherwise -1 with an error listing every differing key with both values. */
 int ei_train_config_check_resume(const ei_train_config *saved, const ei_train_config *now);
 
-/* The EdgeInfinite options of the config. */
+/* The EdgeInfinite options of the config (a copy of cfg->ei). */
 void ei_train_config_opts(const ei_train_config *cfg, ei_opts *o);
 
 void ei_train_config_print_schema(FILE *fp);
