@@ -10,9 +10,11 @@ static const ei_command ei_commands[] = {
     {"export", ei_cmd_export, "checkpoint to gates.safetensors, or a merged model folder"},
     {"generate", ei_cmd_generate, "generate text (modes full, window, edgeinfinite)"},
     {"eval", ei_cmd_eval, "perplexity of a text (--ppl) or loss and exact match on a dataset (--data)"},
+    {"inspect", ei_cmd_inspect, "print what a .eig graph file holds: config, scenario, graphs, precisions"},
     {"tokenize", ei_cmd_tokenize, "text to token ids and back, for any supported tokenizer"},
     {"plot", ei_cmd_plot, "draw training and validation loss from metrics.jsonl as a PNG"},
-    {"selfcheck", ei_cmd_selfcheck, "check the autograd engine against finite differences"},
+    {"selfcheck", ei_cmd_selfcheck, "check the autograd engine and the model against finite differences"},
+    {"make-model", ei_cmd_make_model, "write a Llama model of any size with random weights (benchmarks)"},
 };
 
 static void print_help(void) {

@@ -152,6 +152,17 @@ size_t ei_gtype_size(ei_gtype t);
 int64_t ei_gtensor_numel(const ei_gtensor *t);
 uint64_t ei_gtensor_bytes(const ei_gtensor *t);
 
+/* Names of a tensor kind ("const", "input", "output", "value") and a quantisation scheme ("none",
+ * "tensor", "channel", "group"); "?" when out of range. Writes a shape as "[4,32,64]" ("[]" for a
+ * scalar) into buf (cap bytes, truncated, NUL-terminated) and returns buf. */
+const char *ei_gkind_name(ei_gkind k);
+const char *ei_gquant_name(ei_gquant_kind q);
+char *ei_gshape_str(int32_t rank, const int32_t *shape, char *buf, size_t cap);
+
+/* Largest element count ei_graph_validate accepts for one tensor: far above any model, small
+ * enough that element counts and byte sizes never overflow 64-bit arithmetic. */
+#define EI_G_MAX_NUMEL ((int64_t)1 << 40)
+
 /* ---- builder. All return -1 with ei_error set on failure (out of memory, bad argument). */
 ei_graph *ei_graph_new(const char *name);
 void ei_graph_free(ei_graph *g);

@@ -54,4 +54,64 @@ const char *ei_tokenizer_piece(const ei_tokenizer *t, int id);
  * are ignored. */
 void ei_tokenizer_set_special(ei_tokenizer *t, int bos, int eos);
 
+/* ---- Plain vocabulary (text/tokenizer_vocab.c): everything a device needs to rebuild a tokenizer
+ * without its original files; the .eig writer stores it and the reader hands it back (DESIGN 6.3).
+ * A tokenizer rebuilt from a vocabulary decodes every kind, and encodes the SentencePiece /
+ * llama2.c kind exactly like the original. Hugging Face tokenizer.json kinds need their regex
+ * pre-tokenizer and normaliser, which live host-side (data/tokenizer_hf.c): a rebuilt one decodes,
+ * and refuses to encode text with a clear error (literal special tokens still encode). */
+enum { EI_TOKV_SENTENCEPIECE = 1, EI_TOKV_HF = 2 }; /* ei_tok_vocab.kind */
+enum {                                              /* ei_tok_vocab.flags */
+    EI_TOKV_ADD_DUMMY_PREFIX = 1,    /* encoding prepends U+2581 to the text */
+    EI_TOKV_REMOVE_EXTRA_WS = 2,     /* encoding trims and collapses spaces */
+    EI_TOKV_BYTE_FALLBACK = 4,       /* unknown characters become <0xXX> pieces */
+    EI_TOKV_STRIP_LEADING_SPACE = 8, /* decoding drops the dummy prefix's space */
+    EI_TOKV_BYTE_LEVEL = 16,         /* GPT-2 byte-level pieces (tokenizer.json kinds only) */
+};
+/* Piece types, numbered as SentencePiece's ModelProto.SentencePiece.Type. */
+enum { EI_TOKV_NORMAL = 1, EI_TOKV_UNKNOWN = 2, EI_TOKV_CONTROL = 3, EI_TOKV_USER = 4, EI_TOKV_UNUSED = 5,
+       EI_TOKV_BYTE = 6 };
+/* ei_tok_vocab_piece.literal: the piece is matched verbatim in the text before normalisation
+ * (control pieces, user pieces, added tokens); SPECIAL ones only when encoding with parse_special;
+ * LSTRIP / RSTRIP swallow whitespace on that side. */
+enum { EI_TOKV_LITERAL = 1, EI_TOKV_LIT_SPECIAL = 2, EI_TOKV_LIT_LSTRIP = 4, EI_TOKV_LIT_RSTRIP = 8 };
+
+typedef struct {
+    const char *bytes; /* len bytes as stored in the vocabulary (not NUL-terminated) */
+    uint32_t len;
+    float score;     /* SentencePiece merge priority (higher first); 0 for tokenizer.json kinds */
+    uint8_t type;    /* EI_TOKV_NORMAL .. EI_TOKV_BYTE */
+    uint8_t literal; /* EI_TOKV_LITERAL | EI_TOKV_LIT_*, or 0 */
+} ei_tok_vocab_piece;
+
+typedef struct {
+    int32_t left, right, merged, rank; /* pieces (left, right) merge into `merged`; lower rank first */
+} ei_tok_vocab_merge;
+
+typedef struct {
+    int kind;       /* EI_TOKV_SENTENCEPIECE or EI_TOKV_HF */
+    uint32_t flags; /* EI_TOKV_* flags */
+    int32_t bos, eos, unk; /* -1 if none */
+    int32_t n_pieces;
+    const ei_tok_vocab_piece *pieces; /* [n_pieces], by id */
+    int32_t n_merges;
+    const ei_tok_vocab_merge *merges; /* [n_merges] by rank: byte-level / tokenizer.json BPE only */
+    const char *identity;             /* ei_tokenizer_identity of the original tokenizer */
+} ei_tok_vocab;
+
+#define EI_TOKV_MAX_PIECES (1 << 24)
+#define EI_TOKV_MAX_PIECE_LEN 0xFFFFFF
+#define EI_TOKV_MAX_MERGES (1 << 24)
+
+/* Describes t. The pieces and merges arrays are allocated (release them with ei_tok_vocab_free);
+ * piece bytes and the identity BORROW the tokenizer's storage, so t must outlive *out. */
+int ei_tokenizer_export(const ei_tokenizer *t, ei_tok_vocab *out);
+void ei_tok_vocab_free(ei_tok_vocab *v);
+/* Checks a vocabulary (from a file: every count, length, type, flag and id). -1 with ei_error set
+ * ("<what>: piece 12: ...") on the first problem. */
+int ei_tok_vocab_check(const ei_tok_vocab *v, const char *what);
+/* A tokenizer rebuilt from v, which it COPIES (v may be freed after). NULL with ei_error set if v
+ * fails ei_tok_vocab_check or memory runs out. Free with ei_tokenizer_free. */
+ei_tokenizer *ei_tokenizer_from_vocab(const ei_tok_vocab *v);
+
 #endif
