@@ -12,6 +12,7 @@
 #include "core/ei_error.h"
 #include "core/ei_io.h"
 #include "data/dataset.h"
+#include "text/paragraphs.h"
 #include "text/tokenizer.h"
 #include "train/edge_session.h"
 #include "train/trainer.h"
@@ -53,52 +54,6 @@ static void progress_start(progress_state *p, int n_docs) {
 
 static void progress_end(const progress_state *p) {
     if (p->tty && ei_time_now() - p->t_start >= 1.0) fputc('\n', stderr);
-}
-
-/* Splits text into paragraphs separated by runs of blank (whitespace-only) lines; each paragraph is
- * trimmed of leading and trailing whitespace. Returns the count; spans in *starts / *lens (malloc'd). */
-static int split_paragraphs(const char *text, size_t len, size_t **starts, size_t **lens) {
-    size_t cap = 64, n = 0;
-    size_t *s = malloc(cap * sizeof *s), *l = malloc(cap * sizeof *l);
-    if (!s || !l) goto oom;
-    size_t i = 0;
-    while (i < len) {
-        while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\r' || text[i] == '\n' ||
-                           text[i] == '\f' || text[i] == '\v'))
-            i++;
-        if (i >= len) break;
-        size_t b = i, e = i;
-        while (i < len) {
-            size_t ls = i;
-            while (i < len && text[i] != '\n') i++;
-            int blank = 1;
-            for (size_t k = ls; k < i; k++)
-                if (!(text[k] == ' ' || text[k] == '\t' || text[k] == '\r' || text[k] == '\f' || text[k] == '\v'))
-                    blank = 0;
-            if (blank) break;
-            e = i;
-            if (i < len) i++;
-        }
-        while (e > b && (text[e - 1] == ' ' || text[e - 1] == '\t' || text[e - 1] == '\r')) e--;
-        if (n == cap) {
-            cap *= 2;
-            size_t *ns = realloc(s, cap * sizeof *s), *nl;
-            if (!ns) goto oom;
-            s = ns;
-            if (!(nl = realloc(l, cap * sizeof *l))) goto oom;
-            l = nl;
-        }
-        s[n] = b;
-        l[n] = e - b;
-        n++;
-    }
-    *starts = s;
-    *lens = l;
-    return (int)n;
-oom:
-    free(s);
-    free(l);
-    return ei_error_set("out of memory splitting paragraphs");
 }
 
 /* The result line(s): text, or one JSON object made with cJSON (escaping included). */
@@ -201,12 +156,16 @@ static int score_dataset(const char *path, ei_edge *edge, const ei_model *m, int
 static int score_text(const char *path, ei_edge *edge, const ei_model *m, const char *tok_path, int paragraphs,
                       int64_t max_tokens, eval_result *res) {
     char *text = NULL, *def_tok = NULL;
-    size_t len = 0, *starts = NULL, *lens = NULL;
+    size_t len = 0;
+    ei_span *spans = NULL, whole;
     int32_t *ids = NULL;
     ei_tokenizer *tok = NULL;
-    int rc = -1, n_docs = 0;
+    int rc = -1;
+    size_t n_docs = 0;
     progress_state prog;
+    /* the text as `ei prepare` reads it (BOM dropped, CRLF -> LF), split by the same rule */
     if (ei_file_read_all(path, &text, &len) != 0) goto out;
+    len = ei_text_normalize(text, len);
     if (!tok_path) tok_path = def_tok = ei_model_default_tokenizer(m->path, m->cfg.vocab_size);
     if (!tok_path) {
         ei_error_set("%s: no tokenizer found beside the model; pass --tokenizer", m->path);
@@ -223,30 +182,24 @@ static int score_text(const char *path, ei_edge *edge, const ei_model *m, const 
         goto out;
     }
     if (paragraphs) {
-        if ((n_docs = split_paragraphs(text, len, &starts, &lens)) < 0) goto out;
+        if (ei_text_paragraphs(text, len, &spans, &n_docs) != 0) goto out;
     } else {
+        whole = (ei_span){0, len};
         n_docs = 1;
-        starts = malloc(sizeof *starts);
-        lens = malloc(sizeof *lens);
-        if (!starts || !lens) {
-            ei_error_set("out of memory");
-            goto out;
-        }
-        starts[0] = 0;
-        lens[0] = len;
     }
-    progress_start(&prog, n_docs);
+    const ei_span *docs_at = paragraphs ? spans : &whole;
+    progress_start(&prog, (int)n_docs);
     ei_edge_set_progress(edge, progress_cb, &prog);
     double nll = 0.0;
     int64_t n_pred = 0, budget = max_tokens > 0 ? max_tokens : INT64_MAX, used = 0, docs = 0;
-    for (int d = 0; d < n_docs && used < budget; d++) {
+    for (size_t d = 0; d < n_docs && used < budget; d++) {
         size_t n = 0;
         free(ids);
         ids = NULL;
-        if (ei_tokenizer_encode(tok, text + starts[d], lens[d], 1, 0, &ids, &n) != 0) goto out;
+        if (ei_tokenizer_encode(tok, text + docs_at[d].start, docs_at[d].len, 1, 0, &ids, &n) != 0) goto out;
         if ((int64_t)n > budget - used) n = (size_t)(budget - used);
         used += (int64_t)n;
-        prog.doc = d;
+        prog.doc = (int)d;
         prog.done_before = n_pred;
         docs++;
         if (n < 2) continue;
@@ -269,8 +222,7 @@ static int score_text(const char *path, ei_edge *edge, const ei_model *m, const 
 out:
     ei_edge_set_progress(edge, NULL, NULL);
     free(ids);
-    free(starts);
-    free(lens);
+    free(spans);
     free(text);
     free(def_tok);
     ei_tokenizer_free(tok);

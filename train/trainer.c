@@ -108,7 +108,10 @@ int ei_trainer_answer_exact(ei_edge *e, const int32_t *tokens, const uint8_t *ma
             break;
         }
     if (first < 1) return 2; /* language-modelling sample: nothing to answer */
-    ei_edge_reset(e);
+    /* the sample's length is known: route as ei_edge_doc_eval (and the validation loss) does */
+    int64_t end = first;
+    while (end < n && mask[end]) end++;
+    ei_edge_begin(e, end - 1);
     if (ei_edge_feed(e, tokens, first, NULL, NULL, NULL, logits) != 0) return -1;
     for (int64_t t = first; t < n && mask[t]; t++) {
         int best = 0;
