@@ -1,0 +1,107 @@
+/* `ei compile`: an EdgeInfinite model (base model + trained gates + options) and a scenario become
+ * the fixed-shape graphs of one .eig file (deploy/lower.h), with the model config, the options,
+ * the scenario and the tokenizer's vocabulary in its metadata. */
+#include "cli/commands.h"
+#include "core/ei_args.h"
+#include "core/ei_error.h"
+#include "deploy/eig_write.h"
+#include "deploy/lower.h"
+#include "deploy/scenario.h"
+#include "formats/gates.h"
+#include "formats/model.h"
+#include "text/tokenizer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static ei_gtype weight_type(void *ctx, ei_tclass c, int layer) {
+    (void)c;
+    (void)layer;
+    return ((const ei_scenario *)ctx)->weights == 1 ? EI_GT_F16 : EI_GT_F32;
+}
+
+int ei_cmd_compile(int argc, char **argv) {
+    const char *model_path = NULL, *gates_path = NULL, *scen_path = NULL, *out = NULL, *tok_path = NULL;
+    ei_arg_list sets = {0};
+    ei_arg opts[] = {
+        {"model", EI_ARG_STR, &model_path, "PATH", "llama2.c .bin file or Hugging Face folder (required)"},
+        {"gates", EI_ARG_STR, &gates_path, "FILE",
+         "trained gate parameters (ei export); required for edgeinfinite scenarios"},
+        {"scenario", EI_ARG_STR, &scen_path, "FILE.yaml", "deployment scenario (configs/scenarios/NAME.yaml, required)"},
+        {"set", EI_ARG_LIST, &sets, "KEY=VALUE", "override a scenario key (e.g. scenario.tokens_per_call=64)"},
+        {"tokenizer", EI_ARG_STR, &tok_path, "PATH", "tokenizer stored in the file (default: the model's own)"},
+        {"output", EI_ARG_STR, &out, "FILE.eig", "graph file to write (required); also -o"},
+        {0}};
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "-o") == 0) argv[i] = "--output";
+    int rc = ei_args_parse(argc, argv, "ei compile",
+                           "Lowers the model into the fixed-shape prefill / decode graphs of a scenario (and the "
+                           "compress and routing graphs it needs) and writes them, with one copy of the weights, "
+                           "the model config, the options and the tokenizer, to a .eig file. `ei inspect` shows "
+                           "what it holds; `ei generate --graph` and `ei-eval` run it.",
+                           opts, NULL, NULL);
+    if (rc) return rc < 0 ? 2 : 0;
+    if (!model_path || !scen_path || !out) {
+        fprintf(stderr, "ei compile: error: --model, --scenario and --output are required (see --help)\n");
+        free(sets.items);
+        return 2;
+    }
+    int status = 1;
+    ei_model *m = NULL;
+    ei_gates *g = NULL;
+    ei_tokenizer *tok = NULL;
+    ei_eigw *w = NULL;
+    char *def_tok = NULL;
+    ei_scenario sc;
+    memset(&sc, 0, sizeof sc);
+    if (ei_scenario_load(&sc, scen_path, sets.items, sets.n) != 0) goto fail;
+    const ei_mode mode = ei_scenario_mode(&sc);
+    if (mode == EI_MODE_EDGEINFINITE && !gates_path) {
+        ei_error_set("%s: an edgeinfinite scenario needs --gates (or set scenario.mode: window)", scen_path);
+        goto fail;
+    }
+    if (mode != EI_MODE_EDGEINFINITE && gates_path) {
+        ei_error_set("--gates is only used by edgeinfinite scenarios (%s is '%s')", scen_path, ei_mode_name(mode));
+        goto fail;
+    }
+    if (!(m = ei_model_load(model_path))) goto fail;
+    ei_opts o;
+    ei_opts_default(&o);
+    if (gates_path && ei_gates_file_opts(gates_path, &o) != 0) goto fail;
+    if (ei_scenario_apply_opts(&sc, &o, gates_path != NULL) != 0 || ei_opts_validate(&o, &m->cfg) != 0) goto fail;
+    if (mode == EI_MODE_EDGEINFINITE) {
+        if (!(g = ei_gates_new(&m->cfg, o.gate, o.gate_init_bias)) || ei_gates_load(g, gates_path) != 0) goto fail;
+    }
+    if (!tok_path) tok_path = def_tok = ei_model_default_tokenizer(model_path, m->cfg.vocab_size);
+    if (tok_path && !(tok = ei_tokenizer_load(tok_path, m->cfg.vocab_size))) goto fail;
+    if (!tok) fprintf(stderr, "compile: warning: no tokenizer found beside the model; the file will hold no vocabulary\n");
+    if (!(w = ei_eigw_new()) || ei_eigw_set_config(w, &m->cfg) != 0) goto fail;
+    if (tok && ei_eigw_set_tokenizer(w, tok) != 0) goto fail;
+    char num[32];
+    snprintf(num, sizeof num, "%d", sc.max_new_tokens);
+    if (ei_eigw_set_kv(w, "SCEN", EI_SCEN_NAME, sc.name ? sc.name : "scenario") != 0 ||
+        ei_eigw_set_kv(w, "SCEN", EI_SCEN_MAX_NEW_TOKENS, num) != 0 ||
+        ei_eigw_set_kv(w, "SCEN", EI_SCEN_WEIGHTS, ei_scenario_weights_name(&sc)) != 0 ||
+        ei_eigw_set_kv(w, "SCEN", EI_SCEN_ACTIVATIONS, "float") != 0 ||
+        ei_eigw_set_kv(w, "SCEN", EI_SCEN_KV_CACHE, "f32") != 0)
+        goto fail;
+    ei_lower_spec spec = {m, g, mode, o, sc.tokens_per_call, sc.context, weight_type, &sc};
+    if (ei_lower(&spec, w) != 0 || ei_eigw_write(w, out) != 0) goto fail;
+    fprintf(stderr, "compile: %s: scenario '%s' (%s, N = %d, %s weights), %.1f MB of constants\n", out,
+            sc.name ? sc.name : "", ei_mode_name(mode), sc.tokens_per_call, ei_scenario_weights_name(&sc),
+            (double)ei_eigw_data_size(w) / 1e6);
+    status = 0;
+    goto done;
+fail:
+    ei_error_print("compile");
+done:
+    ei_eigw_free(w);
+    ei_tokenizer_free(tok);
+    free(def_tok);
+    ei_gates_free(g);
+    ei_model_free(m);
+    ei_scenario_free(&sc);
+    free(sets.items);
+    return status;
+}
