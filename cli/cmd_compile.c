@@ -24,10 +24,13 @@ static ei_gtype weight_type(void *ctx, ei_tclass c, int layer) {
 int ei_cmd_compile(int argc, char **argv) {
     const char *model_path = NULL, *gates_path = NULL, *scen_path = NULL, *out = NULL, *tok_path = NULL;
     ei_arg_list sets = {0};
+    int untrained = 0;
     ei_arg opts[] = {
         {"model", EI_ARG_STR, &model_path, "PATH", "llama2.c .bin file or Hugging Face folder (required)"},
         {"gates", EI_ARG_STR, &gates_path, "FILE",
          "trained gate parameters (ei export); required for edgeinfinite scenarios"},
+        {"untrained-gates", EI_ARG_FLAG, &untrained, NULL,
+         "edgeinfinite without --gates: gates at their initialisation (w = 0, b = gate_init_bias); for benchmarks"},
         {"scenario", EI_ARG_STR, &scen_path, "FILE.yaml", "deployment scenario (configs/scenarios/NAME.yaml, required)"},
         {"set", EI_ARG_LIST, &sets, "KEY=VALUE", "override a scenario key (e.g. scenario.tokens_per_call=64)"},
         {"tokenizer", EI_ARG_STR, &tok_path, "PATH", "tokenizer stored in the file (default: the model's own)"},
@@ -57,8 +60,13 @@ int ei_cmd_compile(int argc, char **argv) {
     memset(&sc, 0, sizeof sc);
     if (ei_scenario_load(&sc, scen_path, sets.items, sets.n) != 0) goto fail;
     const ei_mode mode = ei_scenario_mode(&sc);
-    if (mode == EI_MODE_EDGEINFINITE && !gates_path) {
-        ei_error_set("%s: an edgeinfinite scenario needs --gates (or set scenario.mode: window)", scen_path);
+    if (mode == EI_MODE_EDGEINFINITE && !gates_path && !untrained) {
+        ei_error_set("%s: an edgeinfinite scenario needs --gates (or --untrained-gates, or scenario.mode: window)",
+                     scen_path);
+        goto fail;
+    }
+    if (gates_path && untrained) {
+        ei_error_set("--gates and --untrained-gates exclude each other");
         goto fail;
     }
     if (mode != EI_MODE_EDGEINFINITE && gates_path) {
@@ -71,7 +79,8 @@ int ei_cmd_compile(int argc, char **argv) {
     if (gates_path && ei_gates_file_opts(gates_path, &o) != 0) goto fail;
     if (ei_scenario_apply_opts(&sc, &o, gates_path != NULL) != 0 || ei_opts_validate(&o, &m->cfg) != 0) goto fail;
     if (mode == EI_MODE_EDGEINFINITE) {
-        if (!(g = ei_gates_new(&m->cfg, o.gate, o.gate_init_bias)) || ei_gates_load(g, gates_path) != 0) goto fail;
+        if (!(g = ei_gates_new(&m->cfg, o.gate, o.gate_init_bias))) goto fail;
+        if (gates_path && ei_gates_load(g, gates_path) != 0) goto fail;
     }
     if (!tok_path) tok_path = def_tok = ei_model_default_tokenizer(model_path, m->cfg.vocab_size);
     if (tok_path && !(tok = ei_tokenizer_load(tok_path, m->cfg.vocab_size))) goto fail;

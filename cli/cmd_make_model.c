@@ -28,10 +28,9 @@ int ei_cmd_make_model(int argc, char **argv) {
         {"untied", EI_ARG_FLAG, &untied, NULL, "own classifier instead of the shared embedding"},
         {"layout", EI_ARG_STR, &layout, "llama2c|hf", "llama2.c checkpoint file or Hugging Face folder"},
         {"seed", EI_ARG_I64, &seed, "S", "seed of the weights"},
-        {"output", EI_ARG_STR, &out, "PATH", "file (llama2c) or folder (hf) to write (required); also -o"},
+        {"o", EI_ARG_STR, &out, "PATH", "file (llama2c) or folder (hf) to write (required)"},
+        {"output", EI_ARG_STR, &out, "PATH", "same as -o"},
         {0}};
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "-o") == 0) argv[i] = "--output";
     int rc = ei_args_parse(argc, argv, "ei make-model",
                            "Writes a Llama-family model with deterministic random weights (default: the ~100M "
                            "parameter benchmark model, dim 768, 12 layers, 12 heads, 4 KV heads, hidden 2048, "

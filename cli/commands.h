@@ -20,6 +20,7 @@ int ei_cmd_tokenize(int argc, char **argv);
 int ei_cmd_train(int argc, char **argv);
 int ei_cmd_export(int argc, char **argv);
 int ei_cmd_inspect(int argc, char **argv);
+int ei_cmd_compile(int argc, char **argv);
 int ei_cmd_make_model(int argc, char **argv);
 
 #endif

@@ -10,6 +10,7 @@ static const ei_command ei_commands[] = {
     {"export", ei_cmd_export, "checkpoint to gates.safetensors, or a merged model folder"},
     {"generate", ei_cmd_generate, "generate text (modes full, window, edgeinfinite)"},
     {"eval", ei_cmd_eval, "perplexity of a text (--ppl) or loss and exact match on a dataset (--data)"},
+    {"compile", ei_cmd_compile, "lower the model into the fixed-shape graphs of a scenario (.eig file)"},
     {"inspect", ei_cmd_inspect, "print what a .eig graph file holds: config, scenario, graphs, precisions"},
     {"tokenize", ei_cmd_tokenize, "text to token ids and back, for any supported tokenizer"},
     {"plot", ei_cmd_plot, "draw training and validation loss from metrics.jsonl as a PNG"},

@@ -28,6 +28,8 @@ static int record(ei_ir_emitter *e, const char *msg) {
 
 static int fail_op(ei_emitter *em, const char *msg) { return record(E(em), msg); }
 
+/* The tensor of a handle. The pointer is only valid until the next tensor is added (node() may
+ * grow the array): read what is needed before emitting. */
 static const ei_gtensor *T(ei_ir_emitter *e, ei_val *v) { return &e->g->tensors[IDX(v)]; }
 
 /* A new VALUE tensor written by one node. */
@@ -288,16 +290,18 @@ static ei_val *rmsnorm(ei_emitter *em, ei_val *x, ei_val *w, double eps) {
 static ei_val *linear(ei_emitter *em, ei_val *x, ei_val *w, ei_val *b) {
     ei_ir_emitter *e = E(em);
     if (!x || !w) return NULL;
-    const ei_gtensor *tx = T(e, x), *tw = T(e, w);
-    const int32_t K = tx->shape[tx->rank - 1], N = tw->shape[0];
+    /* tensor pointers do not survive node(): the tensor array may move */
+    const ei_gtensor *tx = T(e, x);
+    const int rank = tx->rank;
+    int32_t os[4];
+    memcpy(os, tx->shape, sizeof os);
+    const int32_t K = os[rank - 1], N = T(e, w)->shape[0];
     const int32_t M = (int32_t)(ei_gtensor_numel(tx) / (K ? K : 1));
     int32_t in[3] = {IDX(x), IDX(w), b ? IDX(b) : -1}, shape[2] = {M, N};
     ei_val *y = node(e, EI_OP_FULLY_CONNECTED, b ? 3 : 2, in, EI_GT_F32, 2, shape, NULL);
-    if (tx->rank == 2 || !y) return y;
-    int32_t os[4];
-    memcpy(os, T(e, x)->shape, sizeof os);
-    os[T(e, x)->rank - 1] = N;
-    return reshape32(e, y, T(e, x)->rank, os);
+    if (rank == 2 || !y) return y;
+    os[rank - 1] = N;
+    return reshape32(e, y, rank, os);
 }
 
 ei_val *ei_ir_gather(ei_ir_emitter *e, ei_val *x, ei_val *idx, int axis) {
