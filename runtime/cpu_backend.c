@@ -1,0 +1,253 @@
+/* The cpu backend: the vtable, prepare (validate, fuse, plan memory) and the execute loop. The op
+ * kernels are cpu_ops_*.c, the inner loops cpu_kern_*.c. */
+#include "runtime/cpu_internal.h"
+
+#include "core/ei_error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- parallel helpers */
+typedef struct {
+    ei_cpu_range_fn fn;
+    ei_cpu_range_tid_fn fn_tid;
+    void *ctx;
+    int64_t n, align;
+} par_ctx;
+
+static void par_tramp(void *p, int tid, int nth) {
+    const par_ctx *c = p;
+    int64_t lo, hi;
+    ei_tp_range(c->n, tid, nth, c->align, &lo, &hi);
+    if (lo >= hi) return;
+    if (c->fn) c->fn(c->ctx, lo, hi);
+    else c->fn_tid(c->ctx, tid, lo, hi);
+}
+
+static void par_run(ei_cpu_exec *x, par_ctx *c, int64_t min_chunk) {
+    if (c->n <= 0) return;
+    int64_t want = min_chunk > 0 ? c->n / min_chunk : c->n;
+    int nth = want < x->nth ? (int)(want < 1 ? 1 : want) : x->nth;
+    ei_tp_run_n(x->be->tp, nth, par_tramp, c);
+}
+
+void ei_cpu_parallel(ei_cpu_exec *x, int64_t n, int64_t align, int64_t min_chunk, ei_cpu_range_fn fn, void *ctx) {
+    par_ctx c = {fn, NULL, ctx, n, align};
+    par_run(x, &c, min_chunk);
+}
+
+void ei_cpu_parallel_tid(ei_cpu_exec *x, int64_t n, int64_t align, int64_t min_chunk, ei_cpu_range_tid_fn fn,
+                         void *ctx) {
+    par_ctx c = {NULL, fn, ctx, n, align};
+    par_run(x, &c, min_chunk);
+}
+
+int ei_cpu_fail(const ei_cpu_exec *x, const ei_cpu_step *s, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    const ei_gnode *n = &x->g->nodes[s->node];
+    if (s->fused)
+        return ei_error_set("graph '%s': nodes %d..%d (%s, fused %s): %s", x->g->name, s->first, s->node,
+                            ei_gop_name(n->op), s->fused == EI_CPU_FUSE_RMSNORM ? "RMSNorm" : "SwiGLU", msg);
+    return ei_error_set("graph '%s': node %d (%s): %s", x->g->name, s->node, ei_gop_name(n->op), msg);
+}
+
+/* ---------------------------------------------------------------- prepare */
+static void exec_free(ei_cpu_exec *x) {
+    if (!x) return;
+    x->magic = 0;
+    free(x->tplan);
+    free(x->steps);
+    free(x->arena);
+    free(x->scratch);
+    free(x->tscratch);
+    free(x->ptr);
+    free(x);
+}
+
+static void *alloc64(uint64_t bytes) {
+    void *p = NULL;
+    if (posix_memalign(&p, 64, (size_t)(bytes ? bytes : 64)) != 0) return NULL;
+    return p;
+}
+
+/* Per-step checks and constant set-up that would otherwise fail at every execute. */
+static int prepare_step(ei_cpu_exec *x, ei_cpu_step *s) {
+    const ei_graph *g = x->g;
+    const ei_gnode *n = &g->nodes[s->node];
+    if (s->fused) return 0;
+    if (n->op == EI_OP_FULLY_CONNECTED) {
+        char why[200];
+        if (ei_cpu_wmat_init(g, x->blob, n->in[1], &s->w, why, sizeof why)) return ei_cpu_fail(x, s, "%s", why);
+        const ei_gtensor *out = &g->tensors[n->out];
+        if (out->type == EI_GT_I4) return ei_cpu_fail(x, s, "i4 output not supported");
+    }
+    if (n->op == EI_OP_SOFTMAX) {
+        const ei_gtensor *t = &g->tensors[n->in[0]];
+        int32_t ax = ei_cpu_axis(n->p.softmax.axis, t->rank);
+        if (t->rank > 0 && ax != t->rank - 1 && t->shape[ax] > x->tscratch_n) x->tscratch_n = t->shape[ax];
+    }
+    /* Data-movement ops copy elements of one size; I4 packs two per byte, so only the ops that
+     * decode it take it. */
+    if (n->op != EI_OP_FULLY_CONNECTED && n->op != EI_OP_DEQUANTIZE) {
+        for (int32_t i = 0; i < n->n_in; i++)
+            if (g->tensors[n->in[i]].type == EI_GT_I4 && !(n->op == EI_OP_RESHAPE && s->view))
+                return ei_cpu_fail(x, s, "i4 input %d (%s) is only supported by FULLY_CONNECTED and DEQUANTIZE", i,
+                                   g->tensors[n->in[i]].name);
+    }
+    return 0;
+}
+
+static ei_backend_exec *cpu_prepare(ei_backend *b, const ei_graph *g, const uint8_t *blob, uint64_t blob_size) {
+    ei_cpu_backend *be = (ei_cpu_backend *)b;
+    if (!g) {
+        ei_error_set("cpu backend: no graph");
+        return NULL;
+    }
+    if (ei_graph_validate(g, blob_size)) return NULL;
+    if (blob_size && !blob) {
+        ei_error_set("graph %s: cpu backend: constant blob of %llu bytes is NULL", g->name,
+                     (unsigned long long)blob_size);
+        return NULL;
+    }
+    ei_cpu_exec *x = calloc(1, sizeof *x);
+    if (!x) goto oom;
+    x->magic = EI_CPU_EXEC_MAGIC;
+    x->be = be;
+    x->g = g;
+    x->blob = blob;
+    x->blob_size = blob_size;
+    x->k = be->k;
+    x->nth = ei_tp_threads(be->tp);
+    x->steps = calloc((size_t)(g->n_nodes ? g->n_nodes : 1), sizeof *x->steps);
+    x->ptr = calloc((size_t)(g->n_tensors ? g->n_tensors : 1), sizeof *x->ptr);
+    if (!x->steps || !x->ptr) goto oom;
+    x->n_steps = ei_cpu_fuse(g, blob, !be->opt.no_fuse, x->steps);
+    if (ei_cpu_plan(x)) goto fail;
+    for (int32_t i = 0; i < x->n_steps; i++) {
+        if (prepare_step(x, &x->steps[i])) goto fail;
+        x->steps[i].scratch = ei_cpu_step_scratch(x, &x->steps[i]);
+        if (x->steps[i].scratch > x->scratch_bytes) x->scratch_bytes = x->steps[i].scratch;
+    }
+    x->arena = alloc64(x->arena_bytes);
+    x->scratch = alloc64(x->scratch_bytes);
+    x->tscratch = malloc((size_t)(x->nth * (x->tscratch_n ? x->tscratch_n : 1)) * sizeof *x->tscratch);
+    if (!x->arena || !x->scratch || !x->tscratch) goto oom;
+    return (ei_backend_exec *)x;
+oom:
+    ei_error_set("graph %s: cpu backend: out of memory", g->name);
+fail:
+    exec_free(x);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- execute */
+static int run_step(ei_cpu_exec *x, const ei_cpu_step *s) {
+    if (s->fused == EI_CPU_FUSE_RMSNORM) return ei_cpu_op_rmsnorm(x, s);
+    if (s->fused == EI_CPU_FUSE_SWIGLU) return ei_cpu_op_swiglu(x, s);
+    switch (x->g->nodes[s->node].op) {
+    case EI_OP_GATHER: return ei_cpu_op_gather(x, s);
+    case EI_OP_FULLY_CONNECTED: return ei_cpu_op_fc(x, s);
+    case EI_OP_BATCH_MATMUL: return ei_cpu_op_bmm(x, s);
+    case EI_OP_ADD:
+    case EI_OP_SUB:
+    case EI_OP_MUL:
+    case EI_OP_DIV:
+    case EI_OP_MAXIMUM: return ei_cpu_op_binary(x, s);
+    case EI_OP_RSQRT:
+    case EI_OP_LOGISTIC:
+    case EI_OP_ELU:
+    case EI_OP_EXP: return ei_cpu_op_unary(x, s);
+    case EI_OP_MEAN: return ei_cpu_op_mean(x, s);
+    case EI_OP_SOFTMAX: return ei_cpu_op_softmax(x, s);
+    case EI_OP_CONCATENATION: return ei_cpu_op_concat(x, s);
+    case EI_OP_SLICE: return ei_cpu_op_slice(x, s);
+    case EI_OP_RESHAPE: return ei_cpu_op_copy(x, s);
+    case EI_OP_TRANSPOSE: return ei_cpu_op_transpose(x, s);
+    case EI_OP_QUANTIZE:
+    case EI_OP_DEQUANTIZE:
+    case EI_OP_CAST: return ei_cpu_op_convert(x, s);
+    case EI_OP_SELECT: return ei_cpu_op_select(x, s);
+    default: return ei_cpu_fail(x, s, "op not implemented by the cpu backend");
+    }
+}
+
+static int cpu_execute(ei_backend_exec *xe, void *const *bind) {
+    ei_cpu_exec *x = (ei_cpu_exec *)xe;
+    const ei_graph *g = x->g;
+    for (int32_t i = 0; i < g->n_tensors; i++) {
+        const ei_gtensor *t = &g->tensors[i];
+        const ei_cpu_tplan *p = &x->tplan[i];
+        switch (p->kind) {
+        case EI_CPU_ST_CONST: x->ptr[i] = (void *)(uintptr_t)(x->blob + t->offset); break;
+        case EI_CPU_ST_BIND:
+            if (!bind || !bind[i])
+                return ei_error_set("graph %s: %s tensor %d (%s) is not bound", g->name,
+                                    t->kind == EI_GK_INPUT ? "input" : "output", i, t->name);
+            x->ptr[i] = bind[i];
+            break;
+        case EI_CPU_ST_ARENA: x->ptr[i] = x->arena + p->off; break;
+        default: x->ptr[i] = NULL; break;
+        }
+    }
+    for (int32_t i = 0; i < g->n_tensors; i++)
+        if (x->tplan[i].kind == EI_CPU_ST_VIEW) x->ptr[i] = x->ptr[x->tplan[i].root];
+    for (int32_t i = 0; i < x->n_steps; i++) {
+        const ei_cpu_step *s = &x->steps[i];
+        if (s->view) continue;
+        x->scratch_used = 0;
+        if (run_step(x, s)) return -1;
+    }
+    return 0;
+}
+
+static void cpu_release(ei_backend_exec *xe) { exec_free((ei_cpu_exec *)xe); }
+
+int ei_backend_cpu_exec_info(const ei_backend_exec *xe, ei_cpu_exec_info *info) {
+    const ei_cpu_exec *x = (const ei_cpu_exec *)xe;
+    if (!x || x->magic != EI_CPU_EXEC_MAGIC) return -1;
+    memset(info, 0, sizeof *info);
+    for (int32_t i = 0; i < x->n_steps; i++) {
+        info->steps += !x->steps[i].view;
+        info->fused += x->steps[i].fused != EI_CPU_FUSE_NONE;
+    }
+    info->arena_bytes = x->arena_bytes;
+    info->scratch_bytes = x->scratch_bytes;
+    return 0;
+}
+
+static void cpu_destroy(ei_backend *b) {
+    ei_cpu_backend *be = (ei_cpu_backend *)b;
+    if (!be) return;
+    ei_tp_free(be->tp);
+    free(be);
+}
+
+static const ei_backend_ops cpu_ops = {"cpu", cpu_prepare, cpu_execute, cpu_release, cpu_destroy};
+
+ei_backend *ei_backend_cpu_new(const ei_cpu_options *o) {
+    ei_cpu_backend *be = calloc(1, sizeof *be);
+    if (!be) {
+        ei_error_set("cpu backend: out of memory");
+        return NULL;
+    }
+    if (o) be->opt = *o;
+    if (be->opt.threads < 1) be->opt.threads = 1;
+    be->base.ops = &cpu_ops;
+    be->k = be->opt.portable ? ei_cpu_kernels_portable() : ei_cpu_kernels_best();
+    be->tp = ei_tp_new(be->opt.threads);
+    if (!be->tp) {
+        free(be);
+        return NULL;
+    }
+    return &be->base;
+}
+
+const char *ei_backend_cpu_kernels(const ei_backend *b) {
+    return b && b->ops == &cpu_ops ? ((const ei_cpu_backend *)b)->k->name : NULL;
+}
