@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -26,6 +28,7 @@ static const char *type_name(const ei_cfg_key *k) {
     case EI_CFG_ENUM: return "one of";
     case EI_CFG_STRLIST: return "a list of strings";
     case EI_CFG_FLOATS: return "a list of numbers";
+    case EI_CFG_RECORDS: return "a list of mappings";
     }
     return "a value";
 }
@@ -100,36 +103,37 @@ static int is_quoted(const yaml_node_t *n) {
 
 static int node_line(const yaml_node_t *n) { return (int)n->start_mark.line + 1; }
 
-static int parse_number(const ei_cfg_key *k, const yaml_node_t *n, const char *where, double *out) {
+/* `name` is the key as messages show it: k->key, or "section.list[2].field" inside records. */
+static int parse_number(const ei_cfg_key *k, const char *name, const yaml_node_t *n, const char *where, double *out) {
     if (n->type != YAML_SCALAR_NODE || is_quoted(n) || is_null_scalar(n))
-        return ei_error_set("%s: %s: expected %s", where, k->key, "a number");
+        return ei_error_set("%s: %s: expected %s", where, name, "a number");
     const char *v = (const char *)n->data.scalar.value;
     char *end = NULL;
     errno = 0;
     double x = strtod(v, &end);
     if (end == v || *end || errno == ERANGE || !isfinite(x))
-        return ei_error_set("%s: %s: expected a finite number, got '%s'", where, k->key, v);
+        return ei_error_set("%s: %s: expected a finite number, got '%s'", where, name, v);
     if (k->min <= k->max && (x < k->min || x > k->max))
-        return ei_error_set("%s: %s: %s is out of range [%g, %g]", where, k->key, v, k->min, k->max);
+        return ei_error_set("%s: %s: %s is out of range [%g, %g]", where, name, v, k->min, k->max);
     *out = x;
     return 0;
 }
 
-static int parse_integer(const ei_cfg_key *k, const yaml_node_t *n, const char *where, long long lo,
-                         long long hi, long long *out) {
+static int parse_integer(const ei_cfg_key *k, const char *name, const yaml_node_t *n, const char *where,
+                         long long lo, long long hi, long long *out) {
     if (n->type != YAML_SCALAR_NODE || is_quoted(n) || is_null_scalar(n))
-        return ei_error_set("%s: %s: expected an integer", where, k->key);
+        return ei_error_set("%s: %s: expected an integer", where, name);
     const char *v = (const char *)n->data.scalar.value;
     char *end = NULL;
     errno = 0;
     long long x = strtoll(v, &end, 10);
     if (end == v || *end || errno == ERANGE)
-        return ei_error_set("%s: %s: expected an integer, got '%s'", where, k->key, v);
+        return ei_error_set("%s: %s: expected an integer, got '%s'", where, name, v);
     double mn = k->min, mx = k->max;
     if ((mn <= mx && ((double)x < mn || (double)x > mx)) || x < lo || x > hi) {
         if (mn <= mx)
-            return ei_error_set("%s: %s: %s is out of range [%.0f, %.0f]", where, k->key, v, mn, mx);
-        return ei_error_set("%s: %s: %s is out of range", where, k->key, v);
+            return ei_error_set("%s: %s: %s is out of range [%.0f, %.0f]", where, name, v, mn, mx);
+        return ei_error_set("%s: %s: %s is out of range", where, name, v);
     }
     *out = x;
     return 0;
@@ -168,26 +172,30 @@ static void strlist_free(ei_cfg_strlist *l) {
     l->n = 0;
 }
 
-/* Validates node against key i and stores it. On error dst is unchanged. */
-static int apply_value(ei_config *c, int i, yaml_document_t *doc, yaml_node_t *n, const char *where) {
-    const ei_cfg_key *k = &c->keys[i];
-    void *f = field(c, i);
+static int parse_records(const ei_cfg_key *k, const char *name, void *f, yaml_document_t *doc, yaml_node_t *n,
+                         const char *where, const char *file);
+
+/* Validates node against key k and stores it in the field f. name: the key as messages show it;
+ * where: "file:line" or "--set ..."; file: the file name when node lines mean something (records
+ * name each item's own line), else NULL. On error the field is unchanged. */
+static int store_value(const ei_cfg_key *k, const char *name, void *f, yaml_document_t *doc, yaml_node_t *n,
+                       const char *where, const char *file) {
     switch (k->type) {
     case EI_CFG_INT: {
         long long x;
-        if (parse_integer(k, n, where, INT_MIN, INT_MAX, &x)) return -1;
+        if (parse_integer(k, name, n, where, INT_MIN, INT_MAX, &x)) return -1;
         *(int *)f = (int)x;
         break;
     }
     case EI_CFG_I64: {
         long long x;
-        if (parse_integer(k, n, where, LLONG_MIN, LLONG_MAX, &x)) return -1;
+        if (parse_integer(k, name, n, where, LLONG_MIN, LLONG_MAX, &x)) return -1;
         *(int64_t *)f = (int64_t)x;
         break;
     }
     case EI_CFG_FLOAT: {
         double x;
-        if (parse_number(k, n, where, &x)) return -1;
+        if (parse_number(k, name, n, where, &x)) return -1;
         *(double *)f = x;
         break;
     }
@@ -198,12 +206,12 @@ static int apply_value(ei_config *c, int i, yaml_document_t *doc, yaml_node_t *n
             if (!strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on")) b = 1;
             if (!strcasecmp(v, "false") || !strcasecmp(v, "no") || !strcasecmp(v, "off")) b = 0;
         }
-        if (b < 0) return ei_error_set("%s: %s: expected true or false, got '%s'", where, k->key, v);
+        if (b < 0) return ei_error_set("%s: %s: expected true or false, got '%s'", where, name, v);
         *(int *)f = b;
         break;
     }
     case EI_CFG_STRING: {
-        if (n->type != YAML_SCALAR_NODE) return ei_error_set("%s: %s: expected a string", where, k->key);
+        if (n->type != YAML_SCALAR_NODE) return ei_error_set("%s: %s: expected a string", where, name);
         char *s = NULL;
         if (!is_null_scalar(n)) {
             s = strdup((const char *)n->data.scalar.value);
@@ -216,7 +224,7 @@ static int apply_value(ei_config *c, int i, yaml_document_t *doc, yaml_node_t *n
     case EI_CFG_ENUM: {
         const char *v = n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : "";
         int idx = n->type == YAML_SCALAR_NODE ? enum_index(k->choices, v) : -1;
-        if (idx < 0) return ei_error_set("%s: %s: expected one of %s, got '%s'", where, k->key, k->choices, v);
+        if (idx < 0) return ei_error_set("%s: %s: expected one of %s, got '%s'", where, name, k->choices, v);
         *(int *)f = idx;
         break;
     }
@@ -227,7 +235,7 @@ static int apply_value(ei_config *c, int i, yaml_document_t *doc, yaml_node_t *n
             beg = n->data.sequence.items.start;
             end = n->data.sequence.items.top;
         } else if (n->type != YAML_SCALAR_NODE || is_null_scalar(n)) {
-            return ei_error_set("%s: %s: expected a list of strings", where, k->key);
+            return ei_error_set("%s: %s: expected a list of strings", where, name);
         }
         int cnt = n->type == YAML_SCALAR_NODE ? 1 : (int)(end - beg);
         l.items = calloc((size_t)cnt + 1, sizeof(char *));
@@ -236,7 +244,7 @@ static int apply_value(ei_config *c, int i, yaml_document_t *doc, yaml_node_t *n
             yaml_node_t *e = n->type == YAML_SCALAR_NODE ? n : yaml_document_get_node(doc, beg[j]);
             if (!e || e->type != YAML_SCALAR_NODE || is_null_scalar(e)) {
                 strlist_free(&l);
-                return ei_error_set("%s: %s: element %d: expected a string", where, k->key, j + 1);
+                return ei_error_set("%s: %s: element %d: expected a string", where, name, j + 1);
             }
             l.items[l.n] = strdup((const char *)e->data.scalar.value);
             if (!l.items[l.n]) {
@@ -251,23 +259,33 @@ static int apply_value(ei_config *c, int i, yaml_document_t *doc, yaml_node_t *n
     }
     case EI_CFG_FLOATS: {
         if (n->type != YAML_SEQUENCE_NODE)
-            return ei_error_set("%s: %s: expected a list of %d numbers", where, k->key, k->count);
+            return ei_error_set("%s: %s: expected a list of %d numbers", where, name, k->count);
         yaml_node_item_t *beg = n->data.sequence.items.start, *end = n->data.sequence.items.top;
         if ((int)(end - beg) != k->count)
-            return ei_error_set("%s: %s: expected a list of %d numbers, got %d", where, k->key, k->count,
+            return ei_error_set("%s: %s: expected a list of %d numbers, got %d", where, name, k->count,
                                 (int)(end - beg));
         double tmp[64];
         if (k->count > 64) return ei_error_set("%s: schema: too many elements", k->key);
         for (int j = 0; j < k->count; j++) {
             yaml_node_t *e = yaml_document_get_node(doc, beg[j]);
-            if (!e) return ei_error_set("%s: %s: bad list element", where, k->key);
-            if (parse_number(k, e, where, &tmp[j])) return -1;
+            if (!e) return ei_error_set("%s: %s: bad list element", where, name);
+            if (parse_number(k, name, e, where, &tmp[j])) return -1;
         }
         memcpy(f, tmp, sizeof(double) * (size_t)k->count);
         break;
     }
+    case EI_CFG_RECORDS:
+        if (parse_records(k, name, f, doc, n, where, file)) return -1;
+        break;
     default: return ei_error_set("%s: schema: unknown type", k->key);
     }
+    return 0;
+}
+
+/* store_value into key i of c, recording where the value came from. */
+static int apply_value(ei_config *c, int i, yaml_document_t *doc, yaml_node_t *n, const char *where,
+                       const char *file) {
+    if (store_value(&c->keys[i], c->keys[i].key, field(c, i), doc, n, where, file)) return -1;
     char *o = strdup(where);
     if (!o) return ei_error_set("out of memory");
     free(c->origin[i]);
@@ -321,6 +339,8 @@ static void yaml_text_free(yaml_text *y) {
     if (y->have_doc) yaml_document_delete(&y->doc);
     yaml_parser_delete(&y->parser);
 }
+
+#include "config/ei_config_records.inc"
 
 static int load_text(ei_config *c, const char *text, size_t len, const char *name, int depth);
 
@@ -398,7 +418,7 @@ static int walk_mapping(ei_config *c, yaml_document_t *doc, yaml_node_t *m, cons
         if (idx >= 0) {
             char where[512];
             snprintf(where, sizeof where, "%s:%d", name, line);
-            rc = apply_value(c, idx, doc, vn, where);
+            rc = apply_value(c, idx, doc, vn, where, name);
         } else if (is_section(c, path)) {
             if (vn->type == YAML_MAPPING_NODE)
                 rc = walk_mapping(c, doc, vn, path, name, depth);
@@ -456,7 +476,7 @@ static int apply_text(ei_config *c, int idx, const char *value, const char *wher
         if (yaml_text_load(&y, "~", 1, where)) return -1;
         root = yaml_document_get_root_node(&y.doc);
     }
-    rc = apply_value(c, idx, &y.doc, root, where);
+    rc = apply_value(c, idx, &y.doc, root, where, NULL);
     yaml_text_free(&y);
     return rc;
 }
@@ -501,6 +521,15 @@ int ei_config_init(ei_config *c, const ei_cfg_key *keys, void *dst) {
         case EI_CFG_STRING: *(char **)f = NULL; break;
         case EI_CFG_STRLIST: memset(f, 0, sizeof(ei_cfg_strlist)); break;
         case EI_CFG_FLOATS: memset(f, 0, sizeof(double) * (size_t)keys[i].count); break;
+        case EI_CFG_RECORDS: {
+            memset(f, 0, sizeof(ei_cfg_records));
+            const ei_cfg_record_spec *spec = records_spec(&keys[i]);
+            if (!spec || !spec->fields || !spec->size) {
+                ei_config_release(c);
+                return ei_error_set("schema: %s: records without a spec (EI_CFG_RECORDS_SPEC)", keys[i].key);
+            }
+            break;
+        }
         default: ei_config_release(c); return ei_error_set("schema: %s: unknown type", keys[i].key);
         }
     }
@@ -537,6 +566,8 @@ void ei_config_release(ei_config *c) {
             *(char **)field(c, i) = NULL;
         } else if (c->keys[i].type == EI_CFG_STRLIST) {
             strlist_free((ei_cfg_strlist *)field(c, i));
+        } else if (c->keys[i].type == EI_CFG_RECORDS) {
+            ei_cfg_records_free((ei_cfg_records *)field(c, i), records_spec(&c->keys[i]));
         }
     }
     free(c->origin);
@@ -606,6 +637,12 @@ void ei_config_format_value(const ei_cfg_key *k, const void *dst, char *buf, siz
     const void *f = (const char *)dst + k->offset;
     buf[0] = '\0';
     switch (k->type) {
+    case EI_CFG_RECORDS: {
+        char *t = format_alloc(k, dst);
+        if (t) snprintf(buf, n, "%s", t);
+        free(t);
+        break;
+    }
     case EI_CFG_INT: snprintf(buf, n, "%d", *(const int *)f); break;
     case EI_CFG_I64: snprintf(buf, n, "%lld", (long long)*(const int64_t *)f); break;
     case EI_CFG_FLOAT: format_double(*(const double *)f, buf, n); break;
@@ -642,13 +679,17 @@ char *ei_config_dump(const ei_config *c) {
         size_t common = 0;
         for (size_t j = 0; key[j] && key[j] == prev[j]; j++)
             if (key[j] == '.') common = j + 1;
-        char val[4096];
-        ei_config_format_value(&c->keys[i], c->dst, val, sizeof val);
+        char *val = format_alloc(&c->keys[i], c->dst);
+        if (!val) {
+            free(out);
+            return NULL;
+        }
         size_t need = strlen(key) * 4 + strlen(val) + 64;
         if (len + need >= cap) {
             while (len + need >= cap) cap *= 2;
             char *n = realloc(out, cap);
             if (!n) {
+                free(val);
                 free(out);
                 return NULL;
             }
@@ -665,6 +706,7 @@ char *ei_config_dump(const ei_config *c) {
             p = dot + 1;
         }
         len += (size_t)snprintf(out + len, cap - len, "%*s%s: %s\n", depth * 2, "", p, val);
+        free(val);
         prev = key;
     }
     return out;
@@ -679,7 +721,14 @@ int ei_config_compare(const ei_cfg_key *keys, const void *a, const void *b, int 
         char va[1024], vb[1024];
         ei_config_format_value(k, a, va, sizeof va);
         ei_config_format_value(k, b, vb, sizeof vb);
-        if (strcmp(va, vb) == 0) continue;
+        int differ = strcmp(va, vb) != 0;
+        if (k->type == EI_CFG_RECORDS) { /* long lists: compare whole, not the truncated texts */
+            char *fa = format_alloc(k, a), *fb = format_alloc(k, b);
+            differ = !fa || !fb || strcmp(fa, fb) != 0;
+            free(fa);
+            free(fb);
+        }
+        if (!differ) continue;
         if (buf && used < n)
             used += (size_t)snprintf(buf + used, n - used, "%s%s: %s -> %s", diffs ? "; " : "", k->key, va, vb);
         diffs++;
@@ -694,13 +743,30 @@ void ei_config_print_schema(const ei_cfg_key *keys, FILE *fp) {
             snprintf(range, sizeof range, " in [%.0f, %.0f]", k->min, k->max);
         else if ((k->type == EI_CFG_FLOAT || k->type == EI_CFG_FLOATS) && k->min <= k->max)
             snprintf(range, sizeof range, " in [%g, %g]", k->min, k->max);
-        char type[160];
+        char type[512];
         if (k->type == EI_CFG_ENUM) snprintf(type, sizeof type, "%s", k->choices);
+        else if (k->type == EI_CFG_RECORDS && records_spec(k)) {
+            size_t u = (size_t)snprintf(type, sizeof type, "list of {");
+            for (const ei_cfg_key *fk = records_spec(k)->fields; fk->key && u < sizeof type; fk++)
+                u += (size_t)snprintf(type + u, sizeof type - u, "%s%s", fk == records_spec(k)->fields ? "" : ", ", fk->key);
+            if (u < sizeof type) snprintf(type + u, sizeof type - u, "}");
+        }
         else if (k->type == EI_CFG_FLOATS) snprintf(type, sizeof type, "%d numbers", k->count);
         else snprintf(type, sizeof type, "%s", type_name(k) + (strncmp(type_name(k), "an ", 3) == 0 ? 3
                                                                : strncmp(type_name(k), "a ", 2) == 0 ? 2 : 0));
         fprintf(fp, "  %-32s %s%s; default %s%s\n      %s\n", k->key, type, range, k->def ? k->def : "none",
                 k->flags & EI_CFG_REQUIRED ? " (required)" : "", k->help ? k->help : "");
+        if (k->type == EI_CFG_RECORDS && records_spec(k)) {
+            char prefix[300];
+            snprintf(prefix, sizeof prefix, "%s[].", k->key);
+            for (const ei_cfg_key *fk = records_spec(k)->fields; fk->key; fk++) {
+                ei_cfg_key row = *fk;
+                char name[400];
+                snprintf(name, sizeof name, "%s%s", prefix, fk->key);
+                row.key = name;
+                ei_config_print_schema((const ei_cfg_key[]){row, {0}}, fp);
+            }
+        }
     }
 }
 
@@ -759,9 +825,9 @@ int ei_cfg_schema_add_prefixed(ei_cfg_schema *s, const char *prefix, size_t base
     snprintf(key, len, "%s%s%s", prefix && *prefix ? prefix : "", prefix && *prefix ? "." : "", row->key);
     int rc = schema_strdup(s, key, &r.key);
     free(key);
-    if (rc || schema_strdup(s, row->def, &r.def) || schema_strdup(s, row->choices, &r.choices) ||
-        schema_strdup(s, row->help, &r.help))
-        return -1;
+    if (rc || schema_strdup(s, row->def, &r.def) || schema_strdup(s, row->help, &r.help)) return -1;
+    /* a records spec is a pointer carried in choices: copied as is (it must outlive s) */
+    if (row->type != EI_CFG_RECORDS && schema_strdup(s, row->choices, &r.choices)) return -1;
     r.offset = base + row->offset;
     return schema_push(s, &r);
 }

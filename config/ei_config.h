@@ -26,6 +26,9 @@
  *   EI_CFG_ENUM    int           index into `choices` ("token|head" -> 0 or 1)
  *   EI_CFG_STRLIST ei_cfg_strlist  malloc'd array of malloc'd strings
  *   EI_CFG_FLOATS  double[count] a YAML list of exactly `count` numbers, each range checked
+ *   EI_CFG_RECORDS ei_cfg_records  a YAML list of mappings ("records"), each checked against a
+ *                  nested schema (ei_cfg_record_spec, given through `choices` with
+ *                  EI_CFG_RECORDS_SPEC); see below
  * ei_config_release frees every string the loader put in the struct. */
 #ifndef EI_CONFIG_H
 #define EI_CONFIG_H
@@ -43,6 +46,7 @@ typedef enum {
     EI_CFG_ENUM,
     EI_CFG_STRLIST,
     EI_CFG_FLOATS,
+    EI_CFG_RECORDS,
 } ei_cfg_type;
 
 /* Key flags. */
@@ -62,11 +66,65 @@ typedef struct {
     size_t offset;       /* offsetof(struct, field) */
     double min, max;     /* inclusive range for numbers; no check when min > max */
     const char *def;     /* default as YAML scalar/flow text ("1e-3", "[0.9, 0.999]"); NULL: none */
-    const char *choices; /* EI_CFG_ENUM: "a|b|c" */
+    const char *choices; /* EI_CFG_ENUM: "a|b|c"; EI_CFG_RECORDS: EI_CFG_RECORDS_SPEC(&spec) */
     int count;           /* EI_CFG_FLOATS: number of elements */
     int flags;
     const char *help;
 } ei_cfg_key;
+
+/* ---- lists of records (EI_CFG_RECORDS)
+ *
+ *   precision:
+ *     plan:
+ *       - {layers: 0-3, class: down, scheme: w8}
+ *       - layers: 4
+ *         scheme: w4g32
+ *
+ * The value of a records key is a YAML list (block or flow; null or [] for none) whose items are
+ * mappings. Each item is one C struct of `size` bytes described by `fields`: rows like the
+ * top-level ones, but with plain names (no dots) and offsets into the item struct. For each item
+ * the loader sets the fields' defaults, applies the item's keys (unknown and duplicate keys, wrong
+ * types and ranges are errors), checks its EI_CFG_REQUIRED fields, then calls `check` (optional),
+ * which may validate across fields and fill fields of the struct that are not in `fields` (parsed
+ * forms of strings, say). Errors name the item and its field with the field's own line:
+ *   scenario.yaml:12: precision.plan[2].scheme: unknown scheme 'w5' (choices: ...)
+ * Items are numbered from 0. A later file or `--set` replaces the whole list; a failed load leaves
+ * the previous list in place. The dump writes a records value as a flow list of flow mappings,
+ * every field in schema order, which loads back to the same records.
+ *
+ * The spec travels in the key's `choices` (ei_cfg_key cannot grow: positional tables would miss an
+ * initializer): {"precision.plan", EI_CFG_RECORDS, off, 1, 0, "[]", EI_CFG_RECORDS_SPEC(&spec), ...}.
+ * Records may nest (a field of type EI_CFG_RECORDS). ei_cfg_schema_add_prefixed copies the spec
+ * pointer, not the spec: it must outlive the schema. */
+typedef struct ei_cfg_record_ctx ei_cfg_record_ctx; /* the item being checked: for messages */
+
+typedef struct {
+    const ei_cfg_key *fields; /* {0}-terminated */
+    size_t size;              /* bytes of one item */
+    /* Called once per item after its fields; returns 0, or -1 with an error from
+     * ei_cfg_record_error. NULL: no check. */
+    int (*check)(void *item, const ei_cfg_record_ctx *rc);
+    /* Frees what check allocated (fields of the schema are freed by the loader); also called for
+     * items whose check did not run (items start zeroed). NULL: nothing. */
+    void (*release)(void *item);
+} ei_cfg_record_spec;
+
+typedef struct {
+    void *items; /* n items of spec->size bytes, malloc'd; NULL when n == 0 */
+    int n;
+} ei_cfg_records;
+
+#define EI_CFG_RECORDS_SPEC(spec) ((const char *)(const void *)(spec))
+
+/* Sets ei_error to "<where>: <path>[.field]: <message>" for the item being checked, with the line
+ * of that field (of the item when field is NULL or absent from the item), and returns -1. */
+int ei_cfg_record_error(const ei_cfg_record_ctx *rc, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Index of the item being checked in its list, and its path ("precision.plan[2]"). */
+int ei_cfg_record_index(const ei_cfg_record_ctx *rc);
+const char *ei_cfg_record_path(const ei_cfg_record_ctx *rc);
+/* Frees every item (strings, lists, nested records, spec->release) and empties the list. */
+void ei_cfg_records_free(ei_cfg_records *r, const ei_cfg_record_spec *spec);
 
 /* A config being built: the schema, the destination struct and where each key got its value. */
 typedef struct {
