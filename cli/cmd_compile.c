@@ -10,15 +10,22 @@
 #include "formats/gates.h"
 #include "formats/model.h"
 #include "text/tokenizer.h"
+#include "train/edge_session.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static ei_gtype weight_type(void *ctx, ei_tclass c, int layer) {
-    (void)c;
-    (void)layer;
-    return ((const ei_scenario *)ctx)->weights == 1 ? EI_GT_F16 : EI_GT_F32;
+/* The plan's scheme for a weight; a w4 group that does not divide the rows falls back (noted). */
+static ei_qscheme weight_scheme(void *ctx, ei_tclass c, int layer, int64_t cols) {
+    const ei_scenario *sc = ctx;
+    int changed = 0;
+    ei_qscheme s = ei_qplan_resolve_fit(&sc->plan, c, layer, cols, &changed);
+    if (changed)
+        fprintf(stderr, "compile: note: %s of layer %d (%lld columns) stored as %s: the plan's scheme %s does not fit\n",
+                ei_tclass_name(c), layer, (long long)cols, ei_qscheme_name(s),
+                ei_qscheme_name(ei_qplan_resolve(&sc->plan, c, layer)));
+    return s;
 }
 
 int ei_cmd_compile(int argc, char **argv) {
@@ -78,6 +85,7 @@ int ei_cmd_compile(int argc, char **argv) {
     ei_opts_default(&o);
     if (gates_path && ei_gates_file_opts(gates_path, &o) != 0) goto fail;
     if (ei_scenario_apply_opts(&sc, &o, gates_path != NULL) != 0 || ei_opts_validate(&o, &m->cfg) != 0) goto fail;
+    if (mode != EI_MODE_FULL) ei_opts_warn_context("ei compile", &o, &m->cfg); /* the one context check */
     if (mode == EI_MODE_EDGEINFINITE) {
         if (!(g = ei_gates_new(&m->cfg, o.gate, o.gate_init_bias))) goto fail;
         if (gates_path && ei_gates_load(g, gates_path) != 0) goto fail;
@@ -92,10 +100,16 @@ int ei_cmd_compile(int argc, char **argv) {
     if (ei_eigw_set_kv(w, "SCEN", EI_SCEN_NAME, sc.name ? sc.name : "scenario") != 0 ||
         ei_eigw_set_kv(w, "SCEN", EI_SCEN_MAX_NEW_TOKENS, num) != 0 ||
         ei_eigw_set_kv(w, "SCEN", EI_SCEN_WEIGHTS, ei_scenario_weights_name(&sc)) != 0 ||
-        ei_eigw_set_kv(w, "SCEN", EI_SCEN_ACTIVATIONS, "float") != 0 ||
-        ei_eigw_set_kv(w, "SCEN", EI_SCEN_KV_CACHE, "f32") != 0)
+        ei_eigw_set_kv(w, "SCEN", EI_SCEN_ACTIVATIONS, ei_qact_name(sc.plan.activations)) != 0 ||
+        ei_eigw_set_kv(w, "SCEN", EI_SCEN_KV_CACHE, ei_qkv_name(sc.plan.kv_cache)) != 0)
         goto fail;
-    ei_lower_spec spec = {m, g, mode, o, sc.tokens_per_call, sc.context, weight_type, &sc};
+    if (sc.plan.activations != EI_QA_FLOAT || sc.plan.kv_cache != EI_QKV_F32) {
+        ei_error_set("%s: precision.activations %s / kv_cache %s are not lowered yet (float / f32 are)", scen_path,
+                     ei_qact_name(sc.plan.activations), ei_qkv_name(sc.plan.kv_cache));
+        goto fail;
+    }
+    if (ei_qplan_check(&sc.plan, m->cfg.n_layers) != 0) goto fail;
+    ei_lower_spec spec = {m, g, mode, o, sc.tokens_per_call, sc.context, weight_scheme, &sc};
     if (ei_lower(&spec, w) != 0 || ei_eigw_write(w, out) != 0) goto fail;
     fprintf(stderr, "compile: %s: scenario '%s' (%s, N = %d, %s weights), %.1f MB of constants\n", out,
             sc.name ? sc.name : "", ei_mode_name(mode), sc.tokens_per_call, ei_scenario_weights_name(&sc),

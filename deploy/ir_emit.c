@@ -2,6 +2,7 @@
 
 #include "core/ei_error.h"
 #include "core/ei_half.h"
+#include "deploy/quant.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -77,20 +78,26 @@ static int const_offset(ei_ir_emitter *e, const char *key, const void *data, uin
     return 0;
 }
 
-/* A CONST tensor of this graph named key over shared data (made once per graph). */
-static ei_val *const_tensor(ei_ir_emitter *e, const char *key, ei_gtype type, int rank, const int32_t *shape,
-                            const void *data, uint64_t size) {
-    int32_t t = ei_graph_find(e->g, key);
+/* A CONST tensor of this graph named name over the shared data of key (made once per graph; two
+ * tensors may view the same data with other quantisation parameters). */
+static ei_val *const_view(ei_ir_emitter *e, const char *key, const char *name, ei_gtype type, int rank,
+                          const int32_t *shape, const void *data, uint64_t size) {
+    int32_t t = ei_graph_find(e->g, name);
     if (t >= 0) return VAL(t);
     uint64_t off;
     if (const_offset(e, key, data, size, &off) != 0) return NULL;
-    if ((t = ei_graph_add_tensor(e->g, key, type, EI_GK_CONST, rank, shape)) < 0) {
+    if ((t = ei_graph_add_tensor(e->g, name, type, EI_GK_CONST, rank, shape)) < 0) {
         record(e, ei_error_get());
         return NULL;
     }
     e->g->tensors[t].offset = off;
     e->g->tensors[t].size = size;
     return VAL(t);
+}
+
+static ei_val *const_tensor(ei_ir_emitter *e, const char *key, ei_gtype type, int rank, const int32_t *shape,
+                            const void *data, uint64_t size) {
+    return const_view(e, key, key, type, rank, shape, data, size);
 }
 
 ei_val *ei_ir_const_f32(ei_ir_emitter *e, const char *key, const float *data, int rank, const int32_t *shape) {
@@ -114,6 +121,30 @@ static int leaf_slot(const ei_ir_emitter *e, ei_tclass c, int layer) {
     return (int)c * (nl + 1) + (ei_tclass_per_layer(c) ? layer : nl);
 }
 
+/* A quantised weight: the data tensor (quant parameters pointing at its scales tensor) over
+ * shared constants. as_table: the gather form of a w8 embedding (per-tensor scale 1: the integers
+ * themselves; the per-row scales are applied after the gather). */
+static ei_val *quant_tensor(ei_ir_emitter *e, const char *key, const ei_qtensor *q, ei_qscheme s, int as_table,
+                            int32_t *scales_out) {
+    const ei_qscheme_info qi = ei_qscheme_describe(s);
+    const int32_t sh[2] = {(int32_t)q->rows, (int32_t)q->cols};
+    char sk[112], dk[112];
+    snprintf(sk, sizeof sk, "%s.scales", key);
+    snprintf(dk, sizeof dk, "%s%s", key, as_table ? ".table" : "");
+    int32_t ss[2] = {(int32_t)q->rows, qi.kind == EI_GQ_GROUP ? (int32_t)(q->cols / qi.group) : 1};
+    ei_val *sc = const_tensor(e, sk, qi.scale_type, qi.kind == EI_GQ_GROUP ? 2 : 1, ss, q->scales, q->scale_bytes);
+    if (!sc) return NULL;
+    int32_t t = ei_graph_find(e->g, dk);
+    if (t < 0) {
+        ei_val *d = const_view(e, key, dk, qi.type, 2, sh, q->data, q->data_bytes);
+        if (!d) return NULL;
+        t = IDX(d);
+        e->g->tensors[t].q = as_table ? (ei_gquant){EI_GQ_TENSOR, 1.0f, 0, 0, 0, -1} : ei_qscheme_gquant(s, IDX(sc));
+    }
+    if (scales_out) *scales_out = IDX(sc);
+    return VAL(t);
+}
+
 static ei_val *weight(ei_emitter *em, ei_tclass c, int l) {
     ei_ir_emitter *e = E(em);
     if (ei_tclass_per_layer(c) && (l < 0 || l >= e->m->cfg.n_layers)) return NULL;
@@ -121,7 +152,10 @@ static ei_val *weight(ei_emitter *em, ei_tclass c, int l) {
     if (e->leaf[s] >= 0) return VAL(e->leaf[s]);
     int64_t shape[2];
     int nd = ei_tclass_shape(&e->m->cfg, em->gate, c, shape);
-    if (!nd) return c == EI_TC_CLASSIFIER ? weight(em, EI_TC_EMBEDDING, -1) : NULL; /* tied, or absent */
+    const int tied = !nd && c == EI_TC_CLASSIFIER && e->m->cfg.tie_embeddings;
+    if (tied) nd = ei_tclass_shape(&e->m->cfg, em->gate, EI_TC_EMBEDDING, shape);
+    if (!nd) return NULL; /* absent (biases of a model without them, head-gate weights) */
+    const ei_tclass src_cls = tied ? EI_TC_EMBEDDING : c;
     const int is_gate = c == EI_TC_MEMORY_GATE || c == EI_TC_MEMORY_GATE_BIAS;
     const float *src;
     if (is_gate) {
@@ -131,39 +165,60 @@ static ei_val *weight(ei_emitter *em, ei_tclass c, int l) {
         }
         src = e->gates->data + (c == EI_TC_MEMORY_GATE ? ei_gates_w_offset(e->gates, l) : ei_gates_b_offset(e->gates, l));
     } else {
-        src = ei_model_weight(e->m, c, l);
+        src = ei_model_weight(e->m, src_cls, l);
     }
     if (!src) return NULL;
-    const int64_t numel = shape[0] * (nd == 2 ? shape[1] : 1);
-    for (int64_t i = 0; i < numel; i++)
-        if (!isfinite(src[i])) {
-            char msg[160];
-            snprintf(msg, sizeof msg, "lowering: tensor %s of layer %d holds a non-finite value at %lld", ei_tclass_name(c),
-                     l, (long long)i);
-            record(e, msg);
-            return NULL;
-        }
-    /* the memory path and the gate stay float32 (DESIGN 6.1); norms too: they are tiny */
-    ei_gtype type = EI_GT_F32;
-    if (e->weight_type && !is_gate && nd == 2) type = e->weight_type(e->weight_type_ctx, c, l);
+    const int64_t rows = shape[0], cols = nd == 2 ? shape[1] : 1, numel = rows * cols;
+    /* the memory path and the gate stay float32 (DESIGN 6.1); norms and biases too: they are tiny */
+    ei_qscheme sch = EI_QW_F32;
+    if (e->weight_scheme && !is_gate && nd == 2) sch = e->weight_scheme(e->weight_scheme_ctx, src_cls, l, cols);
+    /* the embedding table is gathered: no I4 there (a tied classifier shares it) */
+    if ((src_cls == EI_TC_EMBEDDING) && sch >= EI_QW_W4G32) sch = EI_QW_W8;
     char key[64];
-    snprintf(key, sizeof key, "w.%s.%d.%s", ei_tclass_name(c), l, ei_gtype_name(type));
-    const int32_t sh[2] = {(int32_t)shape[0], nd == 2 ? (int32_t)shape[1] : 1};
-    ei_val *v;
-    if (type == EI_GT_F16) {
-        uint16_t *h = malloc((size_t)numel * 2);
-        if (!h) {
-            record(e, "lowering: out of memory");
-            return NULL;
-        }
-        for (int64_t i = 0; i < numel; i++) h[i] = ei_f32_to_f16(src[i]);
-        v = const_tensor(e, key, EI_GT_F16, nd, sh, h, (uint64_t)numel * 2);
-        free(h);
-    } else if (type == EI_GT_F32) {
+    snprintf(key, sizeof key, "w.%s.%d.%s", ei_tclass_name(src_cls), l, ei_qscheme_name(sch));
+    const int32_t sh[2] = {(int32_t)rows, (int32_t)cols};
+    ei_val *v = NULL;
+    if (sch == EI_QW_F32) {
+        for (int64_t i = 0; i < numel; i++)
+            if (!isfinite(src[i])) {
+                char msg[160];
+                snprintf(msg, sizeof msg, "lowering: tensor %s of layer %d holds a non-finite value at %lld",
+                         ei_tclass_name(c), l, (long long)i);
+                record(e, msg);
+                return NULL;
+            }
         v = const_tensor(e, key, EI_GT_F32, nd, sh, src, (uint64_t)numel * 4);
     } else {
-        record(e, "lowering: quantised weight schemes are applied by the quantiser");
-        return NULL;
+        /* quantise once per file (the constant cache keeps it); graphs after the first find it */
+        int32_t have = -1;
+        for (int i = 0; i < e->n_consts; i++)
+            if (strcmp(e->consts[i].key, key) == 0) have = i;
+        ei_qtensor q = {0};
+        char name[64];
+        snprintf(name, sizeof name, "%s (layer %d)", ei_tclass_name(src_cls), l);
+        if (have < 0 || sch == EI_QW_F16) {
+            if (ei_qtensor_quantize(&q, name, src, rows, cols, sch, &e->qopts) != 0) {
+                record(e, ei_error_get());
+                return NULL;
+            }
+            if (have < 0) {
+                e->q_sse += q.stats.sse;
+                e->q_sum_sq += q.stats.sum_sq;
+            }
+        } else {
+            /* sizes only: const_tensor finds the data by key */
+            q.scheme = sch, q.rows = rows, q.cols = cols;
+            ei_qscheme_bytes(sch, rows, cols, &q.data_bytes, &q.scale_bytes);
+        }
+        if (sch == EI_QW_F16) {
+            v = const_tensor(e, key, EI_GT_F16, nd, sh, q.data, q.data_bytes);
+        } else {
+            const int table = c == EI_TC_EMBEDDING;
+            int32_t scales = -1;
+            v = quant_tensor(e, key, &q, sch, table, &scales);
+            if (v && table) e->emb_scales = scales;
+        }
+        ei_qtensor_free(&q);
     }
     if (v) e->leaf[s] = IDX(v);
     return v;
@@ -323,6 +378,17 @@ static ei_val *embedding(ei_emitter *em, ei_val *table, ei_val *ids) {
     ei_ir_emitter *e = E(em);
     ei_val *x = ei_ir_gather(e, table, ids, 0);
     if (!x || T(e, x)->type == EI_GT_F32) return x;
+    if (T(e, x)->type == EI_GT_I8) { /* w8 table: the gathered integers times their rows' scales */
+        const ei_gtensor *t = T(e, x);
+        int32_t in = IDX(x), shape[4], n = t->shape[0];
+        memcpy(shape, t->shape, sizeof shape);
+        ei_val *f = node(e, EI_OP_DEQUANTIZE, 1, &in, EI_GT_F32, t->rank, shape, NULL);
+        const ei_gtensor *st = &e->g->tensors[e->emb_scales];
+        ei_val *sc = reshape32(e, VAL(e->emb_scales), 2, (const int32_t[]){st->shape[0], 1});
+        ei_val *rs = ei_ir_gather(e, sc, ids, 0); /* [n, 1] */
+        (void)n;
+        return binary_op(e, EI_OP_MUL, f, rs);
+    }
     /* a half-precision table: the activations stay float32 */
     const ei_gtensor *t = T(e, x);
     int32_t in = IDX(x), shape[4];
@@ -504,6 +570,7 @@ int ei_ir_emitter_init(ei_ir_emitter *e, ei_eigw *w, const ei_model *m, const ei
     e->w = w;
     e->m = m;
     e->gates = gates;
+    ei_qopts_default(&e->qopts);
     e->leaf = malloc(sizeof(int32_t) * EI_TC_COUNT * ((size_t)m->cfg.n_layers + 1));
     return e->leaf ? 0 : ei_error_set("lowering: out of memory");
 }
@@ -518,6 +585,7 @@ void ei_ir_emitter_free(ei_ir_emitter *e) {
 void ei_ir_emitter_begin(ei_ir_emitter *e, ei_graph *g) {
     e->g = g;
     e->counter = 0;
+    e->emb_scales = -1;
     for (size_t i = 0; i < EI_TC_COUNT * ((size_t)e->m->cfg.n_layers + 1); i++) e->leaf[i] = -1;
 }
 

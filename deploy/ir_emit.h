@@ -16,9 +16,11 @@
  * checked for being consistent with that.
  *
  * Weights and constants are added once to the .eig writer and shared by every graph of the file
- * (a cache keyed by tensor class and layer, and by value for small constants). Weight element
- * types come from `ei_ir_weight_type` (a precision plan; float32 by default). The memory-gate
- * parameters come from `gates`.
+ * (a cache keyed by tensor class, layer and scheme, and by value for small constants). Weight
+ * schemes come from `weight_scheme` (a precision plan; float32 by default): f16, w8 (I8 rows with
+ * per-row F32 scales: CHANNEL on axis 0) and w4gG (packed I4 with F16 scales per group of G input
+ * channels: GROUP on axis 1) are quantised here (deploy/quant.h: MSE-searched scales) and stored
+ * as the .eig constants. The memory-gate parameters come from `gates`.
  *
  * Ownership: the emitter borrows the writer, the model and the gates; it owns the shared constant
  * cache (ei_ir_emitter_free). A graph being built is set with ei_ir_emitter_begin and stays the
@@ -27,6 +29,7 @@
 #define EI_DEPLOY_IR_EMIT_H
 
 #include "deploy/eig_write.h"
+#include "deploy/quant.h"
 #include "formats/gates.h"
 #include "formats/model.h"
 #include "model/recipe.h"
@@ -37,9 +40,11 @@
  * real score to it stays finite (unlike -inf, whose sums can turn into NaN). */
 #define EI_IR_MASKED EI_MASKED_BIAS
 
-/* Element type of a weight of (class, layer): EI_GT_F32 or EI_GT_F16 (quantised schemes are set
- * by the quantiser through the same hook). */
-typedef ei_gtype (*ei_ir_weight_type_fn)(void *ctx, ei_tclass c, int layer);
+/* Scheme of the weight matrix of (class, layer) with rows of cols elements (a precision plan,
+ * deploy/quant_plan.h); NULL hook: float32. Norms, biases and the memory gate stay float32; the
+ * embedding table is gathered, so it takes at most w8 (per-row scales gathered with it), and a tied
+ * classifier shares its data. */
+typedef ei_qscheme (*ei_ir_weight_scheme_fn)(void *ctx, ei_tclass c, int layer, int64_t cols);
 
 typedef struct ei_ir_const ei_ir_const; /* shared constant cache entry */
 
@@ -49,11 +54,14 @@ typedef struct {
     ei_eigw *w;
     const ei_model *m;
     const ei_gates *gates;
-    ei_ir_weight_type_fn weight_type;
-    void *weight_type_ctx;
+    ei_ir_weight_scheme_fn weight_scheme;
+    void *weight_scheme_ctx;
+    ei_qopts qopts;            /* scale search of the quantiser */
+    double q_sse, q_sum_sq;    /* quantisation error energy of every weight so far */
     ei_ir_const *consts; /* shared across graphs */
     int n_consts, cap_consts;
     int32_t *leaf;       /* per graph: [EI_TC_COUNT * (n_layers + 1)] tensor index of a weight, or -1 */
+    int32_t emb_scales;  /* per graph: the per-row scales of a quantised embedding table, or -1 */
     int counter;         /* unique names */
     int failed;
     char first_error[256];

@@ -55,7 +55,7 @@ static int build_step(ei_ir_emitter *em, ei_eigw *w, const char *name, int n, in
     for (int l = 0; ok && l < c->n_layers; l++) {
         const int32_t cs[3] = {slots, Hkv, d};
         ei_val *kc = layer_input(em, EI_FMT_KC, l, 3, cs), *vc = layer_input(em, EI_FMT_VC, l, 3, cs);
-        ei_qkv qkv;
+        ei_attn_qkv qkv;
         ok = ei_recipe_qkv(&em->base, l, x, n, &qkv) == 0;
         ei_attn_in a = {0};
         a.n_parts = 2;
@@ -113,8 +113,8 @@ int ei_lower(const ei_lower_spec *s, ei_eigw *w) {
     if (s->tokens_per_call < 1) return ei_error_set("lowering: tokens per call must be >= 1");
     ei_ir_emitter em;
     if (ei_ir_emitter_init(&em, w, s->m, s->mode == EI_MODE_EDGEINFINITE ? s->gates : NULL, s->o.gate) != 0) return -1;
-    em.weight_type = s->weight_type;
-    em.weight_type_ctx = s->weight_type_ctx;
+    em.weight_scheme = s->weight_scheme;
+    em.weight_scheme_ctx = s->weight_scheme_ctx;
     const int N = s->tokens_per_call;
     int rc = 0, slots, base = ei_lower_base_slots(&s->o, cfg, s->mode);
     if (s->mode == EI_MODE_FULL) {

@@ -26,8 +26,8 @@ typedef struct {
     ei_opts o;
     int tokens_per_call;   /* N */
     int context;           /* full mode cache slots (0: the model's max_seq_len) */
-    ei_ir_weight_type_fn weight_type; /* NULL: float32 */
-    void *weight_type_ctx;
+    ei_ir_weight_scheme_fn weight_scheme; /* NULL: float32 */
+    void *weight_scheme_ctx;
 } ei_lower_spec;
 
 /* Adds the constants and graphs of spec to w (the caller sets config, keys and vocabulary). The

@@ -22,29 +22,23 @@ static const ei_cfg_key head_rows[] = {
      "most tokens a generation may produce"},
     {"scenario.context", EI_CFG_INT, OFF(context), 0, 1 << 20, "0", NULL, 0, 0,
      "full mode: tokens the KV cache holds (0: the model's trained context)"},
-    {"precision.weights", EI_CFG_ENUM, OFF(weights), 1, 0, "f32", "f32|f16", 0, 0, "element type of the weights"},
-    {"precision.activations", EI_CFG_ENUM, OFF(activations), 1, 0, "float", "float", 0, 0,
-     "activations between ops"},
-    {"precision.kv_cache", EI_CFG_ENUM, OFF(kv_cache), 1, 0, "f32", "f32", 0, 0, "element type of the K/V caches"},
     {0},
 };
 
-static const char *const weight_names[] = {"f32", "f16"};
 
 ei_mode ei_scenario_mode(const ei_scenario *s) {
     return s->mode == 0 ? EI_MODE_EDGEINFINITE : s->mode == 1 ? EI_MODE_WINDOW : EI_MODE_FULL;
 }
 
-const char *ei_scenario_weights_name(const ei_scenario *s) {
-    return (unsigned)s->weights < 2 ? weight_names[s->weights] : "?";
-}
+const char *ei_scenario_weights_name(const ei_scenario *s) { return ei_qscheme_name(s->plan.weights); }
 
 int ei_scenario_load(ei_scenario *s, const char *path, const char *const *overrides, int n_overrides) {
     memset(s, 0, sizeof *s);
     ei_cfg_schema schema;
     ei_cfg_schema_init(&schema);
     ei_config c;
-    int rc = ei_cfg_schema_add(&schema, head_rows) || ei_opts_schema_append(&schema, "edgeinfinite", OFF(ei));
+    int rc = ei_cfg_schema_add(&schema, head_rows) || ei_qprecision_schema_append(&schema, "precision", OFF(precision)) ||
+             ei_opts_schema_append(&schema, "edgeinfinite", OFF(ei));
     if (!rc) rc = ei_config_init(&c, schema.keys, s);
     if (rc) {
         ei_cfg_schema_free(&schema);
@@ -53,6 +47,8 @@ int ei_scenario_load(ei_scenario *s, const char *path, const char *const *overri
     rc = ei_config_load_file(&c, path);
     for (int i = 0; i < n_overrides && !rc; i++) rc = ei_config_set(&c, overrides[i]);
     if (!rc) rc = ei_opts_validate(&s->ei, NULL);
+    ei_qplan_init(&s->plan);
+    if (!rc) rc = ei_qplan_from_cfg(&s->plan, &s->precision);
     for (int i = 0; !rc && i < ei_opts_count(); i++) {
         char key[96];
         snprintf(key, sizeof key, "edgeinfinite.%s", ei_opt_desc_at(i)->name);
@@ -60,6 +56,7 @@ int ei_scenario_load(ei_scenario *s, const char *path, const char *const *overri
         if (origin && strcmp(origin, "default") != 0) s->set_mask |= 1u << i;
     }
     if (rc) {
+        ei_qplan_free(&s->plan);
         ei_config_release(&c);
         ei_cfg_schema_free(&schema);
         memset(s, 0, sizeof *s);
@@ -73,6 +70,8 @@ int ei_scenario_load(ei_scenario *s, const char *path, const char *const *overri
 }
 
 void ei_scenario_free(ei_scenario *s) {
+    ei_qplan_free(&s->plan);
+    ei_qprecision_cfg_free(&s->precision);
     free(s->name);
     free(s->path);
     memset(s, 0, sizeof *s);

@@ -7,7 +7,8 @@
  *
  *   scenario:   name, mode (edgeinfinite | window | full), tokens_per_call, max_new_tokens,
  *               context (full mode: tokens the cache holds; 0: the model's trained context)
- *   precision:  weights (f32 | f16), activations (float), kv_cache (f32)
+ *   precision:  weights (default scheme: f32 | f16 | w8 | w4g32 | w4g64 | w4g128), activations,
+ *               kv_cache, plan (rules such as {layers: 0-3, class: down, scheme: w8}; deploy/quant_plan.h)
  *   edgeinfinite: segment, sink, window, ... (every key of model/options.h)
  *
  * Options the scenario does not set come from the gate file (its metadata) or the defaults;
@@ -15,6 +16,7 @@
 #ifndef EI_DEPLOY_SCENARIO_H
 #define EI_DEPLOY_SCENARIO_H
 
+#include "deploy/quant_plan.h"
 #include "model/options.h"
 
 typedef struct {
@@ -23,9 +25,8 @@ typedef struct {
     int tokens_per_call; /* N */
     int max_new_tokens;
     int context;         /* full mode cache size; 0: the model's max_seq_len */
-    int weights;         /* 0 f32, 1 f16 */
-    int activations;     /* 0 float */
-    int kv_cache;        /* 0 f32 */
+    ei_qprecision_cfg precision; /* as parsed */
+    ei_qplan plan;       /* resolved from it */
     ei_opts ei;
     unsigned set_mask;   /* bit i: option i of the table was set by the scenario file */
     char *path;          /* the file it came from */
@@ -36,7 +37,7 @@ typedef struct {
 int ei_scenario_load(ei_scenario *s, const char *path, const char *const *overrides, int n_overrides);
 void ei_scenario_free(ei_scenario *s);
 ei_mode ei_scenario_mode(const ei_scenario *s);
-const char *ei_scenario_weights_name(const ei_scenario *s);
+const char *ei_scenario_weights_name(const ei_scenario *s); /* the default scheme */
 /* Merges the scenario's options into o (which holds the gate file's or the default options):
  * options the file set replace o's; a maths option that differs from a gate file's is an error. */
 int ei_scenario_apply_opts(const ei_scenario *s, ei_opts *o, int gates_given);

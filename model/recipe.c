@@ -33,7 +33,7 @@ static ei_val *linear(ei_emitter *em, ei_val *x, ei_tclass wc, ei_tclass bc, int
     return OPS(em)->linear(em, x, w, b);
 }
 
-int ei_recipe_qkv(ei_emitter *em, int l, ei_val *x, int64_t n, ei_qkv *out) {
+int ei_recipe_qkv(ei_emitter *em, int l, ei_val *x, int64_t n, ei_attn_qkv *out) {
     const ei_model_config *c = em->cfg;
     const int64_t H = c->n_heads, Hkv = c->n_kv_heads, d = c->head_dim;
     ei_val *nw = W(em, EI_TC_ATTN_NORM, l);
@@ -108,7 +108,7 @@ static ei_val *gate(ei_emitter *em, int l, ei_val *xn, int64_t n) {
     return reshape(em, OPS(em)->unary(em, EI_UN_SIGMOID, b), SHAPE(H, 1));
 }
 
-ei_val *ei_recipe_block(ei_emitter *em, int l, ei_val *x, const ei_qkv *qkv, const ei_attn_in *a) {
+ei_val *ei_recipe_block(ei_emitter *em, int l, ei_val *x, const ei_attn_qkv *qkv, const ei_attn_in *a) {
     const ei_model_config *c = em->cfg;
     const int64_t H = c->n_heads, d = c->head_dim;
     int64_t qs[4];

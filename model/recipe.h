@@ -73,8 +73,8 @@ ei_val *ei_recipe_logits(ei_emitter *em, ei_val *x);
  * added, RoPE not applied: caches hold pre-RoPE keys). */
 typedef struct {
     ei_val *xn, *q, *k, *v;
-} ei_qkv;
-int ei_recipe_qkv(ei_emitter *em, int l, ei_val *x, int64_t n, ei_qkv *out);
+} ei_attn_qkv;
+int ei_recipe_qkv(ei_emitter *em, int l, ei_val *x, int64_t n, ei_attn_qkv *out);
 
 /* What layer l's attention reads besides its own q: the local keys/values as parts in key order
  * (pre-RoPE, with their positions and masks), and the memory. */
@@ -92,7 +92,7 @@ typedef struct {
 /* The rest of layer l after ei_recipe_qkv: local attention, memory retrieval and gate
  * (A = A_loc + g (A_mem - A_loc), so g = 0 is A_loc exactly), W_o, residual, RMSNorm, SwiGLU MLP,
  * residual. Returns the layer's output x [n, D]. */
-ei_val *ei_recipe_block(ei_emitter *em, int l, ei_val *x, const ei_qkv *qkv, const ei_attn_in *a);
+ei_val *ei_recipe_block(ei_emitter *em, int l, ei_val *x, const ei_attn_qkv *qkv, const ei_attn_in *a);
 
 /* A_mem = s(q) M_g / (s(q) . z_g + EI_MEM_EPS), s = ELU + 1: q [n, H, d] pre-RoPE -> [n, H, d]. */
 ei_val *ei_recipe_mem_retrieve(ei_emitter *em, ei_val *q, ei_val *M, ei_val *z);

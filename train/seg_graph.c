@@ -87,7 +87,7 @@ static int build_layer(builder *b, ei_seg_graph *sg, int l, ag_tensor **xp, int 
         open[1] = ag_input(g, AG_SHAPE(b->L, b->Hkv, b->d));
     }
 
-    ei_qkv qkv;
+    ei_attn_qkv qkv;
     if (ei_recipe_qkv(&sg->em.base, l, ei_val_of(*xp), b->n, &qkv) != 0) return -1;
     ag_tensor *k = ei_ag(qkv.k), *v = ei_ag(qkv.v);
     sg->new_kv[(size_t)l * 2] = k;
