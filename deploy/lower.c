@@ -115,6 +115,7 @@ int ei_lower(const ei_lower_spec *s, ei_eigw *w) {
     if (ei_ir_emitter_init(&em, w, s->m, s->mode == EI_MODE_EDGEINFINITE ? s->gates : NULL, s->o.gate) != 0) return -1;
     em.weight_scheme = s->weight_scheme;
     em.weight_scheme_ctx = s->weight_scheme_ctx;
+    if (s->qopts) em.qopts = *s->qopts;
     const int N = s->tokens_per_call;
     int rc = 0, slots, base = ei_lower_base_slots(&s->o, cfg, s->mode);
     if (s->mode == EI_MODE_FULL) {

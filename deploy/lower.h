@@ -28,6 +28,7 @@ typedef struct {
     int context;           /* full mode cache slots (0: the model's max_seq_len) */
     ei_ir_weight_scheme_fn weight_scheme; /* NULL: float32 */
     void *weight_scheme_ctx;
+    const ei_qopts *qopts;  /* scale selection of quantised weights (NULL: the MSE search) */
 } ei_lower_spec;
 
 /* Adds the constants and graphs of spec to w (the caller sets config, keys and vocabulary). The

@@ -65,6 +65,7 @@ int ei_scenario_load(ei_scenario *s, const char *path, const char *const *overri
     for (int i = 0; i < c.n_keys; i++) free(c.origin[i]);
     free(c.origin);
     ei_cfg_schema_free(&schema);
+    ei_qopts_default(&s->qopts);
     if (!(s->path = strdup(path))) return ei_error_set("out of memory");
     return 0;
 }

@@ -27,6 +27,7 @@ typedef struct {
     int context;         /* full mode cache size; 0: the model's max_seq_len */
     ei_qprecision_cfg precision; /* as parsed */
     ei_qplan plan;       /* resolved from it */
+    ei_qopts qopts;      /* how scales are chosen (MSE search by default) */
     ei_opts ei;
     unsigned set_mask;   /* bit i: option i of the table was set by the scenario file */
     char *path;          /* the file it came from */

@@ -552,3 +552,25 @@ const ei_tokenizer *ei_runner_tokenizer(const ei_runner *r) { return r->tok; }
 const ei_runner_stats *ei_runner_stats_get(const ei_runner *r) { return &r->stats; }
 int64_t ei_runner_pos(const ei_runner *r) { return r->doc_pos; }
 int ei_runner_on_base(const ei_runner *r) { return r->mode == EI_MODE_FULL || r->on_base; }
+
+/* ------------------------------------------------------------------ document model */
+
+static void dm_begin(void *impl, int64_t total) { ei_runner_begin(impl, total); }
+
+static int dm_feed(void *impl, const int32_t *ids, int64_t n, const int32_t *targets, double *nll, int64_t *count,
+                   float *logits_last) {
+    return ei_runner_feed(impl, ids, n, targets, nll, count, logits_last);
+}
+
+static int dm_score(void *impl, const int32_t *ids, const int32_t *targets, const uint8_t *mask, int64_t n, double *nll,
+                    int64_t *count) {
+    ei_runner *r = impl;
+    int32_t *scratch = malloc(sizeof *scratch * (size_t)(n > 0 ? n : 1));
+    if (!scratch) return ei_error_set("runner: out of memory");
+    ei_docmodel dm = ei_runner_docmodel(r);
+    int rc = ei_docmodel_score_by_feed(&dm, ids, targets, mask, n, scratch, nll, count);
+    free(scratch);
+    return rc;
+}
+
+ei_docmodel ei_runner_docmodel(ei_runner *r) { return (ei_docmodel){r, r->cfg.vocab_size, dm_begin, dm_feed, dm_score}; }

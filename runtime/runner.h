@@ -25,6 +25,7 @@
 #define EI_RUNTIME_RUNNER_H
 
 #include "model/config.h"
+#include "model/docmodel.h"
 #include "model/options.h"
 #include "runtime/eig.h"
 #include "text/tokenizer.h"
@@ -69,6 +70,8 @@ void ei_runner_begin(ei_runner *r, int64_t total_len);
 int ei_runner_feed(ei_runner *r, const int32_t *ids, int64_t n, const int32_t *targets, double *nll,
                    int64_t *count, float *logits_last);
 int64_t ei_runner_pos(const ei_runner *r);
+/* The runner as a document model (model/docmodel.h); valid while r lives. */
+ei_docmodel ei_runner_docmodel(ei_runner *r);
 int ei_runner_on_base(const ei_runner *r);
 
 #endif

@@ -73,7 +73,15 @@ static ei_val *embedding(ei_emitter *em, ei_val *table, ei_val *ids) {
     return V(ag_embedding(E(em)->g, T(table), T(ids)));
 }
 static ei_val *linear(ei_emitter *em, ei_val *x, ei_val *w, ei_val *b) {
-    return V(ag_linear(E(em)->g, T(x), T(w), T(b)));
+    ei_ag_emitter *e = E(em);
+    ag_tensor *y = ag_linear(e->g, T(x), T(w), T(b));
+    const int n = EI_TC_COUNT * (e->m->cfg.n_layers + 1);
+    for (int s = 0; y && s < n; s++)
+        if (e->leaf[s] == T(w)) {
+            e->lin_in[s] = T(x);
+            e->lin_out[s] = y;
+        }
+    return V(y);
 }
 static ei_val *rmsnorm(ei_emitter *em, ei_val *x, ei_val *w, double eps) {
     return V(ag_rmsnorm(E(em)->g, T(x), T(w), eps));
@@ -154,13 +162,33 @@ int ei_ag_emitter_init(ei_ag_emitter *e, ag_graph *g, const ei_model *m, const e
     e->dt = ag_graph_dtype(g);
     e->train = train;
     e->all_params = all_params;
-    e->leaf = calloc((size_t)EI_TC_COUNT * ((size_t)m->cfg.n_layers + 1), sizeof *e->leaf);
-    return e->leaf ? 0 : ei_error_set("edgeinfinite graph: out of memory");
+    const size_t n = (size_t)EI_TC_COUNT * ((size_t)m->cfg.n_layers + 1);
+    e->leaf = calloc(n, sizeof *e->leaf);
+    e->lin_in = calloc(n, sizeof *e->lin_in);
+    e->lin_out = calloc(n, sizeof *e->lin_out);
+    if (!e->leaf || !e->lin_in || !e->lin_out) {
+        ei_ag_emitter_free(e);
+        return ei_error_set("edgeinfinite graph: out of memory");
+    }
+    return 0;
 }
 
 void ei_ag_emitter_free(ei_ag_emitter *e) {
     free(e->leaf);
+    free(e->lin_in);
+    free(e->lin_out);
     e->leaf = NULL;
+    e->lin_in = e->lin_out = NULL;
+}
+
+ag_tensor *ei_ag_emitter_linear_in(const ei_ag_emitter *e, ei_tclass c, int layer) {
+    if (ei_tclass_per_layer(c) && (layer < 0 || layer >= e->m->cfg.n_layers)) return NULL;
+    return e->lin_in[slot(e, c, layer)];
+}
+
+ag_tensor *ei_ag_emitter_linear_out(const ei_ag_emitter *e, ei_tclass c, int layer) {
+    if (ei_tclass_per_layer(c) && (layer < 0 || layer >= e->m->cfg.n_layers)) return NULL;
+    return e->lin_out[slot(e, c, layer)];
 }
 
 ag_tensor *ei_ag_emitter_leaf(const ei_ag_emitter *e, ei_tclass c, int layer) {

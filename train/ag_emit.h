@@ -27,6 +27,8 @@ typedef struct {
     ag_dtype dt;
     int train, all_params;
     ag_tensor **leaf; /* [EI_TC_COUNT * (n_layers + 1)] leaves made so far */
+    /* the input and output of the linear op of each weight (same slots): what calibration reads */
+    ag_tensor **lin_in, **lin_out;
     int failed;
     char first_error[256];
 } ei_ag_emitter;
@@ -34,6 +36,10 @@ typedef struct {
 int ei_ag_emitter_init(ei_ag_emitter *e, ag_graph *g, const ei_model *m, const ei_gates *gates, ei_gate_kind kind,
                        int train, int all_params);
 void ei_ag_emitter_free(ei_ag_emitter *e);
+/* The input / output of the linear op applying the weight of (class, layer) (x [.., in] and y
+ * [.., out]), or NULL when the graph has none. */
+ag_tensor *ei_ag_emitter_linear_in(const ei_ag_emitter *e, ei_tclass c, int layer);
+ag_tensor *ei_ag_emitter_linear_out(const ei_ag_emitter *e, ei_tclass c, int layer);
 /* The leaf of (class, layer) if the recipe asked for it, else NULL. */
 ag_tensor *ei_ag_emitter_leaf(const ei_ag_emitter *e, ei_tclass c, int layer);
 /* float64 graphs: copy the gate block into the gate leaves; with train = 1 also zero their

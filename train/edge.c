@@ -65,6 +65,8 @@ struct ei_edge {
     int64_t seg_cap;
     ei_edge_progress_fn progress;
     void *progress_ctx;
+    ei_edge_observer_fn observer;
+    void *observer_ctx;
 };
 
 /* ------------------------------------------------------------------ tracks */
@@ -195,6 +197,7 @@ static int track_step(ei_edge *e, track *t, const ei_seg_plan *pl, const int32_t
     if (ei_seg_graph_bind_state(sg, st, st->data, NULL) != 0 || bind_open(sg, t) != 0 ||
         ei_ag_emitter_sync_gates(&sg->em) != 0 || ag_graph_forward(sg->g) != 0)
         return -1;
+    if (e->observer) e->observer(e->observer_ctx, sg, n_real);
     if (plan->commit ? ei_seg_graph_read_state(sg, st, st->data) : store_open(sg, t, plan->p)) return -1;
     t->pos += n_real;
     st->n_seen = t->pos;
@@ -230,6 +233,11 @@ static int track_feed(ei_edge *e, track *t, const int32_t *ids, int64_t n, const
 }
 
 /* ------------------------------------------------------------------ edge */
+
+void ei_edge_set_observer(ei_edge *e, ei_edge_observer_fn fn, void *ctx) {
+    e->observer = fn;
+    e->observer_ctx = ctx;
+}
 
 void ei_edge_set_progress(ei_edge *e, ei_edge_progress_fn fn, void *ctx) {
     e->progress = fn;
@@ -591,4 +599,26 @@ int ei_edge_doc_train(ei_edge *e, const int32_t *ids, const int32_t *targets, co
     for (int64_t s = 0; s < nseg; s++) nll += e->seg_nll[s]; /* document order, as ei_edge_doc_eval */
     finish(res, nll, count, 0, (int)nseg);
     return 0;
+}
+
+/* ------------------------------------------------------------------ document model */
+
+static void dm_begin(void *impl, int64_t total) { ei_edge_begin(impl, total); }
+
+static int dm_feed(void *impl, const int32_t *ids, int64_t n, const int32_t *targets, double *nll, int64_t *count,
+                   float *logits_last) {
+    return ei_edge_feed(impl, ids, n, targets, nll, count, logits_last);
+}
+
+static int dm_score(void *impl, const int32_t *ids, const int32_t *targets, const uint8_t *mask, int64_t n, double *nll,
+                    int64_t *count) {
+    ei_doc_result r;
+    if (ei_edge_doc_eval(impl, ids, targets, mask, n, &r) != 0) return -1;
+    *nll += r.nll_sum;
+    *count += r.count;
+    return 0;
+}
+
+ei_docmodel ei_edge_docmodel(ei_edge *e) {
+    return (ei_docmodel){e, e->m->cfg.vocab_size, dm_begin, dm_feed, dm_score};
 }

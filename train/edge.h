@@ -32,6 +32,7 @@
 #include "autograd/autograd.h"
 #include "formats/gates.h"
 #include "formats/model.h"
+#include "model/docmodel.h"
 #include "model/options.h"
 #include "model/segment.h"
 #include "train/ei_state.h"
@@ -95,6 +96,14 @@ int ei_edge_on_base(const ei_edge *e);
  * rule with the tokens done and the document length. fn NULL turns it off. */
 typedef void (*ei_edge_progress_fn)(void *ctx, int64_t done, int64_t total);
 void ei_edge_set_progress(ei_edge *e, ei_edge_progress_fn fn, void *ctx);
+
+/* Optional observer of every forward run (calibration): called with the graph just run and the
+ * number of its rows that are real tokens (the rest pad a rounded call). fn NULL turns it off. */
+typedef void (*ei_edge_observer_fn)(void *ctx, const void *seg_graph, int n_real);
+void ei_edge_set_observer(ei_edge *e, ei_edge_observer_fn fn, void *ctx);
+
+/* The edge as a document model (model/docmodel.h); valid while e lives. */
+ei_docmodel ei_edge_docmodel(ei_edge *e);
 
 /* The window / edgeinfinite state of the current document (NULL in full mode, or before the
  * document left the base model). */
