@@ -4,6 +4,8 @@
 #include "cli/commands.h"
 #include "core/ei_args.h"
 #include "core/ei_error.h"
+#include "core/ei_io.h"
+#include "deploy/calib.h"
 #include "deploy/eig_write.h"
 #include "deploy/lower.h"
 #include "deploy/scenario.h"
@@ -28,10 +30,83 @@ static ei_qscheme weight_scheme(void *ctx, ei_tclass c, int layer, int64_t cols)
     return s;
 }
 
+/* --sensitivity / --budget-mb: the table, and with a budget the plan it picks (written as YAML and
+ * put into sc->plan). */
+static int plan_budget(const ei_calib_model *cm, ei_scenario *sc, const char *val, int samples, int tokens,
+                       const char *cands_str, double budget_mb, const char *plan_out, const char *out) {
+    ei_qscheme cands[EI_QW_COUNT + 1];
+    int nc = 0;
+    cands[nc++] = EI_QW_F32;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", cands_str);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        ei_qscheme q;
+        if (ei_qscheme_parse(tok, &q) != 0) return ei_error_prefix("--candidates: ");
+        int dup = 0;
+        for (int i = 0; i < nc; i++) dup |= cands[i] == q;
+        if (!dup && nc < EI_QW_COUNT) cands[nc++] = q;
+    }
+    ei_qbudget_item *items = NULL;
+    int n = 0, rc;
+    double base;
+    rc = ei_calib_sensitivity(cm, val, samples, tokens, cands, nc, &sc->qopts, stdout, &items, &n, &base);
+    if (rc == 0 && budget_mb > 0) {
+        const int nl = cm->m->cfg.n_layers;
+        int *choice = calloc((size_t)n, sizeof *choice);
+        ei_qscheme *table = malloc(sizeof *table * EI_TC_COUNT * ((size_t)nl + 1));
+        ei_qbudget_result res;
+        rc = choice && table ? 0 : ei_error_set("out of memory");
+        if (rc == 0) rc = ei_qbudget_solve(items, n, (uint64_t)(budget_mb * 1e6), choice, &res);
+        if (rc == 0) {
+            for (int i = 0; i < EI_TC_COUNT * (nl + 1); i++) table[i] = EI_QW_COUNT;
+            for (int i = 0; i < n; i++) {
+                const ei_qbudget_item *it = &items[i];
+                table[it->cls * (nl + 1) + (ei_tclass_per_layer(it->cls) ? it->layer : nl)] = it->cand[choice[i]].scheme;
+            }
+            ei_qplan p;
+            rc = ei_qplan_from_table(&p, nl, table);
+            if (rc == 0) {
+                p.activations = sc->plan.activations;
+                p.kv_cache = sc->plan.kv_cache;
+                ei_qplan_free(&sc->plan);
+                sc->plan = p;
+            }
+        }
+        char *yaml = rc == 0 ? ei_qplan_to_yaml(&sc->plan, "precision") : NULL;
+        char def[4096];
+        if (!plan_out) {
+            snprintf(def, sizeof def, "%s.plan.yaml", out);
+            plan_out = def;
+        }
+        if (rc == 0 && !yaml) rc = -1;
+        if (rc == 0) {
+            ei_atomic_file f;
+            rc = ei_atomic_open(&f, plan_out);
+            if (rc == 0) {
+                fprintf(f.fp, "# chosen by ei compile --budget-mb %g: %.3f MB of weights, loss increase %.5f over "
+                              "float32 (%.5f) on %s\n# use it as the precision section of a scenario\n%s",
+                        budget_mb, (double)res.bytes / 1e6, res.loss, base, val, yaml);
+                rc = ei_atomic_commit(&f);
+            }
+        }
+        if (rc == 0)
+            fprintf(stderr, "compile: budget %.3f MB: weights %.3f MB, predicted loss increase %.5f; plan in %s\n",
+                    budget_mb, (double)res.bytes / 1e6, res.loss, plan_out);
+        free(yaml);
+        free(choice);
+        free(table);
+    }
+    for (int i = 0; i < n; i++) free((void *)items[i].cand);
+    free(items);
+    return rc;
+}
+
 int ei_cmd_compile(int argc, char **argv) {
     const char *model_path = NULL, *gates_path = NULL, *scen_path = NULL, *out = NULL, *tok_path = NULL;
     ei_arg_list sets = {0};
-    int untrained = 0;
+    int untrained = 0, sensitivity = 0, max_abs = 0, calib_samples = 8, calib_tokens = 2048;
+    const char *calib_path = NULL, *val_path = NULL, *plan_out = NULL, *cands_str = "f16,w8,w4g32,w4g64,w4g128";
+    double budget_mb = 0;
     ei_arg opts[] = {
         {"model", EI_ARG_STR, &model_path, "PATH", "llama2.c .bin file or Hugging Face folder (required)"},
         {"gates", EI_ARG_STR, &gates_path, "FILE",
@@ -41,6 +116,20 @@ int ei_cmd_compile(int argc, char **argv) {
         {"scenario", EI_ARG_STR, &scen_path, "FILE.yaml", "deployment scenario (configs/scenarios/NAME.yaml, required)"},
         {"set", EI_ARG_LIST, &sets, "KEY=VALUE", "override a scenario key (e.g. scenario.tokens_per_call=64)"},
         {"tokenizer", EI_ARG_STR, &tok_path, "PATH", "tokenizer stored in the file (default: the model's own)"},
+        {"calib", EI_ARG_STR, &calib_path, "DATA.h5",
+         "calibration data (ei prepare): the float model runs on it and records activation ranges"},
+        {"calib-samples", EI_ARG_INT, &calib_samples, "N", "samples of --calib (and of --val) used"},
+        {"calib-tokens", EI_ARG_INT, &calib_tokens, "N", "tokens per sample of --calib / --val (0: whole)"},
+        {"sensitivity", EI_ARG_FLAG, &sensitivity, NULL,
+         "print, per layer and tensor class, the validation loss increase of quantising only that tensor "
+         "to each candidate scheme"},
+        {"val", EI_ARG_STR, &val_path, "DATA.h5", "validation data of --sensitivity / --budget-mb (default: --calib)"},
+        {"candidates", EI_ARG_STR, &cands_str, "S,S,...", "schemes --sensitivity / --budget-mb try"},
+        {"budget-mb", EI_ARG_FLOAT, &budget_mb, "X",
+         "pick a scheme per tensor with the least total loss increase whose weights fit in X MB; writes the plan"},
+        {"plan-out", EI_ARG_STR, &plan_out, "FILE.yaml",
+         "--budget-mb: where the chosen plan goes as a scenario YAML (default: OUTPUT.plan.yaml)"},
+        {"max-abs", EI_ARG_FLAG, &max_abs, NULL, "plain max-abs scales instead of the MSE clipping search"},
         {"output", EI_ARG_STR, &out, "FILE.eig", "graph file to write (required); also -o"},
         {0}};
     for (int i = 1; i < argc; i++)
@@ -52,6 +141,16 @@ int ei_cmd_compile(int argc, char **argv) {
                            "what it holds; `ei generate --graph` and `ei-eval` run it.",
                            opts, NULL, NULL);
     if (rc) return rc < 0 ? 2 : 0;
+    if (calib_samples < 1 || calib_tokens < 0 || budget_mb < 0) {
+        fprintf(stderr, "ei compile: error: need --calib-samples >= 1, --calib-tokens >= 0, --budget-mb >= 0\n");
+        free(sets.items);
+        return 2;
+    }
+    if ((sensitivity || budget_mb > 0) && !calib_path && !val_path) {
+        fprintf(stderr, "ei compile: error: --sensitivity and --budget-mb need --val (or --calib) data\n");
+        free(sets.items);
+        return 2;
+    }
     if (!model_path || !scen_path || !out) {
         fprintf(stderr, "ei compile: error: --model, --scenario and --output are required (see --help)\n");
         free(sets.items);
@@ -109,7 +208,26 @@ int ei_cmd_compile(int argc, char **argv) {
         goto fail;
     }
     if (ei_qplan_check(&sc.plan, m->cfg.n_layers) != 0) goto fail;
-    ei_lower_spec spec = {m, g, mode, o, sc.tokens_per_call, sc.context, weight_scheme, &sc};
+    if (max_abs) sc.qopts.clip = EI_QCLIP_MAXABS;
+    ei_calib_model cm = {m, g, o, mode};
+    if (calib_path) {
+        ei_calib cal;
+        double t0 = ei_time_now();
+        if (ei_calib_run(&cal, &cm, calib_path, calib_samples, calib_tokens) != 0) goto fail;
+        fprintf(stderr, "compile: calibrated on %lld samples (%lld tokens) of %s in %.1f s\n", (long long)cal.samples,
+                (long long)cal.tokens, calib_path, ei_time_now() - t0);
+        ei_calib_free(&cal); /* float activations: the ranges are reported, a8 / a16 plans use them */
+    }
+    if (sensitivity || budget_mb > 0) {
+        if (plan_budget(&cm, &sc, val_path ? val_path : calib_path, calib_samples, calib_tokens, cands_str, budget_mb,
+                        plan_out, out) != 0)
+            goto fail;
+        if (sensitivity && budget_mb <= 0) {
+            status = 0;
+            goto done;
+        }
+    }
+    ei_lower_spec spec = {m, g, mode, o, sc.tokens_per_call, sc.context, weight_scheme, &sc, &sc.qopts};
     if (ei_lower(&spec, w) != 0 || ei_eigw_write(w, out) != 0) goto fail;
     fprintf(stderr, "compile: %s: scenario '%s' (%s, N = %d, %s weights), %.1f MB of constants\n", out,
             sc.name ? sc.name : "", ei_mode_name(mode), sc.tokens_per_call, ei_scenario_weights_name(&sc),
