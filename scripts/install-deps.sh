@@ -7,7 +7,8 @@
 set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config libopenblas-dev libhdf5-dev hdf5-tools libcmocka-dev
-      libyaml-dev libcjson-dev libpcre2-dev openmpi-bin libopenmpi-dev gnuplot-nox python3)
+      libyaml-dev libcjson-dev libpcre2-dev openmpi-bin libopenmpi-dev gnuplot-nox python3
+      gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils-aarch64-linux-gnu qemu-user)
 DEV_PKGS=(python3-numpy python3-torch python3-h5py nodejs npm)
 
 check=0
