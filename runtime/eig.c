@@ -712,3 +712,7 @@ int ei_eig_verify_data(const ei_eig *e) {
         return ei_error_set(".eig: data block checksum mismatch (the constant data is corrupt)");
     return 0;
 }
+
+uint64_t ei_eig_data_offset(const ei_eig *e) { return e->data ? (uint64_t)(e->data - e->base) : 0; }
+
+uint64_t ei_eig_data_checksum(const ei_eig *e) { return e->data_checksum; }

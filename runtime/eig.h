@@ -93,5 +93,10 @@ const ei_graph *ei_eig_graph_by_name(const ei_eig *e, const char *name);
 const uint8_t *ei_eig_data(const ei_eig *e, uint64_t *size);
 /* Checks the data block against its checksum (reads every byte, so not done at open). */
 int ei_eig_verify_data(const ei_eig *e);
+/* Where the data block starts in the file (the nnapi backend maps the constants from the file at
+ * this offset: ei_nnapi_options.blob_offset), and the checksum the file stores for it (a cheap
+ * identity of the weights: ei_nnapi_options.blob_hash for the compilation cache token). */
+uint64_t ei_eig_data_offset(const ei_eig *e);
+uint64_t ei_eig_data_checksum(const ei_eig *e);
 
 #endif
