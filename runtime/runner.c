@@ -51,28 +51,53 @@ struct ei_runner {
     int64_t n_hist;
     /* scratch inputs and outputs */
     int32_t *tokens, *qpos, *kpos, *rows;
-    float *kbias, *nbias, *rowmask, memflag, *logits;
+    float *kbias, *nbias, *rowmask, *memflag, *logits;
     float **knew, **vnew;
     ei_runner_stats stats;
+    void **allocs; /* every buffer bound to a graph (ralloc) */
+    int n_allocs, cap_allocs;
+    int nn_mem;    /* the buffers come from NNAPI memory */
 };
 
 /* ------------------------------------------------------------------ setup */
 
-static float **alloc_layers(int n_layers, size_t floats) {
+/* Buffers bound to graphs: from NNAPI's mapped memory when the backend has it (bound by offset, no
+ * copy per execution), else the heap; zeroed either way, all freed by release_buffers. */
+static void *ralloc(ei_runner *r, size_t bytes) {
+    if (r->n_allocs == r->cap_allocs) {
+        int nc = r->cap_allocs ? 2 * r->cap_allocs : 64;
+        void **p = realloc(r->allocs, sizeof *p * (size_t)nc);
+        if (!p) return NULL;
+        r->allocs = p;
+        r->cap_allocs = nc;
+    }
+    if (!bytes) bytes = sizeof(float);
+    void *p = r->nn_mem ? ei_backend_nnapi_alloc(r->be, bytes) : calloc(1, bytes);
+    if (p && r->nn_mem) memset(p, 0, bytes);
+    if (p) r->allocs[r->n_allocs++] = p;
+    return p;
+}
+
+static void release_buffers(ei_runner *r) {
+    for (int i = 0; i < r->n_allocs; i++) {
+        void *p = r->allocs[i];
+        if (r->nn_mem) ei_backend_nnapi_free(r->be, p);
+        else free(p);
+    }
+    free(r->allocs);
+    r->allocs = NULL;
+    r->n_allocs = r->cap_allocs = 0;
+}
+
+static float **alloc_layers(ei_runner *r, int n_layers, size_t floats) {
     float **p = calloc((size_t)n_layers, sizeof *p);
     if (!p) return NULL;
     for (int l = 0; l < n_layers; l++)
-        if (!(p[l] = calloc(floats ? floats : 1, sizeof(float)))) {
-            for (int i = 0; i < l; i++) free(p[i]);
+        if (!(p[l] = ralloc(r, floats * sizeof(float)))) {
             free(p);
             return NULL;
         }
     return p;
-}
-
-static void free_layers(float **p, int n_layers) {
-    for (int l = 0; p && l < n_layers; l++) free(p[l]);
-    free(p);
 }
 
 static int32_t find(const ei_graph *g, const char *name, int required) {
@@ -150,31 +175,15 @@ static void runner_free_graph(rgraph *q) {
 
 void ei_runner_close(ei_runner *r) {
     if (!r) return;
-    const int nl = r->cfg.n_layers;
     for (int i = 0; i < G_COUNT; i++) {
         if (r->gr[i].x) r->be->ops->release(r->gr[i].x);
         runner_free_graph(&r->gr[i]);
     }
+    release_buffers(r); /* before the backend: NNAPI memory belongs to it */
     if (r->be) r->be->ops->destroy(r->be);
-    free_layers(r->ei.k, nl);
-    free_layers(r->ei.v, nl);
-    free_layers(r->base.k, nl);
-    free_layers(r->base.v, nl);
-    for (int b = 0; b < 2; b++) {
-        free_layers(r->M[b], nl);
-        free_layers(r->z[b], nl);
-    }
-    free_layers(r->knew, nl);
-    free_layers(r->vnew, nl);
+    float **lists[] = {r->ei.k, r->ei.v, r->base.k, r->base.v, r->M[0], r->M[1], r->z[0], r->z[1], r->knew, r->vnew};
+    for (size_t i = 0; i < sizeof lists / sizeof *lists; i++) free(lists[i]);
     free(r->hist);
-    free(r->tokens);
-    free(r->qpos);
-    free(r->kpos);
-    free(r->rows);
-    free(r->kbias);
-    free(r->nbias);
-    free(r->rowmask);
-    free(r->logits);
     ei_tokenizer_free(r->tok);
     ei_eig_close(r->eig);
     free(r);
@@ -212,12 +221,23 @@ ei_runner *ei_runner_open(const char *path, const ei_runner_options *opt) {
     }
     if (ei_eig_vocab(r->eig) && !(r->tok = ei_eig_tokenizer(r->eig))) goto fail;
     const char *bname = opt->backend ? opt->backend : "cpu";
-    if (strcmp(bname, "cpu") != 0) {
-        ei_error_set("runner: unknown backend '%s' (available: cpu)", bname);
-        goto fail;
+    ei_backend_options bo = {0};
+    bo.strict = opt->strict;
+    bo.cpu = (ei_cpu_options){.threads = opt->threads, .no_fuse = opt->no_fuse};
+    bo.nnapi.lib = opt->nnapi_lib;
+    bo.nnapi.device = opt->nnapi_device;
+    bo.nnapi.cache_dir = opt->cache_dir;
+    bo.nnapi.blob_path = path;
+    bo.nnapi.blob_offset = ei_eig_data_offset(r->eig);
+    bo.nnapi.blob_hash = ei_eig_data_checksum(r->eig);
+    bo.nnapi.relax_f16 = opt->relax_f16;
+    bo.nnapi.fallback_f16 = opt->fallback_f16;
+    if (!(r->be = ei_backend_open(bname, &bo))) goto fail;
+    {
+        void *probe = ei_backend_nnapi_alloc(r->be, 64);
+        r->nn_mem = probe != NULL;
+        if (probe) ei_backend_nnapi_free(r->be, probe);
     }
-    ei_cpu_options co = {.threads = opt->threads, .no_fuse = opt->no_fuse};
-    if (!(r->be = ei_backend_cpu_new(&co))) goto fail;
     uint64_t blob_size;
     const uint8_t *blob = ei_eig_data(r->eig, &blob_size);
     for (int i = 0; i < G_COUNT; i++)
@@ -232,26 +252,28 @@ ei_runner *ei_runner_open(const char *path, const ei_runner_options *opt) {
     const int nmax = r->N > 1 ? r->N : 1, smax = r->slots > r->base_slots ? r->slots : r->base_slots;
     r->ei.slots = r->slots;
     r->base.slots = r->base_slots;
-    int fail = !(r->ei.k = alloc_layers(nl, (size_t)r->slots * r->row)) ||
-               !(r->ei.v = alloc_layers(nl, (size_t)r->slots * r->row)) ||
-               !(r->knew = alloc_layers(nl, (size_t)nmax * r->row)) || !(r->vnew = alloc_layers(nl, (size_t)nmax * r->row));
+    int fail = !(r->ei.k = alloc_layers(r, nl, (size_t)r->slots * r->row)) ||
+               !(r->ei.v = alloc_layers(r, nl, (size_t)r->slots * r->row)) ||
+               !(r->knew = alloc_layers(r, nl, (size_t)nmax * r->row)) ||
+               !(r->vnew = alloc_layers(r, nl, (size_t)nmax * r->row));
     if (!fail && r->base_slots > 0)
-        fail = !(r->base.k = alloc_layers(nl, (size_t)r->base_slots * r->row)) ||
-               !(r->base.v = alloc_layers(nl, (size_t)r->base_slots * r->row));
+        fail = !(r->base.k = alloc_layers(r, nl, (size_t)r->base_slots * r->row)) ||
+               !(r->base.v = alloc_layers(r, nl, (size_t)r->base_slots * r->row));
     for (int b = 0; !fail && b < 2 && r->mode == EI_MODE_EDGEINFINITE; b++)
-        fail = !(r->M[b] = alloc_layers(nl, r->row * d)) || !(r->z[b] = alloc_layers(nl, r->row));
-    r->tokens = calloc((size_t)nmax, sizeof *r->tokens);
-    r->qpos = calloc((size_t)nmax, sizeof *r->qpos);
-    r->kpos = calloc((size_t)smax, sizeof *r->kpos);
-    r->kbias = calloc((size_t)smax, sizeof *r->kbias);
-    r->nbias = calloc((size_t)nmax * nmax, sizeof *r->nbias);
-    r->rows = calloc((size_t)r->L, sizeof *r->rows);
-    r->rowmask = calloc((size_t)r->L, sizeof *r->rowmask);
-    r->logits = calloc((size_t)nmax * r->cfg.vocab_size, sizeof *r->logits);
+        fail = !(r->M[b] = alloc_layers(r, nl, r->row * d)) || !(r->z[b] = alloc_layers(r, nl, r->row));
+    r->tokens = ralloc(r, sizeof *r->tokens * (size_t)nmax);
+    r->qpos = ralloc(r, sizeof *r->qpos * (size_t)nmax);
+    r->kpos = ralloc(r, sizeof *r->kpos * (size_t)smax);
+    r->kbias = ralloc(r, sizeof *r->kbias * (size_t)smax);
+    r->nbias = ralloc(r, sizeof *r->nbias * (size_t)nmax * nmax);
+    r->rows = ralloc(r, sizeof *r->rows * (size_t)r->L);
+    r->rowmask = ralloc(r, sizeof *r->rowmask * (size_t)r->L);
+    r->memflag = ralloc(r, sizeof *r->memflag);
+    r->logits = ralloc(r, sizeof *r->logits * (size_t)nmax * r->cfg.vocab_size);
     r->limit = r->base_slots;
     if (r->limit > 0) r->hist = calloc((size_t)r->limit, sizeof *r->hist);
-    if (fail || !r->tokens || !r->qpos || !r->kpos || !r->kbias || !r->nbias || !r->rows || !r->rowmask || !r->logits ||
-        (r->limit > 0 && !r->hist)) {
+    if (fail || !r->tokens || !r->qpos || !r->kpos || !r->kbias || !r->nbias || !r->rows || !r->rowmask || !r->memflag ||
+        !r->logits || (r->limit > 0 && !r->hist)) {
         ei_error_set("runner: out of memory for the state of %s", path);
         goto fail;
     }
@@ -479,8 +501,8 @@ static int seg_call(ei_runner *r, const int32_t *ids, int64_t avail, const int32
     fill_nbias(r->nbias, n, k);
     bind_step(r, q, &r->ei);
     if (q->memflag >= 0) {
-        r->memflag = pl.mem ? 1.0f : 0.0f;
-        q->bind[q->memflag] = &r->memflag;
+        *r->memflag = pl.mem ? 1.0f : 0.0f;
+        q->bind[q->memflag] = r->memflag;
     }
     if (run(r, which) != 0) return -1;
     r->stats.padded_rows += n - k;
@@ -550,6 +572,15 @@ int ei_runner_tokens_per_call(const ei_runner *r) { return r->N; }
 int64_t ei_runner_capacity(const ei_runner *r) { return r->mode == EI_MODE_FULL ? r->slots : -1; }
 const ei_tokenizer *ei_runner_tokenizer(const ei_runner *r) { return r->tok; }
 const ei_runner_stats *ei_runner_stats_get(const ei_runner *r) { return &r->stats; }
+const char *ei_runner_backend(const ei_runner *r) { return r->be->ops->name; }
+
+void ei_runner_nnapi_graphs(const ei_runner *r, int *on_nnapi, int *on_cpu) {
+    *on_nnapi = *on_cpu = 0;
+    for (int i = 0; i < G_COUNT; i++) {
+        ei_nnapi_exec_info info;
+        if (r->gr[i].x && ei_backend_nnapi_exec_info(r->gr[i].x, &info) == 0) ++*(info.on_cpu ? on_cpu : on_nnapi);
+    }
+}
 int64_t ei_runner_pos(const ei_runner *r) { return r->doc_pos; }
 int ei_runner_on_base(const ei_runner *r) { return r->mode == EI_MODE_FULL || r->on_base; }
 

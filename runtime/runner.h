@@ -19,6 +19,9 @@
  * run the base graphs; the first token beyond it re-runs the kept tokens through the EdgeInfinite
  * state (as train/edge.c does), so the runner's outputs equal the eager model's.
  *
+ * With the nnapi backend the state and the per-call inputs and outputs live in memory NNAPI maps
+ * once (ei_backend_nnapi_alloc), so executions bind them by offset instead of copying them.
+ *
  * Ownership: the runner owns the mapped file, the backend and every buffer (ei_runner_close). Not
  * thread-safe. Errors: -1 / NULL with ei_error set. */
 #ifndef EI_RUNTIME_RUNNER_H
@@ -34,8 +37,14 @@
 
 typedef struct {
     const char *backend; /* "cpu" (default) or "nnapi" */
-    int threads;         /* cpu: worker threads including the caller; <= 0: 1 */
+    int threads;         /* cpu (and the nnapi fallback): worker threads including the caller; <= 0: 1 */
     int no_fuse;         /* cpu: run every node as written */
+    int strict;          /* nnapi: no library, or a graph the device cannot take, is an error (not cpu) */
+    const char *nnapi_lib;    /* path of libneuralnetworks.so (NULL: $EI_NNAPI_LIB, else the system's) */
+    const char *nnapi_device; /* compile for this device (NULL: the first accelerator) */
+    const char *cache_dir;    /* nnapi compilation cache (NULL: none) */
+    int relax_f16;            /* nnapi: let the driver compute float32 graphs in float16 */
+    int fallback_f16;         /* nnapi: int16 / int4 graphs run in float16 instead of on cpu */
 } ei_runner_options;
 
 typedef struct {
@@ -60,6 +69,10 @@ int64_t ei_runner_capacity(const ei_runner *r);
  * no vocabulary. Owned by the runner. */
 const ei_tokenizer *ei_runner_tokenizer(const ei_runner *r);
 const ei_runner_stats *ei_runner_stats_get(const ei_runner *r);
+/* The backend the graphs run on ("cpu", "nnapi") and, for nnapi, how many of the prepared graphs
+ * run on NNAPI and how many fell back to the cpu backend. */
+const char *ei_runner_backend(const ei_runner *r);
+void ei_runner_nnapi_graphs(const ei_runner *r, int *on_nnapi, int *on_cpu);
 
 /* A new document of unknown length (routing follows the length so far) / of total_len tokens. */
 void ei_runner_reset(ei_runner *r);
