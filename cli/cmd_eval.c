@@ -17,6 +17,7 @@
 #include "train/edge_session.h"
 #include "train/trainer.h"
 #include "formats/model.h"
+#include "runtime/runner.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -94,39 +95,53 @@ static int print_result(const eval_result *r, int json) {
     return 0;
 }
 
+/* What is scored: the eager model (an ei_edge, with per-segment progress) or a compiled graph file
+ * on the runner; both through the document-model interface (model/docmodel.h). */
+typedef struct {
+    ei_docmodel dm;
+    ei_edge *edge;               /* eager; NULL for a graph */
+    const ei_model *m;           /* eager */
+    ei_runner *runner;           /* graph */
+    int vocab;
+} eval_target;
+
 /* --data: mean NLL over the loss-masked tokens of the first max_samples samples (each cut to
  * max_tokens, 0: whole), and with exact the greedy exact-match rate of the answers. */
-static int score_dataset(const char *path, ei_edge *edge, const ei_model *m, int64_t max_samples, int64_t max_tokens,
-                         int exact, eval_result *res) {
+static int score_dataset(const char *path, eval_target *tg, int64_t max_samples, int64_t max_tokens, int exact,
+                         int allow_mismatch, eval_result *res) {
     ei_dataset *d = ei_dataset_open(path);
     if (!d) return -1;
     int rc = 0;
-    if (ei_dataset_vocab_size(d) > m->cfg.vocab_size)
+    if (ei_dataset_vocab_size(d) > tg->vocab)
         rc = ei_error_set("%s: dataset vocabulary (%d) larger than the model's (%d): wrong tokenizer?", path,
-                          ei_dataset_vocab_size(d), m->cfg.vocab_size);
+                          ei_dataset_vocab_size(d), tg->vocab);
+    if (rc == 0 && tg->m && ei_check_dataset_tokenizer(&d, 1, tg->m, NULL, allow_mismatch, "ei eval") != 0) rc = -1;
+    const ei_tokenizer *gt = tg->runner ? ei_runner_tokenizer(tg->runner) : NULL;
+    if (rc == 0 && gt) { /* a graph file carries its tokenizer: the same check */
+        int r = ei_dataset_check_tokenizer(d, gt, "the graph file's tokenizer");
+        if (r < 0 && allow_mismatch) fprintf(stderr, "ei eval: warning (--allow-tokenizer-mismatch): %s\n", ei_error_get());
+        else if (r < 0) rc = ei_error_prefix("(pass --allow-tokenizer-mismatch if this is deliberate) ");
+    }
     int64_t n = ei_dataset_n_samples(d);
     if (max_samples > 0 && max_samples < n) n = max_samples;
     ei_sample_buf b = {0};
     double nll = 0;
     int64_t count = 0, n_exact = 0, n_answered = 0;
-    float *logits = exact ? malloc((size_t)m->cfg.vocab_size * sizeof(float)) : NULL;
+    float *logits = exact ? malloc((size_t)tg->vocab * sizeof(float)) : NULL;
     if (rc == 0 && exact && !logits) rc = ei_error_set("out of memory");
     progress_state prog;
     progress_start(&prog, (int)n);
-    ei_edge_set_progress(edge, progress_cb, &prog);
+    if (tg->edge) ei_edge_set_progress(tg->edge, progress_cb, &prog);
     for (int64_t i = 0; i < n && rc == 0; i++) {
         int64_t len, cnt;
-        ei_doc_result r;
         if (ei_sample_load(&b, d, i, max_tokens, &len, &cnt) != 0) rc = -1;
         prog.doc = (int)i;
         prog.done_before = count;
-        if (rc == 0 && len > 0 && ei_edge_doc_eval(edge, b.tokens, b.targets, b.pmask, len, &r) != 0) rc = -1;
-        if (rc == 0 && len > 0) {
-            nll += r.nll_sum;
-            count += r.count;
-        }
+        if (rc == 0 && len > 0 && tg->dm.score(tg->dm.impl, b.tokens, b.targets, b.pmask, len, &nll, &count) != 0)
+            rc = -1;
+        if (!tg->edge) progress_print(&prog, count);
         if (rc == 0 && exact) {
-            int x = ei_trainer_answer_exact(edge, b.tokens, b.mask, len + 1, m->cfg.vocab_size, logits);
+            int x = ei_docmodel_answer_exact(&tg->dm, b.tokens, b.mask, len + 1, logits);
             if (x < 0) rc = -1;
             else if (x < 2) {
                 n_exact += x;
@@ -134,7 +149,7 @@ static int score_dataset(const char *path, ei_edge *edge, const ei_model *m, int
             }
         }
     }
-    ei_edge_set_progress(edge, NULL, NULL);
+    if (tg->edge) ei_edge_set_progress(tg->edge, NULL, NULL);
     ei_sample_free(&b);
     free(logits);
     ei_dataset_close(d);
@@ -153,8 +168,8 @@ static int score_dataset(const char *path, ei_edge *edge, const ei_model *m, int
 
 /* --ppl: the text file as one BOS-prefixed document, or one per paragraph, at most max_tokens
  * tokens in all (0: no limit). */
-static int score_text(const char *path, ei_edge *edge, const ei_model *m, const char *tok_path, int paragraphs,
-                      int64_t max_tokens, eval_result *res) {
+static int score_text(const char *path, eval_target *tg, const char *tok_path, int paragraphs, int64_t max_tokens,
+                      eval_result *res) {
     char *text = NULL, *def_tok = NULL;
     size_t len = 0;
     ei_span *spans = NULL, whole;
@@ -166,18 +181,27 @@ static int score_text(const char *path, ei_edge *edge, const ei_model *m, const 
     /* the text as `ei prepare` reads it (BOM dropped, CRLF -> LF), split by the same rule */
     if (ei_file_read_all(path, &text, &len) != 0) goto out;
     len = ei_text_normalize(text, len);
-    if (!tok_path) tok_path = def_tok = ei_model_default_tokenizer(m->path, m->cfg.vocab_size);
-    if (!tok_path) {
-        ei_error_set("%s: no tokenizer found beside the model; pass --tokenizer", m->path);
+    const ei_tokenizer *use = NULL; /* the file's tokenizer of a graph, unless --tokenizer */
+    if (!tok_path && tg->runner) {
+        if (!(use = ei_runner_tokenizer(tg->runner))) {
+            ei_error_set("the graph file holds no tokenizer; pass --tokenizer");
+            goto out;
+        }
+        tok_path = "the graph file's tokenizer";
+    } else {
+        if (!tok_path && tg->m) tok_path = def_tok = ei_model_default_tokenizer(tg->m->path, tg->vocab);
+        if (!tok_path) {
+            ei_error_set("%s: no tokenizer found beside the model; pass --tokenizer", tg->m ? tg->m->path : "");
+            goto out;
+        }
+        if (!(use = tok = ei_tokenizer_load(tok_path, tg->vocab))) goto out;
+    }
+    if (ei_tokenizer_vocab_size(use) > tg->vocab) {
+        ei_error_set("%s: tokenizer has %d tokens but the model only %d", tok_path, ei_tokenizer_vocab_size(use),
+                     tg->vocab);
         goto out;
     }
-    if (!(tok = ei_tokenizer_load(tok_path, m->cfg.vocab_size))) goto out;
-    if (ei_tokenizer_vocab_size(tok) > m->cfg.vocab_size) {
-        ei_error_set("%s: tokenizer has %d tokens but the model only %d", tok_path, ei_tokenizer_vocab_size(tok),
-                     m->cfg.vocab_size);
-        goto out;
-    }
-    if (ei_tokenizer_bos(tok) < 0) {
+    if (ei_tokenizer_bos(use) < 0) {
         ei_error_set("%s: the tokenizer has no BOS token to start documents with", tok_path);
         goto out;
     }
@@ -189,24 +213,21 @@ static int score_text(const char *path, ei_edge *edge, const ei_model *m, const 
     }
     const ei_span *docs_at = paragraphs ? spans : &whole;
     progress_start(&prog, (int)n_docs);
-    ei_edge_set_progress(edge, progress_cb, &prog);
+    if (tg->edge) ei_edge_set_progress(tg->edge, progress_cb, &prog);
     double nll = 0.0;
     int64_t n_pred = 0, budget = max_tokens > 0 ? max_tokens : INT64_MAX, used = 0, docs = 0;
     for (size_t d = 0; d < n_docs && used < budget; d++) {
         size_t n = 0;
         free(ids);
         ids = NULL;
-        if (ei_tokenizer_encode(tok, text + docs_at[d].start, docs_at[d].len, 1, 0, &ids, &n) != 0) goto out;
+        if (ei_tokenizer_encode(use, text + docs_at[d].start, docs_at[d].len, 1, 0, &ids, &n) != 0) goto out;
         if ((int64_t)n > budget - used) n = (size_t)(budget - used);
         used += (int64_t)n;
         prog.doc = (int)d;
         prog.done_before = n_pred;
         docs++;
         if (n < 2) continue;
-        ei_doc_result r;
-        if (ei_edge_doc_eval(edge, ids, ids + 1, NULL, (int64_t)n - 1, &r) != 0) goto out;
-        nll += r.nll_sum;
-        n_pred += r.count;
+        if (tg->dm.score(tg->dm.impl, ids, ids + 1, NULL, (int64_t)n - 1, &nll, &n_pred) != 0) goto out;
         progress_print(&prog, n_pred);
     }
     progress_end(&prog);
@@ -220,7 +241,7 @@ static int score_text(const char *path, ei_edge *edge, const ei_model *m, const 
     res->secs = ei_time_now() - prog.t_start;
     rc = 0;
 out:
-    ei_edge_set_progress(edge, NULL, NULL);
+    if (tg->edge) ei_edge_set_progress(tg->edge, NULL, NULL);
     free(ids);
     free(spans);
     free(text);
@@ -230,17 +251,26 @@ out:
 }
 
 int ei_cmd_eval(int argc, char **argv) {
-    const char *ppl_path = NULL, *data_path = NULL, *model_path = NULL, *tok_path = NULL;
-    int max_tokens = 0, paragraphs = 0, json = 0, ctx = 0, stride = 0, max_samples = 0, exact = 0;
+    const char *ppl_path = NULL, *data_path = NULL, *model_path = NULL, *tok_path = NULL, *graph_path = NULL;
+    const char *backend = "cpu";
+    int threads = 2;
+    int max_tokens = 0, paragraphs = 0, json = 0, ctx = 0, stride = 0, max_samples = 0, exact = 0, allow_tok = 0;
     ei_cli_opts eo;
     ei_cli_opts_default(&eo);
+    eo.who = "ei eval";
     ei_arg opts[] = {
         {"ppl", EI_ARG_STR, &ppl_path, "FILE", "text file to score (this or --data is required)"},
         {"data", EI_ARG_STR, &data_path, "FILE.h5",
          "instead of --ppl: mean loss over the loss-masked tokens of a dataset (ei prepare)"},
         {"max-samples", EI_ARG_INT, &max_samples, "N", "--data: only the first N samples (0: all)"},
         {"exact", EI_ARG_FLAG, &exact, NULL, "--data: also decode each answer greedily and report the exact-match rate"},
-        {"model", EI_ARG_STR, &model_path, "PATH", "llama2.c .bin file or Hugging Face folder (required)"},
+        {"allow-tokenizer-mismatch", EI_ARG_FLAG, &allow_tok, NULL,
+         "--data: score a dataset tokenised with another tokenizer than the model's (warning instead of an error)"},
+        {"model", EI_ARG_STR, &model_path, "PATH", "llama2.c .bin file or Hugging Face folder (this or --graph)"},
+        {"graph", EI_ARG_STR, &graph_path, "FILE.eig",
+         "instead of --model: score through the compiled graphs of an `ei compile` file (runner, any backend)"},
+        {"backend", EI_ARG_STR, &backend, "cpu|nnapi", "--graph: the backend the graphs run on"},
+        {"threads", EI_ARG_INT, &threads, "N", "--graph: cpu backend threads"},
         {"tokenizer", EI_ARG_STR, &tok_path, "PATH", "--ppl: tokenizer file or folder (default: the model's own)"},
         {"paragraphs", EI_ARG_FLAG, &paragraphs, NULL,
          "--ppl: score each blank-line-separated paragraph as its own BOS-prefixed document"},
@@ -263,9 +293,9 @@ int ei_cmd_eval(int argc, char **argv) {
                            "context with a sliding window (--ctx, --stride).",
                            opts, NULL, NULL);
     if (rc) return rc < 0 ? 2 : 0;
-    if ((!ppl_path && !data_path) || (ppl_path && data_path) || !model_path) {
-        fprintf(stderr,
-                "ei eval: error: --model PATH and one of --ppl FILE or --data FILE.h5 are required (see --help)\n");
+    if ((!ppl_path && !data_path) || (ppl_path && data_path) || !model_path == !graph_path) {
+        fprintf(stderr, "ei eval: error: one of --model PATH or --graph FILE.eig, and one of --ppl FILE or --data "
+                        "FILE.h5 are required (see --help)\n");
         return 2;
     }
     if (max_tokens < 0 || ctx < 0 || stride < 0 || max_samples < 0) {
@@ -275,23 +305,40 @@ int ei_cmd_eval(int argc, char **argv) {
     /* options that do not apply to the chosen input or mode are errors, never silently ignored */
     const char *bad = data_path && paragraphs ? "--paragraphs applies to --ppl, not --data"
                       : data_path && tok_path ? "--tokenizer applies to --ppl (a dataset is already tokenised)"
-                      : ppl_path && (max_samples || exact) ? "--max-samples and --exact apply to --data, not --ppl"
+                      : ppl_path && (max_samples || exact || allow_tok)
+                          ? "--max-samples, --exact and --allow-tokenizer-mismatch apply to --data, not --ppl"
                       : (ctx || stride) && strcmp(eo.mode, "full") != 0
                           ? "--ctx and --stride apply to --mode full (window and edgeinfinite have no context limit)"
+                      : graph_path && (strcmp(eo.mode, "full") != 0 || eo.gates_path || ei_cli_opts_any_set(&eo))
+                          ? "--mode, --gates and the EdgeInfinite options are fixed in a graph file (ei compile); "
+                            "with --graph give none of them"
                           : NULL;
     if (bad) {
         fprintf(stderr, "ei eval: error: %s\n", bad);
         return 2;
     }
     int status = 1;
-    ei_model *m = ei_model_load(model_path);
+    ei_model *m = NULL;
     ei_cli_session s = {0};
+    eval_target tg = {0};
     eval_result res = {.input_key = data_path ? "data" : "file", .input = data_path ? data_path : ppl_path,
-                       .model = model_path, .mode = eo.mode};
-    if (!m || ei_cli_session_open(&s, &eo, m) != 0) goto fail;
-    if (s.mode == EI_MODE_FULL && ei_edge_set_context(s.edge, ctx, stride) != 0) goto fail;
-    if (data_path ? score_dataset(data_path, s.edge, m, max_samples, max_tokens, exact, &res)
-                  : score_text(ppl_path, s.edge, m, tok_path, paragraphs, max_tokens, &res))
+                       .model = graph_path ? graph_path : model_path, .mode = eo.mode};
+    if (graph_path) {
+        if (!(tg.runner = ei_runner_open(graph_path, &(ei_runner_options){.backend = backend, .threads = threads})))
+            goto fail;
+        tg.dm = ei_runner_docmodel(tg.runner);
+        tg.vocab = ei_runner_config(tg.runner)->vocab_size;
+        res.mode = ei_mode_name(ei_runner_mode(tg.runner));
+    } else {
+        if (!(m = ei_model_load(model_path)) || ei_cli_session_open(&s, &eo, m) != 0) goto fail;
+        if (s.mode == EI_MODE_FULL && ei_edge_set_context(s.edge, ctx, stride) != 0) goto fail;
+        tg.edge = s.edge;
+        tg.m = m;
+        tg.dm = ei_edge_docmodel(s.edge);
+        tg.vocab = m->cfg.vocab_size;
+    }
+    if (data_path ? score_dataset(data_path, &tg, max_samples, max_tokens, exact, allow_tok, &res)
+                  : score_text(ppl_path, &tg, tok_path, paragraphs, max_tokens, &res))
         goto fail;
     if (print_result(&res, json) != 0) goto fail;
     fprintf(stderr, "eval: %lld %s, %lld tokens in %.2f s (%.0f tok/s)\n", (long long)res.docs,
@@ -302,6 +349,7 @@ int ei_cmd_eval(int argc, char **argv) {
 fail:
     ei_error_print("eval");
 done:
+    ei_runner_close(tg.runner);
     ei_cli_session_close(&s);
     ei_model_free(m);
     return status;

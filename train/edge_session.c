@@ -79,6 +79,22 @@ static int apply_cli(ei_opts *o, const ei_cli_opts *c) {
     return 0;
 }
 
+int ei_opts_context_check(const ei_opts *o, const ei_model_config *cfg, char *msg, size_t cap) {
+    long span = (long)o->sink + o->window + o->segment;
+    if (cap) msg[0] = '\0';
+    if (!cfg || cfg->max_seq_len <= 0 || span <= cfg->max_seq_len) return 0;
+    snprintf(msg, cap,
+             "sink %d + window %d + segment %d = %ld tokens exceed the model's trained context of %d: RoPE "
+             "positions up to %ld leave the range the model was trained on (lower the window or the segment)",
+             o->sink, o->window, o->segment, span, cfg->max_seq_len, span - 1);
+    return 1;
+}
+
+void ei_opts_warn_context(const char *who, const ei_opts *o, const ei_model_config *cfg) {
+    char msg[512];
+    if (ei_opts_context_check(o, cfg, msg, sizeof msg)) fprintf(stderr, "%s: warning: %s\n", who, msg);
+}
+
 int ei_cli_session_open(ei_cli_session *s, const ei_cli_opts *c, const ei_model *m) {
     memset(s, 0, sizeof *s);
     ei_opts_default(&s->opts);
@@ -89,6 +105,7 @@ int ei_cli_session_open(ei_cli_session *s, const ei_cli_opts *c, const ei_model 
     if (apply_cli(&s->opts, c) != 0) return -1;
     s->opts.bptt_segments = 0; /* training only: inference keeps no gradient to truncate */
     if (ei_opts_validate(&s->opts, &m->cfg) != 0) return -1;
+    if (s->mode != EI_MODE_FULL) ei_opts_warn_context(c->who ? c->who : "ei", &s->opts, &m->cfg);
     if (s->mode == EI_MODE_EDGEINFINITE) {
         if (!(s->gates = ei_gates_new(&m->cfg, s->opts.gate, s->opts.gate_init_bias))) return -1;
         if (c->gates_path && ei_gates_load(s->gates, c->gates_path) != 0) {
@@ -108,4 +125,18 @@ void ei_cli_session_close(ei_cli_session *s) {
     ei_gates_free(s->gates);
     s->edge = NULL;
     s->gates = NULL;
+}
+
+#define EI_CLI_SET_CLI_INT(name) any |= c->name != EI_CLI_UNSET_INT;
+#define EI_CLI_SET_CLI_FLOAT(name) any |= !isnan(c->name);
+#define EI_CLI_SET_CLI_ENUM(name) any |= c->name != NULL;
+#define EI_CLI_SET_NOCLI_INT(name)
+#define EI_CLI_SET_NOCLI_FLOAT(name)
+#define EI_CLI_SET_NOCLI_ENUM(name)
+#define EI_CLI_SET_(a, name, TYPE, ctype, def, mn, mx, CH, fl, CLI, ...) EI_CLI_SET_##CLI##_##TYPE(name)
+
+int ei_cli_opts_any_set(const ei_cli_opts *c) {
+    int any = 0;
+    EI_OPTS_TABLE(EI_CLI_SET_, ~)
+    return any;
 }

@@ -32,6 +32,7 @@
 typedef struct {
     const char *mode;       /* full | window | edgeinfinite */
     const char *gates_path; /* NULL: gates at their initialisation (w = 0, b = gate_init_bias) */
+    const char *who;        /* command name for warnings ("ei eval"); NULL: "ei" */
     EI_OPTS_TABLE(EI_CLI_FIELD_, ~)
 } ei_cli_opts;
 
@@ -40,6 +41,8 @@ typedef struct {
 #define EI_CLI_UNSET_INT (-1)
 
 void ei_cli_opts_default(ei_cli_opts *c);
+/* 1 when any EdgeInfinite option was given on the command line (not --mode / --gates). */
+int ei_cli_opts_any_set(const ei_cli_opts *c);
 
 /* --mode (commands that already have a --mode option set ei_cli_opts.mode themselves). */
 #define EI_CLI_ARG_MODE(c)                                                                              \
@@ -65,6 +68,16 @@ void ei_cli_opts_default(ei_cli_opts *c);
  * from. Static storage, built on first use; never NULL. */
 const char *ei_cli_opt_help(int i);
 
+/* The one check that the local attention stays inside the positions the base model was trained on:
+ * keys and queries take RoPE positions up to sink + window + segment - 1, so S + W + L must not
+ * exceed the model's trained context (max_seq_len). Returns 1 and writes a message naming the three
+ * numbers, their sum and the context into msg (cap bytes) when it does, 0 when it fits. Every
+ * command that runs window or edgeinfinite attention calls it through ei_opts_warn_context: ei train,
+ * ei eval, ei generate (via ei_cli_session_open) and ei compile. */
+int ei_opts_context_check(const ei_opts *o, const ei_model_config *cfg, char *msg, size_t cap);
+/* Prints "<who>: warning: <message>" on stderr when ei_opts_context_check finds a problem. */
+void ei_opts_warn_context(const char *who, const ei_opts *o, const ei_model_config *cfg);
+
 typedef struct {
     ei_mode mode;
     ei_opts opts;
@@ -72,8 +85,9 @@ typedef struct {
     ei_edge *edge;   /* owned */
 } ei_cli_session;
 
-/* Validates the options against the model, loads --gates (edgeinfinite mode) and opens the edge.
- * -1 with ei_error set (naming the option) on failure. */
+/* Validates the options against the model, loads --gates (edgeinfinite mode) and opens the edge;
+ * window and edgeinfinite modes warn on stderr (ei_opts_warn_context) when the options reach beyond
+ * the model's trained context. -1 with ei_error set (naming the option) on failure. */
 int ei_cli_session_open(ei_cli_session *s, const ei_cli_opts *c, const ei_model *m);
 void ei_cli_session_close(ei_cli_session *s);
 
