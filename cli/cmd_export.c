@@ -60,13 +60,13 @@ static int write_base_config(const ei_model *m, const char *path) {
 
 int ei_cmd_export(int argc, char **argv) {
     const char *out = NULL, *merged = NULL;
-    ei_arg opts[] = {{"o", EI_ARG_STR, &out, "FILE", "output gates.safetensors"},
+    ei_arg opts[] = {{"o", EI_ARG_STR, &out, "FILE", "gates file to write (gates.safetensors)"},
                      {"output", EI_ARG_STR, &out, "FILE", "same as -o"},
                      {"merged", EI_ARG_STR, &merged, "DIR", "write a folder: config.json, gates.safetensors, edgeinfinite.json"},
                      {0}};
     char **pos = NULL;
     int npos = 0;
-    int rc = ei_args_parse(argc, argv, "ei export CHECKPOINT|DIR", DESC, opts, &pos, &npos);
+    int rc = ei_args_parse(argc, argv, "ei export CHECKPOINT|DIR (-o FILE | --merged DIR)", DESC, opts, &pos, &npos);
     if (rc != 0) return rc < 0 ? 2 : 0;
     if (npos != 1 || (!out && !merged)) {
         fprintf(stderr, "ei export: error: give one checkpoint file or folder and -o FILE or --merged DIR\n");

@@ -244,8 +244,8 @@ int ei_cmd_plot(int argc, char **argv) {
     double smooth = 0;
     int logy = 0, show_lr = 0, width = 1000, height = 600;
     ei_arg opts[] = {
-        {"o", EI_ARG_STR, &out, "PNG", "output image (same as --output)"},
-        {"output", EI_ARG_STR, &out, "PNG", "output image"},
+        {"o", EI_ARG_STR, &out, "PNG", "output image (required)"},
+        {"output", EI_ARG_STR, &out, "PNG", "same as -o"},
         {"title", EI_ARG_STR, &title, "TEXT", "plot title (default: the metrics file)"},
         {"smooth", EI_ARG_FLOAT, &smooth, "A", "also draw an exponential moving average of the training loss, "
                                                "0 <= A < 1 (0: off)"},
@@ -257,10 +257,10 @@ int ei_cmd_plot(int argc, char **argv) {
     };
     char **pos = NULL;
     int npos = 0;
-    int rc = ei_args_parse(argc, argv, "ei plot",
+    int rc = ei_args_parse(argc, argv, "ei plot METRICS.jsonl [MORE.jsonl ...] -o PNG",
                            "Draws training and validation loss against the step from one or more metrics.jsonl "
                            "files (written by ei train) as a PNG, with gnuplot.\n\n"
-                           "usage: ei plot METRICS.jsonl [MORE.jsonl ...] -o loss.png",
+                           "  ei plot runs/stories_lm/metrics.jsonl -o loss.png --smooth 0.9",
                            opts, &pos, &npos);
     if (rc) return rc > 0 ? 0 : 2;
     if (npos < 1 || !out) {

@@ -21,6 +21,8 @@ static const char *const DESCRIPTION =
     "  field.sub        a value at a path; list[2] picks an element\n"
     "  list[].field     every element of an array; list[] the elements themselves\n"
     "  list[].{a}: {b}  every element formatted ({{ and }} are literal braces)\n"
+    "  opt{gold}        a path built from another field's value: with gold = 2, the field opt2\n"
+    "                   (options[{gold}] indexes an array; {opt{gold}} inside a format)\n"
     "--context values from an array are joined with --join; --instruction/--answer arrays give one\n"
     "sample per element (paired by index). Examples:\n"
     "  QMSum:   --context 'meeting_transcripts[].{speaker}: {content}'\n"
@@ -32,17 +34,20 @@ static const char *const DESCRIPTION =
     "EOS. --max-tokens cuts the middle of the context (instruction and answer are never cut); LM\n"
     "documents are split into pieces (--lm-overflow split) or keep head and tail (cut).\n"
     "With --val-fraction F, round(F x documents) whole documents (seeded) go to <out>.val.h5 and the\n"
-    "rest to <out>.train.h5; an evaluation set then takes the validation documents only.\n"
+    "rest to <out>.train.h5; an evaluation set then takes the validation documents only. One long\n"
+    "text: --max-tokens N --piece-docs makes each N-token piece a document, and the validation set a\n"
+    "contiguous run of whole pieces.\n"
     "Passkey: --passkey --lengths 1024,4096 --depths 0,0.5,1 [--filler FILE] [--per-cell N].\n"
     "--config FILE reads the same options from YAML (prepare: {template_string: ..., max_tokens: ...});\n"
-    "command-line options override it. Escapes \\n and \\t are expanded in --template-string and --join.";
+    "command-line options override it. Escapes \\n, \\t and \\\\ are expanded in --template-string, --join and\n"
+    "the selectors (--context, --instruction, --answer).";
 
 typedef struct {
     char *tokenizer, *output, *eval_set, *format, *doc_mode, *context, *instruction, *answer, *join;
     char *template_name, *template_string, *task, *lm_overflow, *filler, *lengths, *depths;
     int64_t max_tokens, min_tokens, max_docs, seed;
     double val_fraction;
-    int skip_bad, per_cell;
+    int skip_bad, per_cell, piece_docs;
 } prepare_cfg;
 
 #define K(name, type, field, def, help) {"prepare." name, type, offsetof(prepare_cfg, field), 1, 0, def, NULL, 0, 0, help}
@@ -70,6 +75,8 @@ static const ei_cfg_key cfg_keys[] = {
     {"prepare.val_fraction", EI_CFG_FLOAT, offsetof(prepare_cfg, val_fraction), 0, 0.999, "0", NULL, 0, 0, "val fraction"},
     {"prepare.skip_bad", EI_CFG_BOOL, offsetof(prepare_cfg, skip_bad), 1, 0, "false", NULL, 0, 0, "skip bad lines"},
     {"prepare.per_cell", EI_CFG_INT, offsetof(prepare_cfg, per_cell), 1, 1e6, "1", NULL, 0, 0, "passkey samples per cell"},
+    {"prepare.piece_docs", EI_CFG_BOOL, offsetof(prepare_cfg, piece_docs), 1, 0, "false", NULL, 0, 0,
+     "each piece of a split document is its own document"},
     {0}};
 #undef K
 
@@ -115,10 +122,11 @@ int ei_cmd_prepare(int argc, char **argv) {
     const char *depths = cfg.depths;
     int64_t max_tokens = cfg.max_tokens, min_tokens = cfg.min_tokens, max_docs = cfg.max_docs, seed = cfg.seed;
     double val_fraction = cfg.val_fraction;
-    int skip_bad = cfg.skip_bad, quiet = 0, passkey = 0, per_cell = cfg.per_cell;
+    int skip_bad = cfg.skip_bad, quiet = 0, passkey = 0, per_cell = cfg.per_cell, piece_docs = cfg.piece_docs;
     ei_arg opts[] = {
         {"tokenizer", EI_ARG_STR, &tokenizer, "PATH", "tokenizer.bin / .model / .json or a model folder (required)"},
-        {"output", EI_ARG_STR, &output, "OUT.h5", "HDF5 dataset to write (with a split: OUT.train.h5, OUT.val.h5)"},
+        {"o", EI_ARG_STR, &output, "OUT.h5", "HDF5 dataset to write (with a split: OUT.train.h5, OUT.val.h5)"},
+        {"output", EI_ARG_STR, &output, "OUT.h5", "same as -o"},
         {"eval-set", EI_ARG_STR, &eval_set, "OUT.eis", "evaluation set to write"},
         {"config", EI_ARG_STR, &config, "FILE", "YAML file with a 'prepare:' section of these options"},
         {"format", EI_ARG_STR, &format, "F", "auto (by extension), text or jsonl [auto]"},
@@ -134,6 +142,9 @@ int ei_cmd_prepare(int argc, char **argv) {
         {"max-tokens", EI_ARG_I64, &max_tokens, "N", "longest sample in tokens (0: no limit)"},
         {"min-tokens", EI_ARG_I64, &min_tokens, "N", "drop samples shorter than N tokens"},
         {"lm-overflow", EI_ARG_STR, &lm_overflow, "M", "LM documents over --max-tokens: split or cut [split]"},
+        {"piece-docs", EI_ARG_FLAG, &piece_docs, NULL,
+         "with --max-tokens: each piece of a split document counts as its own document (own doc id; "
+         "--val-fraction takes a contiguous run of whole pieces)"},
         {"max-docs", EI_ARG_I64, &max_docs, "N", "use only the first N documents (0: all)"},
         {"val-fraction", EI_ARG_FLOAT, &val_fraction, "F", "fraction of documents for validation"},
         {"seed", EI_ARG_I64, &seed, "S", "seed of the split and of passkey keys"},
@@ -152,26 +163,35 @@ int ei_cmd_prepare(int argc, char **argv) {
         ei_config_release(&c);
         return rc < 0 ? 2 : 0;
     }
-    /* Command-line text gets escapes expanded; YAML strings already have theirs. */
-    char *tpl_copy = tpl_string ? strdup(tpl_string) : NULL, *join_copy = join ? strdup(join) : NULL;
-    if ((tpl_string && !tpl_copy) || (join && !join_copy)) {
-        free(tpl_copy);
-        free(join_copy);
+    /* Command-line text gets escapes expanded; YAML strings already have theirs. Values that came
+     * from the config file are left alone (the pointers still point into it). */
+    const char *const cli_text[] = {tpl_string, join, context != cfg.context ? context : NULL,
+                                    instruction != cfg.instruction ? instruction : NULL,
+                                    answer != cfg.answer ? answer : NULL};
+    enum { N_CLI_TEXT = sizeof cli_text / sizeof cli_text[0] };
+    char *copy[N_CLI_TEXT] = {0};
+    int oom = 0;
+    for (int i = 0; i < N_CLI_TEXT; i++) {
+        if (!cli_text[i]) continue;
+        if (!(copy[i] = strdup(cli_text[i]))) oom = 1;
+        else unescape(copy[i]);
+    }
+    if (oom) {
+        for (int i = 0; i < N_CLI_TEXT; i++) free(copy[i]);
         ei_config_release(&c);
         free(pos);
         fprintf(stderr, "ei prepare: error: out of memory\n");
         return 1;
     }
-    if (tpl_copy) unescape(tpl_copy);
-    if (join_copy) unescape(join_copy);
+    char *tpl_copy = copy[0], *join_copy = copy[1];
     ei_prepare_opts o = {
         .inputs = (const char **)pos,
         .n_inputs = npos,
         .format = format,
         .doc_mode = doc_mode,
-        .context = context,
-        .instruction = instruction,
-        .answer = answer,
+        .context = copy[2] ? copy[2] : context,
+        .instruction = copy[3] ? copy[3] : instruction,
+        .answer = copy[4] ? copy[4] : answer,
         .join = join_copy ? join_copy : cfg.join,
         .template_name = tpl,
         .template_string = tpl_copy ? tpl_copy : cfg.template_string,
@@ -192,6 +212,7 @@ int ei_cmd_prepare(int argc, char **argv) {
         .lengths = lengths,
         .depths = depths,
         .per_cell = per_cell,
+        .piece_docs = piece_docs,
     };
     if (!o.tokenizer_path) {
         fprintf(stderr, "ei prepare: error: --tokenizer is required (see --help)\n");
@@ -200,8 +221,7 @@ int ei_cmd_prepare(int argc, char **argv) {
         ei_error_print("prepare");
         rc = 1;
     }
-    free(tpl_copy);
-    free(join_copy);
+    for (int i = 0; i < N_CLI_TEXT; i++) free(copy[i]);
     ei_config_release(&c);
     free(pos);
     return rc;

@@ -2,6 +2,7 @@
 #include "cli/commands.h"
 #include "core/ei_args.h"
 #include "core/ei_error.h"
+#include "text/paragraphs.h"
 #include "text/tokenizer.h"
 
 #include <errno.h>
@@ -85,15 +86,19 @@ static int do_decode(const ei_tokenizer *t, char **pos, int npos) {
     return rc;
 }
 
+/* The text is normalised as `ei prepare` and `ei eval --ppl` read files (ei_text_normalize: a
+ * byte-order mark dropped, CRLF -> LF), so the ids printed are the ids a dataset holds. */
 static int do_encode(const ei_tokenizer *t, const char *arg, int bos, int parse_special, int pieces) {
     char *owned = NULL;
-    const char *text = arg;
     size_t len = strlen(arg);
     if (strcmp(arg, "-") == 0) {
         owned = read_stdin(&len);
         if (!owned) return ei_error_set("cannot read standard input");
-        text = owned;
+    } else if (!(owned = strdup(arg))) {
+        return ei_error_set("out of memory");
     }
+    len = ei_text_normalize(owned, len);
+    const char *text = owned;
     int32_t *ids;
     size_t n;
     int rc = ei_tokenizer_encode(t, text, len, bos, parse_special, &ids, &n);
@@ -126,7 +131,8 @@ int ei_cmd_tokenize(int argc, char **argv) {
     int rc = ei_args_parse(argc, argv, "ei tokenize",
                            "ei tokenize --tokenizer PATH [--decode] [--bos] TEXT|-\n\n"
                            "Prints the token ids of TEXT (or of standard input with '-'), space-separated, without "
-                           "BOS unless --bos; with --decode, prints the text of the given ids.",
+                           "BOS unless --bos; with --decode, prints the text of the given ids. The text is read as "
+                           "ei prepare reads files: a UTF-8 byte-order mark is dropped and CRLF becomes LF.",
                            opts, &pos, &npos);
     if (rc) {
         free(pos);

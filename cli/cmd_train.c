@@ -55,7 +55,7 @@ static char *config_from_checkpoint(const char *dir) {
 int ei_cmd_train(int argc, char **argv) {
     ei_arg_list configs = {0}, sets = {0};
     const char *resume = NULL;
-    int quiet = 0, print_config = 0, schema = 0;
+    int quiet = 0, print_config = 0, schema = 0, allow_tok = 0;
     ei_arg opts[] = {
         {"config", EI_ARG_LIST, &configs, "FILE", "training config (YAML); may repeat"},
         {"set", EI_ARG_LIST, &sets, "KEY=VALUE", "override a config key, e.g. train.lr=1e-3; may repeat"},
@@ -63,6 +63,8 @@ int ei_cmd_train(int argc, char **argv) {
         {"print-config", EI_ARG_FLAG, &print_config, NULL, "print the resolved config and exit"},
         {"schema", EI_ARG_FLAG, &schema, NULL, "list every config key with its type and default"},
         {"quiet", EI_ARG_FLAG, &quiet, NULL, "no progress line"},
+        {"allow-tokenizer-mismatch", EI_ARG_FLAG, &allow_tok, NULL,
+         "train on datasets tokenised with another tokenizer than the model's (warning instead of an error)"},
         {0}};
     int npos = 0;
     char **pos = NULL;
@@ -120,7 +122,7 @@ int ei_cmd_train(int argc, char **argv) {
         code = 0;
         goto out;
     }
-    ei_trainer_opts to = {resume != NULL, resume, quiet};
+    ei_trainer_opts to = {resume != NULL, resume, quiet, allow_tok};
     if (ei_trainer_run(&cfg, &to) != 0) {
         ei_error_print("train");
         ei_train_config_free(&cfg);

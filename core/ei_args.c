@@ -6,14 +6,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* One-letter options are written with one dash (-o), the others with two. */
+static const char *dashes(const char *name) { return name[0] && !name[1] ? "-" : "--"; }
+
 void ei_args_print_help(const char *prog, const char *description, const ei_arg *opts) {
     printf("usage: %s [options]%s\n\n%s\n\noptions:\n", prog, "", description ? description : "");
     for (const ei_arg *o = opts; o && o->name; o++) {
-        char left[96];
+        char left[96], names[64];
+        const char *help = o->help;
+        snprintf(names, sizeof names, "%s%s", dashes(o->name), o->name);
+        /* A one-letter row followed by a row for the same variable is its short form, shown on one
+         * line with the first row's help: "-o, --output FILE". */
+        if (!o->name[1] && o[1].name && o[1].dst == o->dst && o[1].kind == o->kind) {
+            snprintf(names, sizeof names, "-%s, --%s", o->name, o[1].name);
+            o++;
+        }
         if (o->kind == EI_ARG_FLAG)
-            snprintf(left, sizeof left, "--%s", o->name);
+            snprintf(left, sizeof left, "%s", names);
         else
-            snprintf(left, sizeof left, "--%s %s", o->name, o->metavar ? o->metavar : "VALUE");
+            snprintf(left, sizeof left, "%s %s", names, o->metavar ? o->metavar : "VALUE");
         char def[96] = "";
         switch (o->kind) {
         case EI_ARG_STR:
@@ -24,7 +35,7 @@ void ei_args_print_help(const char *prog, const char *description, const ei_arg 
         case EI_ARG_FLOAT: snprintf(def, sizeof def, " (default: %g)", *(double *)o->dst); break;
         default: break;
         }
-        printf("  %-30s %s%s\n", left, o->help ? o->help : "", def);
+        printf("  %-30s %s%s\n", left, help ? help : "", def);
     }
     printf("  %-30s %s\n", "-h, --help", "show this help and exit");
 }
@@ -62,7 +73,7 @@ static int set_value(const char *prog, const ei_arg *o, const char *v) {
     }
     case EI_ARG_FLAG: break;
     }
-    fprintf(stderr, "%s: error: invalid value '%s' for --%s (expected %s)\n", prog, v, o->name,
+    fprintf(stderr, "%s: error: invalid value '%s' for %s%s (expected %s)\n", prog, v, dashes(o->name), o->name,
             o->kind == EI_ARG_INT || o->kind == EI_ARG_I64 ? "an integer"
             : o->kind == EI_ARG_FLOAT                      ? "a finite number"
                                                            : "a value");
@@ -102,7 +113,7 @@ int ei_args_parse(int argc, char **argv, const char *prog, const char *descripti
         }
         if (o->kind == EI_ARG_FLAG) {
             if (eq) {
-                fprintf(stderr, "%s: error: --%s takes no value\n", prog, o->name);
+                fprintf(stderr, "%s: error: %s%s takes no value\n", prog, dashes(o->name), o->name);
                 free(p);
                 return -1;
             }
@@ -112,7 +123,7 @@ int ei_args_parse(int argc, char **argv, const char *prog, const char *descripti
         const char *v = eq ? eq + 1 : NULL;
         if (!v) {
             if (i + 1 >= argc) {
-                fprintf(stderr, "%s: error: --%s needs a value\n", prog, o->name);
+                fprintf(stderr, "%s: error: %s%s needs a value\n", prog, dashes(o->name), o->name);
                 free(p);
                 return -1;
             }

@@ -6,8 +6,9 @@
  *   /offsets    int64 [N+1]    sample i is tokens[offsets[i] .. offsets[i+1]); offsets[0] = 0,
  *                              offsets[N] = T, non-decreasing
  *   /doc_ids    int64 [N]      the source document of each sample (split is by document)
- *   /meta       group          attributes: format_version, tokenizer, vocab_size, bos_id, eos_id,
- *                              template, kind, split, n_samples, n_tokens, ... (see the docs)
+ *   /meta       group          attributes: format_version, tokenizer, tokenizer_vocab_hash, vocab_size,
+ *                              bos_id, eos_id, template, kind, split, n_samples, n_tokens, ... (see the
+ *                              docs)
  *
  * Writer: samples are appended one by one (streamed to chunked, compressed, checksummed datasets)
  * into a temporary file that is renamed over the final path by ei_dataset_writer_close.
@@ -36,6 +37,7 @@
 #define EI_DATASET_H
 
 #include "core/ei_rng.h"
+#include "text/tokenizer.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -82,6 +84,14 @@ const char *ei_dataset_path(const ei_dataset *d);
 const char *ei_dataset_meta_str(const ei_dataset *d, const char *name);
 /* Integer attribute of /meta; returns -1 (with ei_error set) if absent. */
 int ei_dataset_meta_i64(const ei_dataset *d, const char *name, int64_t *out);
+
+/* Whether the dataset was tokenised with t (the model's tokenizer, named tok_name in messages): the
+ * vocabulary hash recorded in /meta (tokenizer_vocab_hash, ei_tokenizer_vocab_hash) must equal t's,
+ * so the same vocabulary in another file, folder or format (tok512.bin / tok512.model) matches.
+ * Files written before that hash existed are compared by the tokenizer file's hash inside
+ * /meta tokenizer (ei_tokenizer_identity). Returns 0 same, 1 nothing recorded, -1 different
+ * (ei_error names both tokenizers). */
+int ei_dataset_check_tokenizer(const ei_dataset *d, const ei_tokenizer *t, const char *tok_name);
 
 /* Reads sample i into caller buffers of at least ei_dataset_sample_len(d, i) elements (mask may be
  * NULL). Checks token ids against the vocabulary and mask values. Returns the length or -1. */

@@ -173,6 +173,32 @@ const char *ei_dataset_meta_str(const ei_dataset *d, const char *name) {
     return NULL;
 }
 
+/* The hash at the end of an identity "kind:name:hash" (the file's bytes), or "" */
+static const char *identity_hash(const char *id) {
+    const char *c = id ? strrchr(id, ':') : NULL;
+    return c ? c + 1 : "";
+}
+
+int ei_dataset_check_tokenizer(const ei_dataset *d, const ei_tokenizer *t, const char *tok_name) {
+    const char *rec_id = ei_dataset_meta_str(d, "tokenizer");
+    const char *rec_hash = ei_dataset_meta_str(d, "tokenizer_vocab_hash");
+    const char *id = ei_tokenizer_identity(t);
+    if (rec_hash && *rec_hash) {
+        char h[24];
+        snprintf(h, sizeof h, "%016llx", (unsigned long long)ei_tokenizer_vocab_hash(t));
+        if (strcmp(h, rec_hash) == 0) return 0;
+        return ei_error_set("%s: tokenised with another tokenizer than the model's: the dataset's is %s (vocabulary "
+                            "hash %s), the model's %s is %s (vocabulary hash %s)",
+                            d->path, rec_id ? rec_id : "?", rec_hash, tok_name, id, h);
+    }
+    if (!rec_id || !*rec_id) return 1;
+    /* Written before vocabulary hashes: only the same tokenizer file can be recognised. */
+    if (*identity_hash(rec_id) && strcmp(identity_hash(rec_id), identity_hash(id)) == 0) return 0;
+    return ei_error_set("%s: tokenised with %s, which is not the model's tokenizer %s (%s); the dataset predates "
+                        "vocabulary hashes, so only the same file is recognised: re-run ei prepare to record one",
+                        d->path, rec_id, tok_name, id);
+}
+
 static ei_dataset *open_impl(const char *path) {
     ei_dataset *d = calloc(1, sizeof *d);
     if (!d || !(d->path = strdup(path))) {

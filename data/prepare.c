@@ -37,11 +37,14 @@ typedef struct {
     out_stats s[N_OUT];
     uint8_t *is_val; /* per document, when splitting */
     int64_t n_docs;
+    int counting;     /* --piece-docs, first pass: only count the pieces (into n_docs) */
+    int64_t next_doc; /* --piece-docs: id of the next piece */
+    int64_t n_inputs_docs; /* documents read from the inputs (n_docs counts pieces with --piece-docs) */
     int64_t dropped_empty, dropped_short, dropped_long, bad_lines;
     double t0, last_progress;
 } job;
 
-static int stats_add(out_stats *s, int64_t doc, size_t len, int truncated) {
+static int stats_add(out_stats *s, int64_t doc, size_t len, int truncated, int split) {
     if (s->n_lens == s->cap_lens) {
         size_t cap = s->cap_lens ? s->cap_lens * 2 : 1024;
         int64_t *n = realloc(s->lens, cap * sizeof *n);
@@ -55,6 +58,7 @@ static int stats_add(out_stats *s, int64_t doc, size_t len, int truncated) {
     s->st.samples++;
     s->st.tokens += (int64_t)len;
     s->st.truncated += truncated;
+    s->st.split += split;
     return 0;
 }
 
@@ -86,20 +90,21 @@ static void progress(job *j, const char *file, size_t done, size_t total) {
     fflush(stderr);
 }
 
-/* Routes one sample to the HDF5 output(s) and/or the evaluation set. */
-static int emit(job *j, int64_t doc, const ei_tokvec *sample, int truncated, const ei_tokvec *prompt,
+/* Routes one sample to the HDF5 output(s) and/or the evaluation set. truncated: text was dropped;
+ * split: the sample is one piece of a longer document (nothing dropped). */
+static int emit(job *j, int64_t doc, const ei_tokvec *sample, int truncated, int split, const ei_tokvec *prompt,
                 const ei_tokvec *ref, const char *ref_text, int task, const char *tag) {
     int val = j->is_val && j->is_val[doc];
     if (sample && j->w[0]) {
         int k = j->is_val ? (val ? 2 : 1) : 0;
         if (ei_dataset_writer_add(j->w[k], sample->ids, sample->mask, sample->n, doc) != 0) return -1;
-        if (stats_add(&j->s[k], doc, sample->n, truncated) != 0) return -1;
+        if (stats_add(&j->s[k], doc, sample->n, truncated, split) != 0) return -1;
     }
     if (prompt && j->es && (!j->is_val || val)) {
         if (ei_evalset_add(j->es, task, tag, prompt->ids, prompt->n, ref_text, ref ? ref->ids : NULL,
                            ref ? ref->n : 0) != 0)
             return -1;
-        if (stats_add(&j->s[OUT_EVAL], doc, prompt->n, truncated) != 0) return -1;
+        if (stats_add(&j->s[OUT_EVAL], doc, prompt->n, truncated, split) != 0) return -1;
     }
     return 0;
 }
@@ -114,13 +119,15 @@ static int too_short(job *j, size_t n) {
 
 /* ------------------------------------------------------------------ language modelling documents */
 
+/* With --piece-docs every piece is its own document: ids are handed out in input order, the same
+ * in the counting pass and the writing pass, so the split chosen between them holds whole pieces. */
 static int lm_doc(job *j, int64_t doc, const char *text, size_t len, const char *tag) {
     int32_t *ids = NULL;
     size_t n = 0;
     if (ei_tokenizer_encode(j->tok, text, len, 0, 0, &ids, &n) != 0) return -1;
     if (n == 0) {
         free(ids);
-        j->dropped_empty++;
+        if (!j->counting) j->dropped_empty++;
         return 0;
     }
     int bos = ei_tokenizer_bos(j->tok), eos = ei_tokenizer_eos(j->tok);
@@ -129,7 +136,9 @@ static int lm_doc(job *j, int64_t doc, const char *text, size_t len, const char 
     int cut = j->o->lm_overflow && strcmp(j->o->lm_overflow, "cut") == 0;
     ei_tokvec v = {0};
     int rc = 0;
-    int truncated = max > 0 && (int64_t)n + (bos >= 0) + (eos >= 0) > max;
+    int over = max > 0 && (int64_t)n + (bos >= 0) + (eos >= 0) > max;
+    /* cut drops the middle; split keeps every token, in pieces */
+    int truncated = over && cut, split = over && !cut;
     if (room < 1) {
         free(ids);
         return ei_error_set("--max-tokens %lld leaves no room for text", (long long)max);
@@ -142,12 +151,12 @@ static int lm_doc(job *j, int64_t doc, const char *text, size_t len, const char 
         if (bos >= 0) rc |= ei_tokvec_push(&v, &b, 1, 0);
         size_t take = n - at, rest = 0;
         int last = 1;
-        if (truncated && cut) {
+        if (truncated) {
             int64_t keep = room - (eos >= 0);
             if (keep < 2) keep = 2;
             rest = (size_t)keep / 2;
             take = (size_t)keep - rest;
-        } else if (truncated) {
+        } else if (split) {
             /* The last piece must also hold EOS. */
             int64_t need = (int64_t)(n - at) + (eos >= 0);
             if (need > room) {
@@ -158,12 +167,18 @@ static int lm_doc(job *j, int64_t doc, const char *text, size_t len, const char 
         rc |= ei_tokvec_push(&v, ids + at, take, 1);
         if (rest) rc |= ei_tokvec_push(&v, ids + n - rest, rest, 1);
         if (last && eos >= 0) rc |= ei_tokvec_push(&v, &e, 1, 1);
-        at = (truncated && cut) ? n : at + take;
+        at = truncated ? n : at + take;
         if (rc) break;
+        int64_t id = j->o->piece_docs ? j->next_doc++ : doc;
+        if (j->counting) {
+            j->n_docs++;
+            continue;
+        }
         if (too_short(j, v.n)) continue;
         char t[512];
         snprintf(t, sizeof t, "%s:%d", tag, piece++);
-        rc = emit(j, doc, &v, truncated, &v, NULL, "", j->o->task ? ei_task_type_parse(j->o->task) : EI_TASK_LM, t);
+        rc = emit(j, id, &v, truncated, split, &v, NULL, "",
+                  j->o->task ? ei_task_type_parse(j->o->task) : EI_TASK_LM, t);
     }
     free(ids);
     ei_tokvec_free(&v);
@@ -241,7 +256,7 @@ static int jsonl_doc(job *j, const jsonl_spec *sp, int64_t doc, const cJSON *obj
         }
         if ((j->w[0] && too_short(j, sample.n)) || (!j->w[0] && too_short(j, prompt.n))) continue;
         if (emit(j, doc, j->w[0] ? &sample : NULL, st_train == EI_SAMPLE_TRUNCATED || st_eval == EI_SAMPLE_TRUNCATED,
-                 j->es ? &prompt : NULL, &ref, ans, task, t) != 0)
+                 0, j->es ? &prompt : NULL, &ref, ans, task, t) != 0)
             goto done;
     }
     rc = 0;
@@ -303,7 +318,7 @@ static int64_t text_docs(job *j, const char *path, const char *buf, size_t len, 
     char tag[400];
     if (!paragraphs) {
         if (blank_line(buf, buf + len)) {
-            if (fn) j->dropped_empty++;
+            if (fn && !j->counting) j->dropped_empty++;
             return 0;
         }
         snprintf(tag, sizeof tag, "%s", base_name(path));
@@ -360,10 +375,12 @@ static int64_t jsonl_docs(job *j, const jsonl_spec *sp, const char *path, char *
             cJSON_Delete(obj);
             if (rc != 0) {
                 if (!j->o->skip_bad) return -1;
-                if (!j->o->quiet) fprintf(stderr, "prepare: skipped: %s\n", ei_error_get());
-                j->bad_lines++;
+                if (!j->counting) { /* the writing pass reports it */
+                    if (!j->o->quiet) fprintf(stderr, "prepare: skipped: %s\n", ei_error_get());
+                    j->bad_lines++;
+                }
             }
-            progress(j, base_name(path), e, len);
+            if (!j->counting) progress(j, base_name(path), e, len);
         }
         count++;
         i = e + 1;
@@ -388,10 +405,10 @@ static void print_stats(const job *j, const char *label, const out_stats *s) {
         return;
     }
     printf("  %-6s %s: %lld documents, %lld samples, %lld tokens; tokens per sample min %lld / median %lld / "
-           "max %lld; %lld truncated\n",
+           "max %lld; %lld truncated, %lld pieces of split documents\n",
            out_names[s - j->s], label, (long long)s->st.docs, (long long)s->st.samples, (long long)s->st.tokens,
            (long long)s->st.min_len, (long long)s->st.median_len, (long long)s->st.max_len,
-           (long long)s->st.truncated);
+           (long long)s->st.truncated, (long long)s->st.split);
 }
 
 static int write_meta(job *j, ei_dataset_writer *w, const char *split, const char *kind, const char *tpl_name,
@@ -409,7 +426,10 @@ static int write_meta(job *j, ei_dataset_writer *w, const char *split, const cha
     }
     if (o->passkey && o->filler) strcat(sources, o->filler);
     int rc = 0;
+    char vh[24];
+    snprintf(vh, sizeof vh, "%016llx", (unsigned long long)ei_tokenizer_vocab_hash(j->tok));
     rc |= ei_dataset_writer_attr_str(w, "tokenizer", ei_tokenizer_identity(j->tok));
+    rc |= ei_dataset_writer_attr_str(w, "tokenizer_vocab_hash", vh);
     rc |= ei_dataset_writer_attr_i64(w, "vocab_size", ei_tokenizer_vocab_size(j->tok));
     rc |= ei_dataset_writer_attr_i64(w, "bos_id", ei_tokenizer_bos(j->tok));
     rc |= ei_dataset_writer_attr_i64(w, "eos_id", ei_tokenizer_eos(j->tok));
@@ -425,6 +445,8 @@ static int write_meta(job *j, ei_dataset_writer *w, const char *split, const cha
     rc |= ei_dataset_writer_attr_i64(w, "n_docs", s->st.docs);
     rc |= ei_dataset_writer_attr_i64(w, "n_docs_total", j->n_docs);
     rc |= ei_dataset_writer_attr_i64(w, "n_truncated", s->st.truncated);
+    rc |= ei_dataset_writer_attr_i64(w, "n_split", s->st.split);
+    rc |= ei_dataset_writer_attr_i64(w, "piece_docs", o->piece_docs ? 1 : 0);
     rc |= ei_dataset_writer_attr_i64(w, "n_dropped_empty", j->dropped_empty);
     rc |= ei_dataset_writer_attr_i64(w, "n_dropped_short", j->dropped_short);
     rc |= ei_dataset_writer_attr_i64(w, "n_dropped_too_long", j->dropped_long);
@@ -502,12 +524,12 @@ static int passkey_run(job *j) {
                 snprintf(kt, sizeof kt, "%d", key);
                 if (j->w[0]) {
                     if (ei_passkey_sample(j->tok, filler, nf, lens[li], depths[di], key, 0, &v, NULL, NULL) != 0 ||
-                        emit(j, doc, &v, 0, NULL, NULL, NULL, 0, NULL) != 0)
+                        emit(j, doc, &v, 0, 0, NULL, NULL, NULL, 0, NULL) != 0)
                         goto done;
                 }
                 if (j->es) {
                     if (ei_passkey_sample(j->tok, filler, nf, lens[li], depths[di], key, 1, &v, &ref, NULL) != 0 ||
-                        emit(j, doc, NULL, 0, &v, &ref, kt, EI_TASK_PASSKEY, tag) != 0)
+                        emit(j, doc, NULL, 0, 0, &v, &ref, kt, EI_TASK_PASSKEY, tag) != 0)
                         goto done;
                 }
             }
@@ -522,8 +544,21 @@ done:
     return rc;
 }
 
+/* Creates the folder an output goes into (runs/data/x.h5 -> runs/data), as `ei train` does for
+ * its out_dir: the documented commands write under runs/ without asking for a mkdir first. */
+static int make_parent(const char *path) {
+    const char *slash = path ? strrchr(path, '/') : NULL;
+    if (!slash || slash == path) return 0;
+    char *dir = strndup(path, (size_t)(slash - path));
+    if (!dir) return ei_error_set("out of memory");
+    int rc = ei_mkdir_p(dir);
+    free(dir);
+    return rc != 0 ? ei_error_prefix("%s: cannot create its folder: ", path) : 0;
+}
+
 static int open_outputs(job *j) {
     const ei_prepare_opts *o = j->o;
+    if (make_parent(o->output) != 0 || make_parent(o->eval_set) != 0) return -1;
     if (o->output) {
         if (j->is_val) {
             char *tp = ei_prepare_split_path(o->output, "train"), *vp = ei_prepare_split_path(o->output, "val");
@@ -550,7 +585,12 @@ static int choose_split(job *j) {
     const ei_prepare_opts *o = j->o;
     if (!(o->val_fraction > 0)) return 0;
     if (o->val_fraction >= 1) return ei_error_set("--val-fraction must be in [0, 1)");
-    if (j->n_docs < 2) return ei_error_set("--val-fraction needs at least 2 documents, found %lld", (long long)j->n_docs);
+    if (j->n_docs < 2)
+        return ei_error_set("--val-fraction needs at least 2 %s, found %lld%s", o->piece_docs ? "pieces" : "documents",
+                            (long long)j->n_docs,
+                            o->piece_docs ? " (lower --max-tokens)"
+                                          : " (one long text: add --max-tokens N --piece-docs to split it into "
+                                            "pieces that count as documents)");
     int64_t k = (int64_t)llround(o->val_fraction * (double)j->n_docs);
     if (k < 1) k = 1;
     if (k > j->n_docs - 1) k = j->n_docs - 1;
@@ -560,9 +600,17 @@ static int choose_split(job *j) {
         free(perm);
         return ei_error_set("out of memory");
     }
-    for (int64_t i = 0; i < j->n_docs; i++) perm[i] = i;
     ei_rng r;
     prepare_rng(&r, o->seed, 1);
+    if (o->piece_docs) {
+        /* One contiguous run of whole pieces: validation text is one stretch that no training piece
+         * overlaps, and few pieces border it. */
+        int64_t start = (int64_t)ei_rng_below(&r, (uint64_t)(j->n_docs - k + 1));
+        for (int64_t i = start; i < start + k; i++) j->is_val[i] = 1;
+        free(perm);
+        return 0;
+    }
+    for (int64_t i = 0; i < j->n_docs; i++) perm[i] = i;
     ei_rng_shuffle_i64(&r, perm, (size_t)j->n_docs);
     for (int64_t i = 0; i < k; i++) j->is_val[perm[i]] = 1;
     free(perm);
@@ -573,22 +621,29 @@ static int run_inputs(job *j, const jsonl_spec *sp) {
     const ei_prepare_opts *o = j->o;
     int paragraphs = o->doc_mode && strcmp(o->doc_mode, "paragraphs") == 0;
     int64_t limit = o->max_docs > 0 ? o->max_docs : INT64_MAX;
-    /* Pass 1 counts documents so that the split can pick an exact fraction of them. */
+    /* Pass 1 counts documents so that the split can pick an exact fraction of them; with
+     * --piece-docs it tokenizes them to count their pieces. */
     for (int pass = 0; pass < 2; pass++) {
         int64_t doc = 0;
+        int work = pass == 1 || o->piece_docs;
+        j->counting = pass == 0 && o->piece_docs;
+        j->next_doc = 0;
+        if (j->counting) j->n_docs = 0;
         for (int f = 0; f < o->n_inputs && doc < limit; f++) {
             char *buf;
             size_t len;
             if (load_text(o->inputs[f], &buf, &len) != 0) return -1;
-            int64_t c = is_jsonl(o, o->inputs[f]) ? jsonl_docs(j, pass ? sp : NULL, o->inputs[f], buf, len, doc, limit)
+            int64_t c = is_jsonl(o, o->inputs[f]) ? jsonl_docs(j, work ? sp : NULL, o->inputs[f], buf, len, doc, limit)
                                                   : text_docs(j, o->inputs[f], buf, len, paragraphs, doc, limit,
-                                                              pass ? text_cb : NULL);
+                                                              work ? text_cb : NULL);
             free(buf);
             if (c < 0) return -1;
             doc += c;
         }
         if (pass == 0) {
-            j->n_docs = doc;
+            if (!o->piece_docs) j->n_docs = doc;
+            j->n_inputs_docs = doc;
+            j->counting = 0;
             if (choose_split(j) != 0 || open_outputs(j) != 0) return -1;
             j->t0 = ei_time_now();
         }
@@ -629,6 +684,27 @@ int ei_prepare_run(const ei_prepare_opts *o) {
     sp.join = strdup(o->join ? o->join : "\n");
     if (!sp.join) goto done;
     const char *kind = o->passkey ? "passkey" : (sp.ins || sp.ans) && any_jsonl ? "instruct" : "lm";
+    if (o->piece_docs) {
+        const char *why = NULL;
+        if (o->passkey) why = "passkey samples are documents already";
+        else if (strcmp(kind, "lm") != 0)
+            why = "it splits language-modelling documents (instruction samples cut their context instead)";
+        else if (o->max_tokens <= 0) why = "it needs --max-tokens N (the piece length)";
+        else if (o->lm_overflow && !strcmp(o->lm_overflow, "cut")) why = "it needs --lm-overflow split";
+        if (why) {
+            ei_error_set("--piece-docs: %s", why);
+            goto done;
+        }
+    }
+    if (!strcmp(kind, "instruct")) {
+        char marker[128];
+        int n = ei_template_unknown_specials(sp.tpl, tok, marker, sizeof marker);
+        if (n > 0)
+            fprintf(stderr,
+                    "prepare: warning: template '%s': %s%s is not a special token of %s; it is encoded as "
+                    "ordinary text (use a template for this tokenizer, e.g. --template plain)\n",
+                    sp.tpl->name, marker, n > 1 ? " (and others)" : "", ei_tokenizer_identity(tok));
+    }
     if (o->passkey) {
         if (passkey_run(&j) != 0) goto done;
     } else if (run_inputs(&j, &sp) != 0) {
@@ -636,6 +712,8 @@ int ei_prepare_run(const ei_prepare_opts *o) {
     }
     if (!o->quiet && ei_time_now() - j.t0 >= 1.0) fprintf(stderr, "\n");
     char *tpl_text = ei_template_text(sp.tpl);
+    if (o->piece_docs) printf("prepare: %lld documents: the pieces of %lld input documents\n", (long long)j.n_docs,
+                              (long long)j.n_inputs_docs);
     printf("prepare: %lld documents; dropped: %lld empty, %lld shorter than --min-tokens, %lld not fitting "
            "--max-tokens, %lld bad lines\n",
            (long long)j.n_docs, (long long)j.dropped_empty, (long long)j.dropped_short, (long long)j.dropped_long,

@@ -4,13 +4,16 @@
  *
  * Sample construction (instruction data):
  *   the template is split at "{answer}": prompt text P = the part before it with {context} and
- *   {instruction} filled in; answer text A = the answer + the template text after "{answer}".
- *   tokens = [BOS] encode(P) encode(A) [EOS]; loss mask 1 on encode(A) and EOS, 0 elsewhere.
+ *   {instruction} filled in, without its trailing spaces; answer text A = those spaces + the answer
+ *   + the template text after "{answer}".
+ *   tokens = [BOS] encode(P) encode_cont(A) [EOS]; loss mask 1 on encode_cont(A) and EOS, 0 elsewhere.
  *   (P and A are encoded separately so the mask boundary is exact; P is encoded as one string, as a
- *   prompt is at inference time.)
+ *   prompt is at inference time; A as its continuation (ei_tokenizer_encode_cont), so the tokens
+ *   are those of P + A encoded whole: no lone space piece at the end of P, no second dummy-prefix
+ *   space at the start of A.)
  * Truncation (--max-tokens N, instruction data): if the sample is longer than N, the prompt is
- *   re-encoded in three parts, encode(before {context}) + head + tail of encode(context) +
- *   encode(after {context}), dropping the middle of the context so the total is exactly N; the
+ *   re-encoded in three parts, encode(before {context}) + head + tail of encode_cont(context) +
+ *   encode_cont(after {context}), dropping the middle of the context so the total is exactly N; the
  *   instruction and answer are never cut. A sample that does not fit even with an empty context is
  *   dropped. For an evaluation set the same rule applies to the prompt alone ([BOS] P).
  * Language modelling (text files, or JSONL with only --context): tokens = [BOS] encode(doc) [EOS],
@@ -55,6 +58,9 @@ typedef struct {
  * "chatml" = "<|im_start|>user\n{context}\n\n{instruction}<|im_end|>\n<|im_start|>assistant\n{answer}<|im_end|>".
  * NULL with ei_error set for an unknown name. */
 ei_template *ei_template_builtin(const char *name);
+/* Special-token markers written in the template ("<|im_start|>") that the tokenizer does not
+ * encode as one token: returns how many, and the first in marker (cap bytes). */
+int ei_template_unknown_specials(const ei_template *t, const ei_tokenizer *tok, char *marker, size_t cap);
 /* Parses a custom template string (where names the option or file in error messages). */
 ei_template *ei_template_parse(const char *text, const char *where);
 void ei_template_free(ei_template *t);
@@ -118,11 +124,16 @@ typedef struct {
     const char *lengths; /* "1024,4096" */
     const char *depths;  /* "0,0.25,0.5,0.75,1" */
     int per_cell;        /* samples per (length, depth) */
+    /* language modelling with max_tokens: each piece of a split document is its own document (own
+     * doc id; the split takes one contiguous run of whole pieces for validation) */
+    int piece_docs;
 } ei_prepare_opts;
 
 /* Statistics of one output. */
 typedef struct {
-    int64_t docs, samples, tokens, truncated, min_len, median_len, max_len;
+    int64_t docs, samples, tokens, min_len, median_len, max_len;
+    int64_t truncated; /* samples that lost text (a context's middle, --lm-overflow cut) */
+    int64_t split;     /* samples that are pieces of a longer document (nothing lost) */
 } ei_prepare_stats;
 
 /* Runs the job; prints statistics to stdout (and progress to stderr unless quiet). */

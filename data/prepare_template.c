@@ -3,6 +3,8 @@
 
 #include "core/ei_error.h"
 
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -114,6 +116,26 @@ static const struct {
     {"chatml", "<|im_start|>user\n{context}\n\n{instruction}<|im_end|>\n<|im_start|>assistant\n{answer}<|im_end|>"},
 };
 
+int ei_template_unknown_specials(const ei_template *t, const ei_tokenizer *tok, char *marker, size_t cap) {
+    const char *parts[3] = {t->before_ctx, t->after_ctx, t->after_answer};
+    int unknown = 0;
+    if (cap) marker[0] = '\0';
+    for (int k = 0; k < 3; k++) {
+        for (const char *p = strstr(parts[k], "<|"); p; p = strstr(p + 2, "<|")) {
+            const char *e = strstr(p + 2, "|>");
+            if (!e || e - p > 64 || memchr(p, ' ', (size_t)(e - p)) || memchr(p, '\n', (size_t)(e - p))) continue;
+            size_t n = (size_t)(e + 2 - p);
+            int32_t *ids = NULL;
+            size_t ni = 0;
+            if (ei_tokenizer_encode(tok, p, n, 0, 1, &ids, &ni) != 0) return -1;
+            free(ids);
+            if (ni == 1) continue;
+            if (unknown++ == 0 && cap) snprintf(marker, cap, "%.*s", (int)n, p);
+        }
+    }
+    return unknown;
+}
+
 ei_template *ei_template_builtin(const char *name) {
     for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++) {
         if (strcmp(name, builtins[i].name) != 0) continue;
@@ -141,6 +163,10 @@ typedef struct {
 
 static void sb_add(sbuf *b, const char *s, size_t n) {
     if (b->oom) return;
+    if (n >= SIZE_MAX / 2 - b->n) { /* cannot happen; also tells the compiler the sizes are sane */
+        b->oom = 1;
+        return;
+    }
     if (b->n + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 64;
         while (cap < b->n + n + 1) cap *= 2;
@@ -191,18 +217,45 @@ char *ei_template_text(const ei_template *t) {
     return b.s;
 }
 
-/* Encodes s (no BOS) and appends with the given mask value. */
-static int enc_push(const ei_tokenizer *tok, const char *s, size_t n, int special, ei_tokvec *v, uint8_t mask) {
+/* Encodes s (no BOS) and appends with the given mask value: as the start of a text, or (cont) as
+ * the continuation of the text before it. */
+static int enc_push(const ei_tokenizer *tok, const char *s, size_t n, int special, int cont, ei_tokvec *v,
+                    uint8_t mask) {
     if (n == 0) return 0;
     int32_t *ids = NULL;
     size_t k = 0;
-    if (ei_tokenizer_encode(tok, s, n, 0, special, &ids, &k) != 0) return -1;
-    int rc = ei_tokvec_push(v, ids, k, mask);
+    int rc = cont ? ei_tokenizer_encode_cont(tok, s, n, special, &ids, &k)
+                  : ei_tokenizer_encode(tok, s, n, 0, special, &ids, &k);
+    if (rc != 0) return -1;
+    rc = ei_tokvec_push(v, ids, k, mask);
     free(ids);
     return rc;
 }
 
 static int push1(ei_tokvec *v, int32_t id, uint8_t mask) { return ei_tokvec_push(v, &id, 1, mask); }
+
+/* Moves the trailing spaces of a to the front of b. Every shipped tokenizer attaches a space to the
+ * word after it ("\xE2\x96\x81Paris", " Paris"), so a text cut after a space would end in a lone
+ * space piece that the whole text never has. */
+static void move_spaces(sbuf *a, sbuf *b) {
+    size_t k = 0;
+    while (k < a->n && a->s[a->n - 1 - k] == ' ') k++;
+    if (!k || a->oom || b->oom) return;
+    char *t = malloc(k + b->n + 1);
+    if (!t) {
+        b->oom = 1;
+        return;
+    }
+    memset(t, ' ', k);
+    if (b->n) memcpy(t + k, b->s, b->n);
+    t[k + b->n] = '\0';
+    free(b->s);
+    b->s = t;
+    b->n += k;
+    b->cap = b->n + 1;
+    a->n -= k;
+    a->s[a->n] = '\0';
+}
 
 int ei_prepare_instruct(const ei_tokenizer *tok, const ei_template *t, const char *context,
                         const char *instruction, const char *answer, int64_t max_tokens, int eval_prompt,
@@ -213,38 +266,58 @@ int ei_prepare_instruct(const ei_tokenizer *tok, const ei_template *t, const cha
     if (!answer) answer = "";
     int bos = ei_tokenizer_bos(tok), eos = ei_tokenizer_eos(tok);
     int sp = t->parse_special;
-    sbuf before = {0}, after = {0}, prompt = {0}, ans = {0};
+    sbuf before = {0}, ctx = {0}, after = {0}, prompt = {0}, ans = {0}, ref_text = {0};
     ei_tokvec a = {0}, c = {0};
     int rc = -1;
     fill(&before, t->before_ctx, "", instruction);
     fill(&after, t->after_ctx, "", instruction);
+    if (t->has_context) sb_add(&ctx, context, strlen(context));
+    sb_add(&ctx, "", 0);
     sb_add(&prompt, before.s, before.n);
-    if (t->has_context) sb_add(&prompt, context, strlen(context));
+    sb_add(&prompt, ctx.s, ctx.n);
     sb_add(&prompt, after.s, after.n);
+    /* The answer text starts with the prompt's trailing spaces, and is encoded as the continuation
+     * of the prompt: [BOS] encode(P) encode(A) is then the encoding of P + A as one text (tested for
+     * every template and tokenizer kind), and the prompt [BOS] encode(P), the same with or without
+     * an answer, is what generation starts from. */
+    sb_add(&ans, "", 0);
+    sb_add(&ref_text, "", 0);
+    move_spaces(&prompt, &ans);
+    sb_add(&ref_text, ans.s, ans.n);
     sb_add(&ans, answer, strlen(answer));
+    sb_add(&ref_text, answer, strlen(answer));
     fill(&ans, t->after_answer, "", "");
-    if (before.oom || after.oom || prompt.oom || ans.oom) {
+    if (before.oom || ctx.oom || after.oom || prompt.oom || ans.oom || ref_text.oom) {
         ei_error_set("out of memory");
         goto done;
     }
+    int cont = prompt.n > 0; /* an empty prompt: the answer starts the text */
     if (eval_prompt) {
         ref->n = 0;
-        if (enc_push(tok, answer, strlen(answer), 0, ref, 1) != 0) goto done;
-    } else if (enc_push(tok, ans.s, ans.n, sp, &a, 1) != 0 || (eos >= 0 && push1(&a, eos, 1) != 0)) {
+        if (enc_push(tok, ref_text.s, ref_text.n, 0, cont, ref, 1) != 0) goto done;
+    } else if (enc_push(tok, ans.s, ans.n, sp, cont, &a, 1) != 0 || (eos >= 0 && push1(&a, eos, 1) != 0)) {
         goto done;
     }
     if (bos >= 0 && push1(out, bos, 0) != 0) goto done;
-    if (enc_push(tok, prompt.s, prompt.n, sp, out, 0) != 0) goto done;
+    if (enc_push(tok, prompt.s, prompt.n, sp, 0, out, 0) != 0) goto done;
     rc = EI_SAMPLE_OK;
     if (max_tokens > 0 && (int64_t)(out->n + a.n) > max_tokens) {
-        /* Too long: rebuild the prompt around a context cut in its middle. */
+        /* Too long: rebuild the prompt around a context cut in its middle. The three parts are
+         * consecutive pieces of the prompt text, so each after the first continues the one before,
+         * and spaces move forward as between prompt and answer. */
+        move_spaces(&before, &ctx);
+        move_spaces(&ctx, &after);
+        sbuf rest = {0};
+        move_spaces(&after, &rest); /* the answer has them already */
+        free(rest.s);
+        if (before.oom || ctx.oom || after.oom) goto oom;
         out->n = 0;
         if (bos >= 0 && push1(out, bos, 0) != 0) goto fail;
-        if (enc_push(tok, before.s, before.n, sp, out, 0) != 0) goto fail;
-        if (t->has_context && enc_push(tok, context, strlen(context), sp, &c, 0) != 0) goto fail;
+        if (enc_push(tok, before.s, before.n, sp, 0, out, 0) != 0) goto fail;
+        if (ctx.n && enc_push(tok, ctx.s, ctx.n, sp, before.n > 0, &c, 0) != 0) goto fail;
         size_t fixed_n = out->n;
         ei_tokvec f = {0};
-        if (enc_push(tok, after.s, after.n, sp, &f, 0) != 0) {
+        if (enc_push(tok, after.s, after.n, sp, before.n + ctx.n > 0, &f, 0) != 0) {
             ei_tokvec_free(&f);
             goto fail;
         }
@@ -266,13 +339,17 @@ int ei_prepare_instruct(const ei_tokenizer *tok, const ei_template *t, const cha
     }
     if (ei_tokvec_push(out, a.ids, a.n, 1) != 0) goto fail;
     goto done;
+oom:
+    ei_error_set("out of memory");
 fail:
     rc = -1;
 done:
     free(before.s);
+    free(ctx.s);
     free(after.s);
     free(prompt.s);
     free(ans.s);
+    free(ref_text.s);
     ei_tokvec_free(&a);
     ei_tokvec_free(&c);
     return rc;

@@ -473,7 +473,7 @@ static int normalize(const ei_tok_hf *hf, const char *s, size_t n, int first, st
                 if (rc) return -1;
             }
         } else if (st->kind == NORM_PREPEND) {
-            if (!out->n) continue;
+            if (!out->n || first == EI_TOK_FIRST_CONT) continue; /* the whole text got it once, at its start */
             strbuf o = {0};
             if (sb_put(&o, st->a, strlen(st->a)) || sb_put(&o, out->s, out->n)) {
                 free(o.s);
@@ -599,7 +599,7 @@ static int ei_tok_hf_encode_text(const ei_tokenizer *t, const char *text, size_t
     strbuf nb = {0};
     pcre2_match_data *md[MAX_STEPS] = {0};
     int rc = normalize(hf, text, len, first, &nb);
-    if (!rc && hf->bytelevel && hf->bl_prefix_space && nb.n && nb.s[0] != ' ') {
+    if (!rc && hf->bytelevel && hf->bl_prefix_space && first != EI_TOK_FIRST_CONT && nb.n && nb.s[0] != ' ') {
         strbuf o = {0};
         rc = sb_put(&o, " ", 1) || sb_put(&o, nb.s, nb.n);
         free(nb.s);

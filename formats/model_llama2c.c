@@ -16,6 +16,33 @@
 
 #define HEADER_BYTES 28
 
+/* Tokenizer files given where a model is expected fail the header checks with nonsense numbers
+ * ("n_heads (1802401084)"), so they are recognised first: a llama2.c tokenizer.bin is an int32
+ * max_token_length and then (float score, int32 length, bytes) entries that end exactly at the end
+ * of the file; a tokenizer.json starts with '{' and a quote or a space; a SentencePiece
+ * tokenizer.model is a protobuf whose first field is a piece (0x0A) holding a string (0x0A again).
+ * A checkpoint's header (7 dimensions, then floats) fails the walk within a few entries. */
+static const char *tokenizer_kind(const uint8_t *p, size_t size) {
+    if (size >= 2 && p[0] == '{' && (p[1] == '"' || p[1] == '\n' || p[1] == ' ' || p[1] == '\r'))
+        return "a JSON file (tokenizer.json?)";
+    if (size >= 3 && p[0] == 0x0A && p[2] == 0x0A) return "a SentencePiece tokenizer.model";
+    if (size < 4 + 3 * 8) return NULL;
+    int32_t maxlen;
+    memcpy(&maxlen, p, 4);
+    if (maxlen <= 0 || maxlen > 1024) return NULL;
+    size_t pos = 4;
+    long count = 0;
+    while (pos < size) {
+        int32_t len;
+        if (size - pos < 8) return NULL;
+        memcpy(&len, p + pos + 4, 4);
+        if (len < 0 || len > maxlen || (size_t)len > size - pos - 8) return NULL;
+        pos += 8 + (size_t)len;
+        count++;
+    }
+    return count >= 3 ? "a llama2.c tokenizer.bin" : NULL;
+}
+
 ei_model *ei_model_load_llama2c(const char *path) {
     ei_model *m = ei_model_new_empty(path, "llama2c");
     if (!m) return NULL;
@@ -23,6 +50,13 @@ ei_model *ei_model_load_llama2c(const char *path) {
     if (ei_file_map_open(&s->map, path) != 0) goto fail;
     const uint8_t *base = s->map.data;
     size_t size = s->map.size;
+    const char *tok = tokenizer_kind(base, size);
+    if (tok) {
+        ei_error_set("%s: this is %s, not a model (pass it as --tokenizer; --model takes a llama2.c .bin "
+                     "checkpoint or a Hugging Face folder)",
+                     path, tok);
+        goto fail;
+    }
     if (size < HEADER_BYTES) {
         ei_error_set("%s: %zu bytes, too short for a llama2.c checkpoint header (%d bytes)", path, size, HEADER_BYTES);
         goto fail;

@@ -74,4 +74,61 @@ set -e
 [ $rc -eq 2 ] || fail "missing --tokenizer should exit 2, got $rc"
 ok
 
+# One long text split into train and validation by pieces (--piece-docs), reported as split
+"$EI_BIN" prepare --quiet --tokenizer "$tok" --val-fraction 0.1 --max-tokens 4096 --piece-docs -o "$work/book.h5" \
+  "$EI_FIXTURES/text/tinystories.txt" >"$work/out" || fail "--piece-docs prepare failed"
+[ -f "$work/book.train.h5" ] && [ -f "$work/book.val.h5" ] || fail "--piece-docs: split files missing"
+grep -q "val    hdf5: 3 documents, 3 samples" "$work/out" || fail "--piece-docs statistics: $(cat "$work/out")"
+grep -q "0 truncated, 3 pieces of split documents" "$work/out" || fail "pieces reported as truncated: $(cat "$work/out")"
+set +e
+"$EI_BIN" prepare --quiet --tokenizer "$tok" --val-fraction 0.1 --max-tokens 4096 -o "$work/book.h5" \
+  "$EI_FIXTURES/text/tinystories.txt" >/dev/null 2>"$work/err"
+rc=$?
+set -e
+[ $rc -eq 1 ] && grep -q -- "--piece-docs" "$work/err" || fail "one document: the error should point to --piece-docs: $(cat "$work/err")"
+ok
+
+# QuALITY's flat multiple-choice layout: the answer is the option the gold label names, and \n in a
+# selector is a newline as in --template-string
+cat >"$work/flat.jsonl" <<'JSONL'
+{"article": "Tom had a red ball.", "question1": "What colour was the ball?", "question1option1": "blue", "question1option2": "red", "question1option3": "green", "question1option4": "black", "question1_gold_label": 2}
+{"article": "The sun rose at six.", "question1": "When did the sun rise?", "question1option1": "at six", "question1option2": "at noon", "question1option3": "at nine", "question1option4": "never", "question1_gold_label": 1}
+JSONL
+"$EI_BIN" prepare --quiet --tokenizer "$tok" -o "$work/flat.h5" --template-string '{context}\n{instruction}\nAnswer: {answer}' \
+  --context article --instruction '{question1}\n(1) {question1option1}\n(2) {question1option2}' \
+  --answer 'question1option{question1_gold_label}' "$work/flat.jsonl" >"$work/out" || fail "QuALITY flat prepare failed"
+grep -q "2 samples" "$work/out" || fail "QuALITY flat statistics: $(cat "$work/out")"
+if command -v h5dump >/dev/null; then
+  # sample 0: BOS + prompt (mask 0) + " red" + EOS (mask 1)
+  ids=$(h5dump -d /tokens -y -w 0 "$work/flat.h5" | awk '/DATA \{/ { f = 1; next } f && /\}/ { f = 0 } f' | tr -d ' \n' | tr ',' ' ')
+  want=$("$EI_BIN" tokenize --tokenizer "$tok" --bos "$(printf 'Tom had a red ball.\nWhat colour was the ball?\n(1) blue\n(2) red\nAnswer: red')")
+  case " $ids " in *" $want 2 "*) ;; *) fail "QuALITY flat sample: '$ids' does not hold '$want 2'" ;; esac
+fi
+set +e
+"$EI_BIN" prepare --quiet --tokenizer "$tok" -o "$work/flat.h5" --context article --instruction question1 \
+  --answer 'question1option{question1_label}' "$work/flat.jsonl" >/dev/null 2>"$work/err"
+rc=$?
+set -e
+[ $rc -eq 1 ] && grep -q "missing field 'question1_label'" "$work/err" || fail "selector naming no field: $(cat "$work/err")"
+ok
+
+# chatml on a tokenizer without <|im_start|> as a special token: a warning
+"$EI_BIN" prepare --quiet --tokenizer "$tok" -o "$work/chatml.h5" --template chatml --context article \
+  --instruction question1 --answer question1option1 "$work/flat.jsonl" >/dev/null 2>"$work/err" || fail "chatml prepare"
+grep -q "warning: template 'chatml': <|im_start|>" "$work/err" || fail "no chatml warning: $(cat "$work/err")"
+"$EI_BIN" prepare --quiet --tokenizer "$tok" -o "$work/plain.h5" --context article \
+  --instruction question1 --answer question1option1 "$work/flat.jsonl" >/dev/null 2>"$work/err" || fail "plain prepare"
+grep -q "warning" "$work/err" && fail "plain template warned: $(cat "$work/err")"
+ok
+
+# -o and --output everywhere a file is written, as the help says
+"$EI_BIN" prepare --help >"$work/help"
+grep -q -- "-o, --output OUT.h5" "$work/help" || fail "prepare --help does not show -o, --output"
+for cmd in export plot make-model; do
+  "$EI_BIN" $cmd --help >"$work/help"
+  grep -q -- "-o, --output" "$work/help" || fail "$cmd --help does not show -o, --output"
+  grep -q -- "--o " "$work/help" && fail "$cmd --help shows --o"
+done
+ok
+
 echo "cli_prepare: $pass passed, 0 failed"

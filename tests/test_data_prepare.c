@@ -87,6 +87,15 @@ static void seq_enc(const ei_tokenizer *tk, seq *s, const char *text, uint8_t m,
     free(ids);
 }
 
+/* The continuation of an earlier text (how prepare encodes an answer after its prompt). */
+static void seq_enc_cont(const ei_tokenizer *tk, seq *s, const char *text, uint8_t m, int special) {
+    int32_t *ids;
+    size_t n;
+    assert_int_equal(ei_tokenizer_encode_cont(tk, text, strlen(text), special, &ids, &n), 0);
+    seq_push(s, ids, n, m);
+    free(ids);
+}
+
 static void seq_id(seq *s, int id, uint8_t m) {
     int32_t x = id;
     if (id >= 0) seq_push(s, &x, 1, m);
@@ -375,7 +384,7 @@ static void check_qmsum(ei_tokenizer *tk, const char *tok_path, int64_t max_docs
             seq e = {0};
             seq_id(&e, ei_tokenizer_bos(tk), 0);
             seq_enc(tk, &e, prompt, 0, 1);
-            seq_enc(tk, &e, ans, 1, 1);
+            seq_enc_cont(tk, &e, ans, 1, 1);
             seq_id(&e, ei_tokenizer_eos(tk), 1);
             assert_sample(d, sample, &e);
             assert_int_equal(ei_dataset_doc_id(d, sample), doc);
@@ -427,17 +436,20 @@ static void test_leval_truncation_and_evalset(void **state) {
         cJSON *j = cJSON_Parse(line);
         const char *ctx = cJSON_GetObjectItem(j, "input")->valuestring;
         int32_t *c;
-        size_t nc;
-        assert_int_equal(ei_tokenizer_encode(tok, ctx, strlen(ctx), 0, 1, &c, &nc), 0);
+        size_t nc, cl = strlen(ctx), sp = 0;
+        while (sp < cl && ctx[cl - 1 - sp] == ' ') sp++; /* the context's trailing spaces go to the text after it */
+        assert_int_equal(ei_tokenizer_encode(tok, ctx, cl - sp, 0, 1, &c, &nc), 0);
         const cJSON *ins = cJSON_GetObjectItem(j, "instructions"), *outs = cJSON_GetObjectItem(j, "outputs");
         assert_int_equal(cJSON_GetArraySize(ins), cJSON_GetArraySize(outs));
         for (int k = 0; k < cJSON_GetArraySize(ins); k++, sample++) {
             const char *q = cJSON_GetArrayItem(ins, k)->valuestring, *a = cJSON_GetArrayItem(outs, k)->valuestring;
-            char *after = malloc(strlen(q) + 32);
-            sprintf(after, "\n\nQuestion: %s\nAnswer: ", q);
+            char *after = malloc(strlen(q) + sp + 32), *sa = malloc(strlen(a) + 2);
+            sprintf(after, "%*s\n\nQuestion: %s\nAnswer:", (int)sp, "", q); /* its trailing space starts the answer */
+            sprintf(sa, " %s", a);
             seq fa = {0}, ans = {0};
-            seq_enc(tok, &fa, after, 0, 1);
-            seq_enc(tok, &ans, a, 1, 1);
+            seq_enc_cont(tok, &fa, after, 0, 1);
+            seq_enc_cont(tok, &ans, sa, 1, 1);
+            free(sa);
             /* Training sample: the context's head and tail fill what is left of 2048. */
             size_t keep = 2048 - (1 + fa.n + ans.n + 1);
             seq e = {0};
@@ -486,8 +498,9 @@ static void test_templates(void **state) {
     (void)state;
     /* Built-ins render as documented: check against the literal strings. */
     const char *names[3] = {"plain", "llama2-chat", "chatml"};
-    const char *pre[3] = {"C\nI\n", "[INST] C\n\nI [/INST] ", "<|im_start|>user\nC\n\nI<|im_end|>\n<|im_start|>assistant\n"};
-    const char *post[3] = {"A", "A", "A<|im_end|>"};
+    /* The prompt's trailing space starts the answer, which continues the prompt's text. */
+    const char *pre[3] = {"C\nI\n", "[INST] C\n\nI [/INST]", "<|im_start|>user\nC\n\nI<|im_end|>\n<|im_start|>assistant\n"};
+    const char *post[3] = {"A", " A", "A<|im_end|>"};
     for (int k = 0; k < 3; k++) {
         ei_template *t = ei_template_builtin(names[k]);
         assert_non_null(t);
@@ -496,7 +509,7 @@ static void test_templates(void **state) {
         seq e = {0};
         seq_id(&e, ei_tokenizer_bos(tok), 0);
         seq_enc(tok, &e, pre[k], 0, 1);
-        seq_enc(tok, &e, post[k], 1, 1);
+        seq_enc_cont(tok, &e, post[k], 1, 1);
         seq_id(&e, ei_tokenizer_eos(tok), 1);
         assert_int_equal(out.n, e.n);
         assert_memory_equal(out.ids, e.t, e.n * sizeof(int32_t));

@@ -105,6 +105,21 @@ static void test_bin_truncated(void **s) {
     expect_fail(p, 0);
     write_file(p, buf, n);
     expect_fail(p, 513); /* the model claims more pieces than the file has */
+    assert_non_null(strstr(ei_error_get(), "vocabulary size mismatch: the tokenizer has 512 pieces"));
+    expect_fail(p, 100); /* or fewer */
+    assert_non_null(strstr(ei_error_get(), "vocabulary size mismatch: the tokenizer has 512 pieces"));
+    assert_non_null(strstr(ei_error_get(), "vocabulary has 100"));
+    /* a file that ends at an entry boundary is a smaller vocabulary, not a cut file */
+    size_t at = 4;
+    for (int id = 0; id < 105; id++) {
+        int32_t len;
+        memcpy(&len, buf + at + 4, 4);
+        at += 8 + (size_t)len;
+    }
+    write_file(p, buf, at);
+    expect_fail(p, 512);
+    assert_non_null(strstr(ei_error_get(), "vocabulary size mismatch: the tokenizer has 105 pieces"));
+    assert_null(strstr(ei_error_get(), "truncated"));
     /* corrupt header and lengths */
     int32_t bad = -5;
     memcpy(buf, &bad, 4);

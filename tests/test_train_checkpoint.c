@@ -340,7 +340,7 @@ static void test_resume_check(void **state) {
     assert_int_equal(ei_train_config_from_text(&now, bad, "now"), 0);
     assert_int_equal(ei_ckpt_check_resume(&f->c, &now, 1056512, 0x0123456789abcdefULL, NULL), -1);
     const char *msg = ei_error_get();
-    assert_non_null(strstr(msg, "cannot resume"));
+    assert_null(strstr(msg, "cannot resume")); /* the trainer says it, once, with the file name */
     assert_non_null(strstr(msg, "3 keys"));
     assert_non_null(strstr(msg, "edgeinfinite.window: 256 -> 128"));
     assert_non_null(strstr(msg, "edgeinfinite.gate: token -> head"));

@@ -167,6 +167,17 @@ int ei_tok_finish(ei_tokenizer *t, const char *path) {
     return 0;
 }
 
+uint64_t ei_tokenizer_vocab_hash(const ei_tokenizer *t) {
+    int32_t head[3] = {t->vocab_size, t->bos, t->eos};
+    uint64_t h = ei_hash_fnv1a(head, sizeof head, 0);
+    for (int id = 0; id < t->vocab_size; id++) {
+        uint32_t n = t->piece_len[id]; /* the length first, so "ab" + "c" differs from "a" + "bc" */
+        h = ei_hash_fnv1a(&n, sizeof n, h);
+        h = ei_hash_fnv1a(t->arena + t->piece_off[id], n, h);
+    }
+    return h;
+}
+
 void ei_tok_set_identity(ei_tokenizer *t, const char *kind, const char *path, const void *data, size_t n) {
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
@@ -335,8 +346,10 @@ static int encode_fragment(const ei_tokenizer *t, const char *s, size_t n, int f
     return ei_tok_sp_encode_text(t, s, n, first, out);
 }
 
-int ei_tokenizer_encode(const ei_tokenizer *t, const char *text, size_t len, int add_bos, int parse_special,
-                        int32_t **ids, size_t *n) {
+/* first: where the text stands, as for the fragments below (EI_TOK_FIRST_CONT: continuing an
+ * earlier text). */
+static int encode_impl(const ei_tokenizer *t, const char *text, size_t len, int add_bos, int parse_special, int first,
+                       int32_t **ids, size_t *n) {
     *ids = NULL;
     *n = 0;
     ei_tok_ids out = {0};
@@ -346,7 +359,6 @@ int ei_tokenizer_encode(const ei_tokenizer *t, const char *text, size_t len, int
     /* Where a fragment stands: 1 at the start of the text, 2 after a control token, 0 after a user
      * piece. SentencePiece-style encoders add the dummy prefix for 1 and 2 (as Hugging Face's legacy
      * Llama tokenizer and llama.cpp do); Metaspace's "first" scheme only for 1. */
-    int first = 1;
     while (!rc && i < len) {
         int k = t->n_literals ? match_literal(t, text + i, len - i, parse_special) : -1;
         if (k < 0) {
@@ -375,6 +387,16 @@ int ei_tokenizer_encode(const ei_tokenizer *t, const char *text, size_t len, int
     *ids = out.v;
     *n = out.n;
     return 0;
+}
+
+int ei_tokenizer_encode(const ei_tokenizer *t, const char *text, size_t len, int add_bos, int parse_special,
+                        int32_t **ids, size_t *n) {
+    return encode_impl(t, text, len, add_bos, parse_special, 1, ids, n);
+}
+
+int ei_tokenizer_encode_cont(const ei_tokenizer *t, const char *text, size_t len, int parse_special, int32_t **ids,
+                             size_t *n) {
+    return encode_impl(t, text, len, 0, parse_special, EI_TOK_FIRST_CONT, ids, n);
 }
 
 /* ------------------------------------------------------------------ decoding */

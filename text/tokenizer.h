@@ -1,6 +1,13 @@
 /* Tokenizers: llama2.c tokenizer.bin, SentencePiece tokenizer.model (BPE with byte fallback), and
  * Hugging Face tokenizer.json (byte-level BPE as in Llama 3 / Qwen, or SentencePiece-style BPE).
- * One opaque type behind one interface; the format is detected from the path. */
+ * One opaque type behind one interface; the format is detected from the path.
+ *
+ * tokenizer.model encodes exactly as SentencePiece does with the normaliser options the file
+ * records (dummy prefix, remove_extra_whitespaces: leading/trailing spaces dropped, runs of spaces
+ * collapsed to one). tokenizer.bin has no normaliser options and is encoded as llama2.c's own
+ * encoder does: dummy prefix, every space kept, so "a  b" has one more "\xE2\x96\x81" piece than
+ * with the tok512.model of the same vocabulary (which collapses runs). Both hold the same pieces,
+ * and ei_tokenizer_vocab_hash treats them as the same vocabulary. */
 #ifndef EI_TOKENIZER_H
 #define EI_TOKENIZER_H
 
@@ -23,14 +30,33 @@ void ei_tokenizer_free(ei_tokenizer *t);
 int ei_tokenizer_vocab_size(const ei_tokenizer *t);
 int ei_tokenizer_bos(const ei_tokenizer *t); /* -1 if the tokenizer has none */
 int ei_tokenizer_eos(const ei_tokenizer *t); /* -1 if the tokenizer has none */
-/* Short stable identity for dataset metadata, e.g. "sentencepiece:tok512.model:<hash>". */
+/* Short stable identity for dataset metadata, e.g. "sentencepiece:tok512.model:<hash>": the format,
+ * the file name and a hash of the file's bytes. It names the file a dataset was made with; two files
+ * holding the same vocabulary (tok512.bin and tok512.model) have different identities. */
 const char *ei_tokenizer_identity(const ei_tokenizer *t);
+/* Hash of what the token ids mean: the vocabulary size, BOS and EOS ids and every piece's bytes as
+ * stored (SentencePiece "\xE2\x96\x81" spaces, "<0x0A>" byte pieces, byte-level characters), in id
+ * order. Scores, merges, piece types and the file's format and location do not enter it, so the
+ * same vocabulary as llama2.c tokenizer.bin and as SentencePiece tokenizer.model (or in another
+ * folder) hashes equal; a different vocabulary of the same size does not. `ei prepare` records it
+ * (/meta tokenizer_vocab_hash) and `ei train` / `ei eval --data` compare it with the model's. */
+uint64_t ei_tokenizer_vocab_hash(const ei_tokenizer *t);
 
 /* Encodes len bytes of UTF-8 text. add_bos prepends BOS when the tokenizer has one. Special/added
  * tokens written literally in the text (e.g. "<|im_start|>") are recognised when parse_special is 1.
  * *ids is malloc'd (caller frees), *n its length. */
 int ei_tokenizer_encode(const ei_tokenizer *t, const char *text, size_t len, int add_bos, int parse_special,
                         int32_t **ids, size_t *n);
+
+/* Encodes text that continues an earlier text, as it is encoded in the middle of the whole: no BOS,
+ * no dummy prefix or Metaspace / byte-level prefix space, and leading spaces are kept (collapsed to
+ * one where the tokenizer collapses runs of spaces). When the earlier text ends with a character
+ * that is not a space and no piece spans the boundary (true at a word boundary for SentencePiece
+ * vocabularies and by construction for byte-level pre-tokenizers, whose words start at a space),
+ * encode(a) + encode_cont(b) equals encode(a + b). `ei prepare` encodes the answer of an instruction
+ * sample this way after its prompt (data/prepare.h). */
+int ei_tokenizer_encode_cont(const ei_tokenizer *t, const char *text, size_t len, int parse_special, int32_t **ids,
+                             size_t *n);
 
 /* Decodes ids to UTF-8 text (BOS/EOS and other control tokens dropped). *text malloc'd, NUL-ended. */
 int ei_tokenizer_decode(const ei_tokenizer *t, const int32_t *ids, size_t n, char **text, size_t *len);

@@ -119,11 +119,16 @@ int ei_utf8_len(unsigned char c); /* length of a sequence from its lead byte (1 
 /* Length of the valid UTF-8 character at s (1..4), or 0 when the bytes there are not valid. */
 int ei_utf8_valid_at(const unsigned char *s, size_t avail);
 
+/* `first` of a fragment that continues an earlier text (ei_tokenizer_encode_cont): no dummy prefix,
+ * no prefix space, leading spaces kept. */
+#define EI_TOK_FIRST_CONT (-1)
+
 /* ---- tokenizer_sp.c */
 int ei_tok_load_llama2c(ei_tokenizer *t, const char *path, int vocab_hint);
 int ei_tok_load_spm(ei_tokenizer *t, const char *path);
 /* Encodes one fragment of text (between literal tokens) and appends the ids. `first` says where the
- * fragment stands: 1 at the start of the text, 2 right after a control token, 0 otherwise. */
+ * fragment stands: 1 at the start of the text, 2 right after a control token, 0 otherwise,
+ * EI_TOK_FIRST_CONT when the text continues an earlier one. */
 int ei_tok_sp_encode_text(const ei_tokenizer *t, const char *text, size_t len, int first, ei_tok_ids *out);
 
 /* ---- data/tokenizer_hf.c (host side: cJSON, PCRE2). The shared code above reaches it only through

@@ -60,8 +60,26 @@ int ei_tok_load_llama2c(ei_tokenizer *t, const char *path, int vocab_hint) {
         pos += 8 + (size_t)len;
         count++;
     }
+    if (vocab_hint > 0 && pos < size) {
+        /* More entries than the model has tokens: ids past the vocabulary would be silently dropped. */
+        int more = 0;
+        while (pos + 8 <= size) {
+            int32_t len;
+            memcpy(&len, p + pos + 4, 4);
+            if (len < 0 || (size_t)len > size - pos - 8) break;
+            pos += 8 + (size_t)len;
+            more++;
+        }
+        ei_error_set("%s: vocabulary size mismatch: the tokenizer has %s%d pieces but the model's vocabulary has %d "
+                     "(a tokenizer for another model?)",
+                     path, pos == size ? "" : "more than ", count + more, vocab_hint);
+        goto done;
+    }
     if (vocab_hint > 0 && count < vocab_hint) {
-        ei_error_set("%s: truncated: %d of %d pieces", path, count, vocab_hint);
+        /* The file ended at an entry boundary: a smaller vocabulary, not a cut file. */
+        ei_error_set("%s: vocabulary size mismatch: the tokenizer has %d pieces but the model's vocabulary has %d "
+                     "(a tokenizer for another model?)",
+                     path, count, vocab_hint);
         goto done;
     }
     if (count < 3) {
@@ -375,12 +393,15 @@ done:
 /* SentencePiece normalisation with the identity rule: optional whitespace cleanup (leading and
  * trailing spaces dropped, runs collapsed), dummy prefix, spaces escaped as U+2581. Whitespace-only
  * input that is cleaned away produces nothing, not a lone dummy prefix. */
-static char *sp_normalize(const ei_tokenizer *t, const char *s, size_t n, int dummy, size_t *out_len) {
+static char *sp_normalize(const ei_tokenizer *t, const char *s, size_t n, int first, size_t *out_len) {
     char *out = malloc(3 * n + 4);
     if (!out) return NULL;
     size_t i = 0, end = n, k = 0;
+    int dummy = first > 0;
     if (t->remove_extra_ws) {
-        while (i < end && s[i] == ' ') i++;
+        /* Only the whole text's leading spaces go: a continuation's are inside the whole. */
+        if (first != EI_TOK_FIRST_CONT)
+            while (i < end && s[i] == ' ') i++;
         while (end > i && s[end - 1] == ' ') end--;
     }
     if (i == end) {
@@ -413,7 +434,7 @@ static int sp_char_id(const ei_tokenizer *t, const char *s, size_t n) {
 
 int ei_tok_sp_encode_text(const ei_tokenizer *t, const char *text, size_t len, int first, ei_tok_ids *out) {
     size_t n;
-    char *buf = sp_normalize(t, text, len, first != 0, &n);
+    char *buf = sp_normalize(t, text, len, first, &n);
     if (!buf) return -1;
     if (n == 0) {
         free(buf);

@@ -451,17 +451,16 @@ char *ei_ckpt_latest(const char *dir, size_t expect_n_params) {
 int ei_ckpt_check_resume(const ei_checkpoint *c, const ei_train_config *now, uint64_t model_size,
                          uint64_t model_hash, const char *model_path) {
     if (c->model_size != model_size || c->model_hash != model_hash)
-        return ei_error_set("cannot resume: the base model differs: the checkpoint was trained on %s (size %llu, "
+        return ei_error_set("the base model differs: the checkpoint was trained on %s (size %llu, "
                             "hash %016llx), the config now gives %s (size %llu, hash %016llx)",
                             c->model_path && *c->model_path ? c->model_path : "?",
                             (unsigned long long)c->model_size, (unsigned long long)c->model_hash,
                             model_path ? model_path : "?", (unsigned long long)model_size,
                             (unsigned long long)model_hash);
     ei_train_config saved;
-    if (ei_train_config_from_text(&saved, c->config_yaml ? c->config_yaml : "", "checkpoint config"))
-        return ei_error_prefix("cannot resume: ");
+    /* No "cannot resume" here: the caller says what could not be done (and names the file). */
+    if (ei_train_config_from_text(&saved, c->config_yaml ? c->config_yaml : "", "checkpoint config")) return -1;
     int rc = ei_train_config_check_resume(&saved, now);
     ei_train_config_free(&saved);
-    if (rc) return ei_error_prefix("cannot resume: ");
-    return 0;
+    return rc ? -1 : 0;
 }

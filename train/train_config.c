@@ -14,7 +14,8 @@
 /* EI_CFG_FIXED marks what a checkpoint depends on: the EdgeInfinite options (they
  * define the gate shape and the maths the gates were trained for), the dataset with the loader's
  * batch layout and shuffle seed (the saved data position indexes into them). Everything else
- * (schedule, length of the run, evaluation and checkpoint cadence, threads) may change on resume.
+ * (schedule, length of the run, evaluation and checkpoint cadence, threads) may change on resume;
+ * train.shuffle is fixed with the seed, since the saved position indexes into the order it gives.
  * The base model is compared by identity (size and hash, ei_ckpt_check_resume), not by path, so a
  * moved model file still resumes. */
 static const ei_cfg_key head_rows[] = {
@@ -70,6 +71,8 @@ static const ei_cfg_key tail_rows[] = {
      "folder for checkpoints and metrics.jsonl"},
     {"train.seed", EI_CFG_I64, OFF(train.seed), 0, 9007199254740992.0, "1234", NULL, 0, FIXED,
      "seed of the shuffling and of everything random"},
+    {"train.shuffle", EI_CFG_BOOL, OFF(train.shuffle), NORANGE, "true", NULL, 0, FIXED,
+     "visit the training samples in a new seeded order every epoch; false: in file order"},
     {"train.threads", EI_CFG_INT, OFF(train.threads), 0, 4096, "0", NULL, 0, 0,
      "OpenMP threads per rank; 0: the OpenMP default"},
     {"train.max_bad_steps", EI_CFG_INT, OFF(train.max_bad_steps), 1, 1000000, "10", NULL, 0, 0,

@@ -49,6 +49,7 @@ typedef struct {
         int keep_last;
         char *out_dir;
         int64_t seed;
+        int shuffle;        /* 1: a new seeded order of the training samples every epoch; 0: file order */
         int threads;        /* 0: OpenMP default */
         int max_bad_steps;  /* consecutive non-finite steps before giving up */
     } train;

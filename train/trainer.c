@@ -11,6 +11,9 @@
 #include "train/edge.h"
 #include "train/metrics.h"
 #include "train/optim.h"
+#include "train/edge_session.h"
+#include "formats/model.h"
+#include "text/tokenizer.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -101,26 +104,9 @@ static int eval_loss(ei_edge *e, ei_dataset *d, int64_t max_samples, int64_t max
 
 int ei_trainer_answer_exact(ei_edge *e, const int32_t *tokens, const uint8_t *mask, int64_t n, int vocab,
                             float *logits) {
-    int64_t first = -1;
-    for (int64_t t = 1; t < n; t++)
-        if (mask[t]) {
-            first = t;
-            break;
-        }
-    if (first < 1) return 2; /* language-modelling sample: nothing to answer */
-    /* the sample's length is known: route as ei_edge_doc_eval (and the validation loss) does */
-    int64_t end = first;
-    while (end < n && mask[end]) end++;
-    ei_edge_begin(e, end - 1);
-    if (ei_edge_feed(e, tokens, first, NULL, NULL, NULL, logits) != 0) return -1;
-    for (int64_t t = first; t < n && mask[t]; t++) {
-        int best = 0;
-        for (int v = 1; v < vocab; v++)
-            if (logits[v] > logits[best]) best = v;
-        if (best != tokens[t]) return 0;
-        if (t + 1 < n && mask[t + 1] && ei_edge_feed(e, &tokens[t], 1, NULL, NULL, NULL, logits) != 0) return -1;
-    }
-    return 1;
+    ei_docmodel dm = ei_edge_docmodel(e);
+    dm.vocab = vocab;
+    return ei_docmodel_answer_exact(&dm, tokens, mask, n, logits);
 }
 
 /* Exact-match rate over the first max_samples samples, split across ranks (sample i on rank i % W). */
@@ -231,11 +217,45 @@ static int setup_model(trainer *t, const ei_train_config *cfg, ei_mode mode, con
     if (!t->model) return -1;
     ei_train_config_opts(cfg, &t->opts);
     if (ei_opts_validate(&t->opts, &t->model->cfg) != 0) return -1;
+    if (ei_dist_is_root()) ei_opts_warn_context("ei train", &t->opts, &t->model->cfg);
     t->gates = ei_gates_new(&t->model->cfg, t->opts.gate, t->opts.gate_init_bias);
     if (!t->gates) return -1;
     if (gates_path && ei_gates_load(t->gates, gates_path) != 0) return -1;
     t->edge = ei_edge_new(t->model, &t->opts, t->gates, mode, AG_F32);
     return t->edge ? 0 : -1;
+}
+
+int ei_check_dataset_tokenizer(ei_dataset *const *d, int n, const ei_model *m, const char *tok_path,
+                               int allow_mismatch, const char *who) {
+    char *def = NULL;
+    if (!tok_path) tok_path = def = ei_model_default_tokenizer(m->path, m->cfg.vocab_size);
+    if (!tok_path) {
+        if (who)
+            fprintf(stderr, "%s: note: no tokenizer beside %s, so the datasets' tokenizer is not checked\n", who,
+                    m->path);
+        return 0;
+    }
+    ei_tokenizer *t = ei_tokenizer_load(tok_path, m->cfg.vocab_size);
+    int rc = t ? 0 : -1;
+    if (!t) ei_error_prefix("the model's tokenizer: ");
+    for (int i = 0; i < n && rc == 0; i++) {
+        int r = ei_dataset_check_tokenizer(d[i], t, tok_path);
+        if (r == 1) {
+            if (who)
+                fprintf(stderr, "%s: note: %s records no tokenizer; not checked against %s\n", who,
+                        ei_dataset_path(d[i]), tok_path);
+        } else if (r < 0 && allow_mismatch) {
+            if (who) fprintf(stderr, "%s: warning (--allow-tokenizer-mismatch): %s\n", who, ei_error_get());
+        } else if (r < 0) {
+            char *msg = strdup(ei_error_get()); /* ei_error_set writes where the message is */
+            ei_error_set("%s (pass --allow-tokenizer-mismatch if this is deliberate)", msg ? msg : "");
+            free(msg);
+            rc = -1;
+        }
+    }
+    ei_tokenizer_free(t);
+    free(def);
+    return rc;
 }
 
 static int check_dataset(const ei_dataset *d, const ei_model *m) {
@@ -276,6 +296,12 @@ int ei_trainer_run(const ei_train_config *cfg, const ei_trainer_opts *ro) {
     if (cfg->data.val) {
         t.val = ei_dataset_open(cfg->data.val);
         if (!t.val || check_dataset(t.val, t.model) != 0) goto done;
+    }
+    {
+        ei_dataset *sets[2] = {t.train, t.val};
+        if (ei_check_dataset_tokenizer(sets, t.val ? 2 : 1, t.model, cfg->model.tokenizer,
+                                       ro->allow_tokenizer_mismatch, root ? "ei train" : NULL) != 0)
+            goto done;
     }
     int64_t B = (int64_t)cfg->train.micro_batch * cfg->train.grad_accum;
     if (B < world) {
@@ -328,7 +354,7 @@ int ei_trainer_run(const ei_train_config *cfg, const ei_trainer_opts *ro) {
         ei_ckpt_free(&c);
         free(path);
     }
-    ei_dataset_iter_opts io = {(uint64_t)cfg->train.seed, 1, B, rank, world};
+    ei_dataset_iter_opts io = {(uint64_t)cfg->train.seed, cfg->train.shuffle, B, rank, world};
     t.it = ei_dataset_iter_resume(t.train, &io, pos, have_rng ? &rng : NULL);
     if (!t.it) goto done;
     int64_t total = cfg->train.steps > 0 ? cfg->train.steps

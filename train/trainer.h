@@ -22,7 +22,17 @@ typedef struct {
     int resume;          /* continue from the newest valid checkpoint in out_dir */
     const char *resume_dir; /* NULL: cfg->train.out_dir */
     int quiet;           /* no progress line */
+    int allow_tokenizer_mismatch; /* a dataset tokenised with another tokenizer: warn instead of failing */
 } ei_trainer_opts;
+
+/* Refuses datasets tokenised with another tokenizer than the model's (ei_dataset_check_tokenizer).
+ * The model's tokenizer is tok_path, or when NULL the one beside the model
+ * (ei_model_default_tokenizer). allow_mismatch turns a mismatch into a warning. Without a tokenizer
+ * to compare with, or for a dataset that records none, nothing is checked (a note on stderr).
+ * who prefixes the notes and warnings ("ei train"; NULL: none, as on MPI ranks other than 0). -1 with ei_error set on a refused mismatch or a tokenizer
+ * that does not load. */
+int ei_check_dataset_tokenizer(ei_dataset *const *d, int n, const ei_model *m, const char *tok_path,
+                               int allow_mismatch, const char *who);
 
 /* Runs the whole training job. Returns 0 on success, -1 with ei_error set. Every rank calls it. */
 int ei_trainer_run(const ei_train_config *cfg, const ei_trainer_opts *opts);
