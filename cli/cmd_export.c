@@ -112,7 +112,20 @@ int ei_cmd_export(int argc, char **argv) {
     } else {
         gpath = strdup(out);
     }
-    if (!gpath || ei_gates_save_opts(g, &o, gpath) != 0) goto fail;
+    if (!gpath) goto fail;
+    {
+        /* `ei export c.h5 -o c.h5` must not replace the checkpoint, nor --merged the model's files. */
+        const char *in[] = {ckpath, cfg.model.path, m->path};
+        const char *names[] = {"config.json", "edgeinfinite.json"};
+        if (ei_check_not_input(gpath, in, 3) != 0) goto fail;
+        for (int k = 0; merged && k < 2; k++) {
+            char *p = ei_path_join(merged, names[k]);
+            int r = p ? ei_check_not_input(p, in, 3) : -1;
+            free(p);
+            if (r != 0) goto fail;
+        }
+    }
+    if (ei_gates_save_opts(g, &o, gpath) != 0) goto fail;
     if (merged) {
         char *cp = ei_path_join(merged, "config.json");
         int r = cp ? write_base_config(m, cp) : -1;

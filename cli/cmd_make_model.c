@@ -19,15 +19,23 @@ int ei_cmd_make_model(int argc, char **argv) {
     int untied = 0;
     ei_arg opts[] = {
         {"dim", EI_ARG_INT, &c.dim, "D", "hidden size"},
+        EI_ARG_RANGE(1, 1 << 16),
         {"hidden", EI_ARG_INT, &c.hidden_dim, "F", "MLP inner size"},
+        EI_ARG_RANGE(1, 1 << 18),
         {"layers", EI_ARG_INT, &c.n_layers, "N", "transformer blocks"},
+        EI_ARG_RANGE(1, 1024),
         {"heads", EI_ARG_INT, &c.n_heads, "H", "query heads (head_dim = dim / heads)"},
+        EI_ARG_RANGE(1, 1024),
         {"kv-heads", EI_ARG_INT, &c.n_kv_heads, "H", "key/value heads (grouped-query attention)"},
+        EI_ARG_RANGE(1, 1024),
         {"vocab", EI_ARG_INT, &c.vocab_size, "V", "vocabulary size"},
+        EI_ARG_RANGE(1, 1 << 22),
         {"seq-len", EI_ARG_INT, &c.max_seq_len, "N", "trained context the model claims"},
+        EI_ARG_RANGE(1, 1 << 24),
         {"untied", EI_ARG_FLAG, &untied, NULL, "own classifier instead of the shared embedding"},
         {"layout", EI_ARG_STR, &layout, "llama2c|hf", "llama2.c checkpoint file or Hugging Face folder"},
         {"seed", EI_ARG_I64, &seed, "S", "seed of the weights"},
+        EI_ARG_RANGE(0, 9007199254740992.0),
         {"o", EI_ARG_STR, &out, "PATH", "file (llama2c) or folder (hf) to write (required)"},
         {"output", EI_ARG_STR, &out, "PATH", "same as -o"},
         {0}};

@@ -249,10 +249,13 @@ int ei_cmd_plot(int argc, char **argv) {
         {"title", EI_ARG_STR, &title, "TEXT", "plot title (default: the metrics file)"},
         {"smooth", EI_ARG_FLOAT, &smooth, "A", "also draw an exponential moving average of the training loss, "
                                                "0 <= A < 1 (0: off)"},
+        EI_ARG_RANGE(0, 1),
         {"logy", EI_ARG_FLAG, &logy, NULL, "logarithmic loss axis"},
         {"lr", EI_ARG_FLAG, &show_lr, NULL, "draw the learning rate on a second axis"},
         {"width", EI_ARG_INT, &width, "PX", "image width"},
+        EI_ARG_RANGE(100, 10000),
         {"height", EI_ARG_INT, &height, "PX", "image height"},
+        EI_ARG_RANGE(100, 10000),
         {0},
     };
     char **pos = NULL;
@@ -272,6 +275,11 @@ int ei_cmd_plot(int argc, char **argv) {
         fprintf(stderr, "ei plot: error: --smooth must be in [0, 1) and the size in [100, 10000] pixels\n");
         free(pos);
         return 2;
+    }
+    if (ei_check_not_input(out, (const char *const *)pos, npos) != 0) {
+        ei_error_print("plot");
+        free(pos);
+        return 1;
     }
     run_data *runs = calloc((size_t)npos, sizeof *runs);
     char *gnuplot = NULL, *tmp_png = NULL, dirbuf[4096] = "";
@@ -330,10 +338,11 @@ int ei_cmd_plot(int argc, char **argv) {
     char errfile[4200];
     snprintf(errfile, sizeof errfile, "%s/gnuplot.err", dirbuf);
     if (run_gnuplot(gnuplot, path, errfile)) {
-        unlink(tmp_png);
+        ei_atomic_discard(tmp_png);
         goto done;
     }
     if (!ei_path_exists(tmp_png)) {
+        ei_atomic_discard(tmp_png);
         ei_error_set("gnuplot wrote no image");
         goto done;
     }

@@ -3,6 +3,7 @@
 #include "core/ei_args.h"
 #include "config/ei_config.h"
 #include "core/ei_error.h"
+#include "core/ei_io.h"
 #include "data/prepare.h"
 
 #include <stddef.h>
@@ -140,20 +141,26 @@ int ei_cmd_prepare(int argc, char **argv) {
          "custom template, e.g. '{context}\\n\\nQuestion: {instruction}\\nAnswer: {answer}'"},
         {"task", EI_ARG_STR, &task, "T", "eval-set task type: qa, choice, summary, lm, passkey [qa or lm]"},
         {"max-tokens", EI_ARG_I64, &max_tokens, "N", "longest sample in tokens (0: no limit)"},
+        EI_ARG_RANGE(0, 1e15),
         {"min-tokens", EI_ARG_I64, &min_tokens, "N", "drop samples shorter than N tokens"},
+        EI_ARG_RANGE(0, 1e15),
         {"lm-overflow", EI_ARG_STR, &lm_overflow, "M", "LM documents over --max-tokens: split or cut [split]"},
         {"piece-docs", EI_ARG_FLAG, &piece_docs, NULL,
          "with --max-tokens: each piece of a split document counts as its own document (own doc id; "
          "--val-fraction takes a contiguous run of whole pieces)"},
         {"max-docs", EI_ARG_I64, &max_docs, "N", "use only the first N documents (0: all)"},
+        EI_ARG_RANGE(0, 1e15),
         {"val-fraction", EI_ARG_FLOAT, &val_fraction, "F", "fraction of documents for validation"},
+        EI_ARG_RANGE(0, 0.999),
         {"seed", EI_ARG_I64, &seed, "S", "seed of the split and of passkey keys"},
+        EI_ARG_RANGE(0, 9e15),
         {"skip-bad", EI_ARG_FLAG, &skip_bad, NULL, "skip malformed JSONL lines / lines missing fields (reported)"},
         {"passkey", EI_ARG_FLAG, &passkey, NULL, "generate passkey retrieval samples instead of reading inputs"},
         {"filler", EI_ARG_STR, &filler, "FILE", "passkey filler text [built-in sentences]"},
         {"lengths", EI_ARG_STR, &lengths, "L,..", "passkey prompt lengths in tokens [1024]"},
         {"depths", EI_ARG_STR, &depths, "D,..", "passkey key depths in [0,1] [0,0.25,0.5,0.75,1]"},
         {"per-cell", EI_ARG_INT, &per_cell, "N", "passkey samples per (length, depth)"},
+        EI_ARG_RANGE(1, 1e6),
         {"quiet", EI_ARG_FLAG, &quiet, NULL, "no progress line"},
         {0}};
     char **pos = NULL;
@@ -214,10 +221,12 @@ int ei_cmd_prepare(int argc, char **argv) {
         .per_cell = per_cell,
         .piece_docs = piece_docs,
     };
+    const char *cfg_in[] = {config};
     if (!o.tokenizer_path) {
         fprintf(stderr, "ei prepare: error: --tokenizer is required (see --help)\n");
         rc = 2;
-    } else if (ei_prepare_run(&o) != 0) {
+    } else if (ei_check_not_input(output, cfg_in, 1) != 0 || ei_check_not_input(eval_set, cfg_in, 1) != 0 ||
+               ei_prepare_run(&o) != 0) {
         ei_error_print("prepare");
         rc = 1;
     }

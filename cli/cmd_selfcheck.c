@@ -15,7 +15,9 @@ int ei_cmd_selfcheck(int argc, char **argv) {
     char **pos = NULL;
     ei_arg opts[] = {
         {"tol", EI_ARG_FLOAT, &tol, "X", "largest accepted relative error (max |analytic-numeric| / max |numeric|)"},
+        EI_ARG_RANGE(1e-15, 1),
         {"seed", EI_ARG_INT, &seed, "N", "seed of the random test data"},
+        EI_ARG_RANGE(0, 2147483647),
         {0}};
     int rc = ei_args_parse(argc, argv, "ei selfcheck",
                            "Checks every autograd op family, one segment of a small random model (every weight "

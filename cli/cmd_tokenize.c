@@ -125,6 +125,7 @@ int ei_cmd_tokenize(int argc, char **argv) {
          "treat special-token text such as <|im_start|> or <s> as plain text"},
         {"pieces", EI_ARG_FLAG, &pieces, NULL, "print one 'id<TAB>piece' line per token"},
         {"vocab", EI_ARG_INT, &vocab, "N", "vocabulary size for a llama2.c tokenizer.bin (0: read to the end)"},
+        EI_ARG_RANGE(0, 1 << 22),
         {0}};
     char **pos = NULL;
     int npos = 0;

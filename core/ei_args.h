@@ -11,7 +11,12 @@
  *   rc: 0 parsed, 1 help was printed (exit 0), -1 error was printed (exit 2).
  *
  * Defaults are whatever the destination holds before the call; --help prints them. Positional
- * arguments are returned in *pos (pointers into argv; *pos is malloc'd, caller frees). */
+ * arguments are returned in *pos (pointers into argv; *pos is malloc'd, caller frees).
+ *
+ * A numeric option's row may be followed by EI_ARG_RANGE(lo, hi): a value outside [lo, hi] is then
+ * a usage error naming the option, the value and the range, and --help shows the range. Every
+ * numeric option of the ei commands has one, so "--threads 0", "-1" and "1e30" never reach the
+ * code. (A row of its own keeps ei_arg's five fields, so tables elsewhere compile unchanged.) */
 #ifndef EI_ARGS_H
 #define EI_ARGS_H
 
@@ -24,6 +29,7 @@ typedef enum {
     EI_ARG_FLOAT,  /* double *            */
     EI_ARG_FLAG,   /* int *, set to 1     */
     EI_ARG_LIST,   /* ei_arg_list *: option may repeat, values collected */
+    EI_ARG_RANGE_ROW, /* not an option: the range of the row before (EI_ARG_RANGE) */
 } ei_arg_kind;
 
 typedef struct {
@@ -38,6 +44,9 @@ typedef struct {
     const char *metavar;
     const char *help;
 } ei_arg;
+
+/* The accepted values [lo, hi] (inclusive) of the option in the row before it. */
+#define EI_ARG_RANGE(lo, hi) {"", EI_ARG_RANGE_ROW, (double[2]){(lo), (hi)}, NULL, NULL}
 
 int ei_args_parse(int argc, char **argv, const char *prog, const char *description, const ei_arg *opts,
                   char ***pos, int *npos);

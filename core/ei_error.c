@@ -38,3 +38,22 @@ void ei_error_clear(void) { ei_err_buf[0] = '\0'; }
 void ei_error_print(const char *cmd) {
     fprintf(stderr, "ei %s: error: %s\n", cmd ? cmd : "", ei_err_buf[0] ? ei_err_buf : "unknown error");
 }
+
+size_t ei_json_depth(const char *text, size_t n) {
+    size_t depth = 0, max = 0;
+    int in_str = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = text[i];
+        if (in_str) {
+            if (c == '\\') i++;
+            else if (c == '"') in_str = 0;
+        } else if (c == '"') {
+            in_str = 1;
+        } else if (c == '[' || c == '{') {
+            if (++depth > max) max = depth;
+        } else if ((c == ']' || c == '}') && depth) {
+            depth--;
+        }
+    }
+    return max;
+}

@@ -19,6 +19,12 @@ int ei_error_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *ei_error_get(void);
 void ei_error_clear(void);
 
+/* Deepest nesting of [ and { outside strings in text[0..n). JSON readers call it on the text up to
+ * the parser's error position, to report "nested deeper than N levels" (the parser's limit) instead
+ * of "malformed JSON" when that is the cause. */
+#include <stddef.h>
+size_t ei_json_depth(const char *text, size_t n);
+
 /* Prints "ei <cmd>: error: <message>" to stderr. */
 void ei_error_print(const char *cmd);
 

@@ -1,9 +1,12 @@
 #include "core/ei_io.h"
 #include "core/ei_error.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -112,11 +115,106 @@ int ei_mkdir_p(const char *path) {
     return 0;
 }
 
+/* ---------------------------------------------------------------- live temporaries
+ * A fixed table, so the signal handler touches nothing but static memory and unlink(2). A slot is
+ * 0 free, 1 being changed, 2 live; the handler only reads live slots. */
+#define TMP_SLOTS 64
+#define TMP_NAME_MAX 4096
+static char tmp_names[TMP_SLOTS][TMP_NAME_MAX];
+static atomic_int tmp_state[TMP_SLOTS];
+static atomic_int handlers_installed;
+
+static void on_fatal_signal(int sig) {
+    int saved = errno;
+    for (int i = 0; i < TMP_SLOTS; i++)
+        if (atomic_load(&tmp_state[i]) == 2) unlink(tmp_names[i]);
+    /* Blocked while the handler runs: delivered with the default action as it returns. */
+    signal(sig, SIG_DFL);
+    raise(sig);
+    errno = saved;
+}
+
+static void install_handlers(void) {
+    int expect = 0;
+    if (!atomic_compare_exchange_strong(&handlers_installed, &expect, 1)) return;
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        struct sigaction old, sa;
+        /* A program (or MPI) that handles the signal itself keeps its handler. */
+        if (sigaction(sigs[i], NULL, &old) != 0 || (old.sa_flags & SA_SIGINFO) || old.sa_handler != SIG_DFL) continue;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_fatal_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(sigs[i], &sa, NULL);
+    }
+}
+
+static void tmp_register(const char *tmp) {
+    if (strlen(tmp) >= TMP_NAME_MAX) return;
+    install_handlers();
+    for (int i = 0; i < TMP_SLOTS; i++) {
+        int expect = 0;
+        if (!atomic_compare_exchange_strong(&tmp_state[i], &expect, 1)) continue;
+        strcpy(tmp_names[i], tmp);
+        atomic_store(&tmp_state[i], 2);
+        return;
+    }
+}
+
+static void tmp_unregister(const char *tmp) {
+    for (int i = 0; i < TMP_SLOTS; i++) {
+        if (atomic_load(&tmp_state[i]) != 2 || strcmp(tmp_names[i], tmp) != 0) continue;
+        int expect = 2;
+        if (atomic_compare_exchange_strong(&tmp_state[i], &expect, 1)) {
+            tmp_names[i][0] = '\0';
+            atomic_store(&tmp_state[i], 0);
+            return;
+        }
+    }
+}
+
+/* Removes "<path>.tmp.<pid>" files whose writer is gone (killed with SIGKILL, or the machine
+ * stopped). A pid that exists, or that cannot be probed, keeps its file: it may still be writing. */
+static void remove_stale_temporaries(const char *path) {
+    char *c1 = strdup(path), *c2 = strdup(path);
+    DIR *d = NULL;
+    if (!c1 || !c2) goto out;
+    const char *dir = dirname(c1), *base = basename(c2);
+    size_t bl = strlen(base);
+    if (!(d = opendir(dir))) goto out;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, base, bl) != 0 || strncmp(e->d_name + bl, ".tmp.", 5) != 0) continue;
+        const char *num = e->d_name + bl + 5;
+        char *end = NULL;
+        errno = 0;
+        long pid = strtol(num, &end, 10);
+        if (end == num || *end || errno || pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        char *p = ei_path_join(dir, e->d_name);
+        if (p) unlink(p);
+        free(p);
+    }
+out:
+    if (d) closedir(d);
+    free(c1);
+    free(c2);
+}
+
 char *ei_atomic_tmpname(const char *path) {
     size_t n = strlen(path) + 32;
     char *t = malloc(n);
-    if (t) snprintf(t, n, "%s.tmp.%ld", path, (long)getpid());
+    if (!t) return NULL;
+    snprintf(t, n, "%s.tmp.%ld", path, (long)getpid());
+    remove_stale_temporaries(path);
+    tmp_register(t);
     return t;
+}
+
+void ei_atomic_discard(const char *tmp) {
+    if (!tmp) return;
+    unlink(tmp);
+    tmp_unregister(tmp);
 }
 
 static void fsync_parent_dir(const char *path) {
@@ -132,19 +230,24 @@ static void fsync_parent_dir(const char *path) {
 
 int ei_atomic_finish(const char *tmp, const char *path) {
     int fd = open(tmp, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return ei_error_set("%s: cannot reopen temporary file: %s", tmp, strerror(errno));
+    if (fd < 0) {
+        int e = errno;
+        tmp_unregister(tmp);
+        return ei_error_set("%s: cannot reopen temporary file: %s", tmp, strerror(e));
+    }
     if (fsync(fd) != 0) {
         int e = errno;
         close(fd);
-        unlink(tmp);
+        ei_atomic_discard(tmp);
         return ei_error_set("%s: fsync failed: %s", tmp, strerror(e));
     }
     close(fd);
     if (rename(tmp, path) != 0) {
         int e = errno;
-        unlink(tmp);
+        ei_atomic_discard(tmp);
         return ei_error_set("%s: cannot rename into place: %s", path, strerror(e));
     }
+    tmp_unregister(tmp);
     fsync_parent_dir(path);
     return 0;
 }
@@ -162,6 +265,7 @@ int ei_atomic_open(ei_atomic_file *f, const char *path) {
     f->fp = fopen(f->tmp, "wb");
     if (!f->fp) {
         ei_error_set("%s: cannot create: %s", f->tmp, strerror(errno));
+        tmp_unregister(f->tmp);
         free(f->path);
         free(f->tmp);
         f->path = f->tmp = NULL;
@@ -177,8 +281,11 @@ int ei_atomic_commit(ei_atomic_file *f) {
     if (fclose(f->fp) != 0 && rc == 0) rc = ei_error_set("%s: close failed: %s", f->path, strerror(errno));
     f->fp = NULL;
     if (rc == 0 && rename(f->tmp, f->path) != 0) rc = ei_error_set("%s: rename failed: %s", f->path, strerror(errno));
-    if (rc != 0) unlink(f->tmp);
-    else fsync_parent_dir(f->path);
+    if (rc != 0) ei_atomic_discard(f->tmp);
+    else {
+        tmp_unregister(f->tmp);
+        fsync_parent_dir(f->path);
+    }
     free(f->path);
     free(f->tmp);
     f->path = f->tmp = NULL;
@@ -187,16 +294,48 @@ int ei_atomic_commit(ei_atomic_file *f) {
 
 void ei_atomic_abort(ei_atomic_file *f) {
     if (f->fp) fclose(f->fp);
-    if (f->tmp) unlink(f->tmp);
+    ei_atomic_discard(f->tmp);
     free(f->path);
     free(f->tmp);
     f->fp = NULL;
     f->path = f->tmp = NULL;
 }
 
+static int same_file(const struct stat *a, const struct stat *b) {
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
+}
+
+int ei_check_not_input(const char *out, const char *const *inputs, int n) {
+    struct stat so, si;
+    if (!out || stat(out, &so) != 0) return 0;
+    for (int i = 0; i < n; i++) {
+        if (!inputs[i] || stat(inputs[i], &si) != 0) continue;
+        if (same_file(&so, &si))
+            return ei_error_set("%s: this output is the input %s (the same file); refusing to overwrite an input, "
+                                "choose another output",
+                                out, inputs[i]);
+        if (!S_ISDIR(si.st_mode) || S_ISDIR(so.st_mode)) continue;
+        DIR *d = opendir(inputs[i]);
+        struct dirent *e;
+        int hit = 0;
+        while (d && !hit && (e = readdir(d)) != NULL) {
+            char *p = ei_path_join(inputs[i], e->d_name);
+            struct stat se;
+            hit = p && stat(p, &se) == 0 && S_ISREG(se.st_mode) && same_file(&so, &se);
+            if (hit) ei_error_set("%s: this output is %s, part of the input %s; refusing to overwrite an input, "
+                                  "choose another output",
+                                  out, p, inputs[i]);
+            free(p);
+        }
+        if (d) closedir(d);
+        if (hit) return -1;
+    }
+    return 0;
+}
+
 uint64_t ei_hash_fnv1a(const void *data, size_t n, uint64_t seed) {
     const uint8_t *p = data;
-    uint64_t h = seed ? seed : 1469598103934665603ULL;
+    uint64_t h = seed ? seed : 14695981039346656037ULL; /* the FNV-1a 64 offset basis */
     for (size_t i = 0; i < n; i++) {
         h ^= p[i];
         h *= 1099511628211ULL;

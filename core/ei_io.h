@@ -42,12 +42,23 @@ int ei_atomic_open(ei_atomic_file *f, const char *path);
 int ei_atomic_commit(ei_atomic_file *f);
 void ei_atomic_abort(ei_atomic_file *f);
 
-/* For files written by a library that opens them itself (HDF5): returns a malloc'd temporary name
- * for path; after the library closed the file, ei_atomic_finish fsyncs it and renames it to path. */
+/* For files written by a library that opens them itself (HDF5, gnuplot): returns a malloc'd
+ * temporary name for path, registered for removal on SIGINT / SIGTERM / SIGHUP (after removing
+ * stale temporaries of path left by dead processes); after the library closed the file,
+ * ei_atomic_finish fsyncs it and renames it to path, or ei_atomic_discard removes it. Both
+ * unregister it. */
 char *ei_atomic_tmpname(const char *path);
 int ei_atomic_finish(const char *tmp, const char *path);
+void ei_atomic_discard(const char *tmp);
 
-/* 64-bit FNV-1a over a byte range; used for identities of files (not for security). */
+/* Refuses to write out when it is one of the inputs: -1 with ei_error set ("<out>: is also an
+ * input (<input>) ...") when out exists and has the device and inode of inputs[i] (so another
+ * spelling of the path or a hard link counts). An input that is a directory (a Hugging Face model
+ * folder) stands for every entry directly inside it. NULL inputs and a missing out are fine. */
+int ei_check_not_input(const char *out, const char *const *inputs, int n);
+
+/* 64-bit FNV-1a over a byte range (seed 0: the standard offset basis; pass a previous result to
+ * continue a hash across ranges); used for checksums and identities of files, not for security. */
 uint64_t ei_hash_fnv1a(const void *data, size_t n, uint64_t seed);
 
 /* Monotonic wall clock in seconds. */

@@ -11,10 +11,13 @@
  *                              docs)
  *
  * Writer: samples are appended one by one (streamed to chunked, compressed, checksummed datasets)
- * into a temporary file that is renamed over the final path by ei_dataset_writer_close.
+ * into a temporary file that is sealed (a whole-file checksum in the HDF5 user block, data/h5file.h)
+ * and renamed over the final path by ei_dataset_writer_close.
  *
- * Reader: ei_dataset_open validates the structure (types, ranks, shapes, offsets) and keeps offsets
- * and doc ids in memory; tokens and masks are read per sample from the file.
+ * Reader: ei_dataset_open checks the seal before libhdf5 opens the file (a file without one, from
+ * another program or an older ei, is read with a note that it is unverified), validates the
+ * structure (types, ranks, shapes, offsets) and keeps offsets and doc ids in memory; tokens and
+ * masks are read per sample from the file.
  *
  * Iterator (what the trainer relies on):
  *   - Epoch e visits the samples in order perm_e: the identity without shuffling, otherwise a
@@ -78,6 +81,10 @@ int64_t ei_dataset_sample_len(const ei_dataset *d, int64_t i); /* -1 if i is out
 int64_t ei_dataset_doc_id(const ei_dataset *d, int64_t i);     /* -1 if i is out of range */
 int64_t ei_dataset_max_len(const ei_dataset *d);
 int ei_dataset_vocab_size(const ei_dataset *d); /* from /meta; 0 if not recorded */
+/* Token ids read from d must also be below vocab (the consuming model's vocabulary): a dataset
+ * that records no vocab_size, or a larger one, then fails on the first sample holding such an id
+ * with an error naming the sample, instead of indexing past the embedding. */
+void ei_dataset_limit_vocab(ei_dataset *d, int vocab);
 const char *ei_dataset_path(const ei_dataset *d);
 /* String attribute of /meta ("tokenizer", "template", "split", ...); NULL if absent. The string
  * belongs to d. */

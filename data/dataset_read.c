@@ -3,6 +3,7 @@
 
 #include "core/ei_error.h"
 #include "core/ei_rng.h"
+#include "data/h5file.h"
 
 #include <errno.h>
 #include <hdf5.h>
@@ -20,6 +21,7 @@ struct ei_dataset {
     int64_t n_samples, n_tokens, max_len;
     int64_t *offsets, *doc_ids;
     int vocab_size;
+    int vocab_limit; /* ids must be below this (the smaller of vocab_size and the consumer's model), 0: none */
     str_attr *strs;
     int n_strs;
 };
@@ -89,6 +91,17 @@ static hid_t open_checked(ei_dataset *d, const char *name, size_t elem, H5T_sign
         H5Dclose(ds);
         return -1;
     }
+    /* The extent is only a claim: a chunked dataset with nothing written stores nothing, so a 1 KiB
+     * file can declare 2^29 offsets and make the reader allocate 4 GiB (found by fuzz_dataset_h5).
+     * Our writer writes every element, deflated, and deflate packs at most 1032 bytes into one:
+     * more elements than the stored bytes can hold is a corrupt file. */
+    const double stored = (double)H5Dget_storage_size(ds);
+    if ((double)dims * (double)elem > 1100.0 * stored + 4096.0) {
+        ei_error_set("%s: /%s claims %llu elements but the file stores %.0f bytes of it (corrupt file)", d->path,
+                     name, (unsigned long long)dims, stored);
+        H5Dclose(ds);
+        return -1;
+    }
     *len = (int64_t)dims;
     return ds;
 }
@@ -117,6 +130,14 @@ static int read_all_i64(ei_dataset *d, const char *name, int64_t expect, int64_t
     return 0;
 }
 
+/* One element: H5Aread writes the whole attribute, and the buffers below hold one value. */
+static int attr_is_single(hid_t a) {
+    hid_t sp = H5Aget_space(a);
+    int ok = sp >= 0 && H5Sget_simple_extent_npoints(sp) == 1;
+    if (sp >= 0) H5Sclose(sp);
+    return ok;
+}
+
 static herr_t collect_attr(hid_t loc, const char *name, const H5A_info_t *info, void *op) {
     (void)info;
     ei_dataset *d = op;
@@ -124,7 +145,9 @@ static herr_t collect_attr(hid_t loc, const char *name, const H5A_info_t *info, 
     if (a < 0) return -1;
     hid_t t = H5Aget_type(a);
     herr_t rc = 0;
-    if (H5Tget_class(t) == H5T_STRING && !H5Tis_variable_str(t)) {
+    if (H5Tget_class(t) == H5T_STRING && !H5Tis_variable_str(t) && !attr_is_single(a)) {
+        rc = -1; /* an array of strings is no attribute our writer makes */
+    } else if (H5Tget_class(t) == H5T_STRING && !H5Tis_variable_str(t)) {
         size_t sz = H5Tget_size(t);
         char *v = calloc(1, sz + 1);
         hid_t mt = H5Tcopy(t);
@@ -151,7 +174,7 @@ static int meta_i64_impl(const ei_dataset *d, const char *name, int64_t *out) {
     hid_t a = H5Aopen_by_name(d->file, "meta", name, H5P_DEFAULT, H5P_DEFAULT);
     if (a < 0) return ei_error_set("%s: cannot open /meta attribute %s", d->path, name);
     hid_t t = H5Aget_type(a);
-    int ok = t >= 0 && H5Tget_class(t) == H5T_INTEGER;
+    int ok = t >= 0 && H5Tget_class(t) == H5T_INTEGER && attr_is_single(a);
     herr_t st = ok ? H5Aread(a, H5T_NATIVE_INT64, out) : -1;
     if (t >= 0) H5Tclose(t);
     H5Aclose(a);
@@ -213,6 +236,8 @@ static ei_dataset *open_impl(const char *path) {
         goto fail;
     }
     fclose(fp);
+    /* The seal first: a damaged or truncated file never reaches libhdf5. */
+    if (ei_h5_check_seal(path, EI_SEAL_KIND_DATASET, "dataset") != 0) goto fail;
     if (H5Fis_hdf5(path) <= 0) {
         ei_error_set("%s: not an HDF5 file (or truncated/corrupt)", path);
         goto fail;
@@ -275,6 +300,7 @@ static ei_dataset *open_impl(const char *path) {
             goto fail;
         }
         d->vocab_size = (int)v;
+        d->vocab_limit = (int)v;
     }
     ei_error_clear();
     return d;
@@ -284,6 +310,7 @@ fail:
 }
 
 ei_dataset *ei_dataset_open(const char *path) {
+    ei_h5_init();
     h5_quiet q;
     quiet_on(&q);
     ei_dataset *d = open_impl(path);
@@ -295,6 +322,10 @@ int64_t ei_dataset_n_samples(const ei_dataset *d) { return d->n_samples; }
 int64_t ei_dataset_n_tokens(const ei_dataset *d) { return d->n_tokens; }
 int64_t ei_dataset_max_len(const ei_dataset *d) { return d->max_len; }
 int ei_dataset_vocab_size(const ei_dataset *d) { return d->vocab_size; }
+
+void ei_dataset_limit_vocab(ei_dataset *d, int vocab) {
+    if (vocab > 0 && (d->vocab_limit == 0 || vocab < d->vocab_limit)) d->vocab_limit = vocab;
+}
 const char *ei_dataset_path(const ei_dataset *d) { return d->path; }
 
 int64_t ei_dataset_sample_len(const ei_dataset *d, int64_t i) {
@@ -325,9 +356,10 @@ static int64_t read_impl(ei_dataset *d, int64_t i, int32_t *tokens, uint8_t *mas
     if (read_range(d->d_tokens, H5T_NATIVE_INT32, start, n, tokens) != 0)
         return ei_error_set("%s: reading tokens of sample %lld failed (corrupt file?)", d->path, (long long)i);
     for (int64_t k = 0; k < n; k++)
-        if (tokens[k] < 0 || (d->vocab_size > 0 && tokens[k] >= d->vocab_size))
-            return ei_error_set("%s: sample %lld: token id %d outside [0, %d)", d->path, (long long)i, tokens[k],
-                                d->vocab_size);
+        if (tokens[k] < 0 || (d->vocab_limit > 0 && tokens[k] >= d->vocab_limit))
+            return ei_error_set("%s: sample %lld: token %lld has id %d, outside the vocabulary [0, %d)%s", d->path,
+                                (long long)i, (long long)k, tokens[k], d->vocab_limit,
+                                d->vocab_limit < d->vocab_size || !d->vocab_size ? " of the model" : "");
     if (mask) {
         if (read_range(d->d_mask, H5T_NATIVE_UINT8, start, n, mask) != 0)
             return ei_error_set("%s: reading the loss mask of sample %lld failed (corrupt file?)", d->path,

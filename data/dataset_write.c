@@ -1,8 +1,11 @@
-/* HDF5 dataset writer: streams samples into extendible, chunked, compressed datasets. */
+/* HDF5 dataset writer: streams samples into extendible, chunked, compressed datasets. The file
+ * reserves a user block for the seal (data/h5file.h), written once libhdf5 has closed the file. */
 #include "data/dataset.h"
 
 #include "core/ei_error.h"
 #include "core/ei_io.h"
+#include "core/ei_seal.h"
+#include "data/h5file.h"
 
 #include <hdf5.h>
 #include <stdlib.h>
@@ -85,9 +88,9 @@ static int write_fixed(hid_t file, const char *name, hid_t type, const void *dat
 
 static void writer_free(ei_dataset_writer *w) {
     if (!w) return;
-    if (w->d_tokens >= 0) H5Dclose(w->d_tokens);
-    if (w->d_mask >= 0) H5Dclose(w->d_mask);
-    if (w->file >= 0) H5Fclose(w->file);
+    if (w->d_tokens >= 0 && H5Dclose(w->d_tokens) < 0) ei_h5_mark_broken();
+    if (w->d_mask >= 0 && H5Dclose(w->d_mask) < 0) ei_h5_mark_broken();
+    if (w->file >= 0 && H5Fclose(w->file) < 0) ei_h5_mark_broken();
     for (int i = 0; i < w->n_attrs; i++) {
         free(w->attrs[i].name);
         free(w->attrs[i].s);
@@ -109,7 +112,7 @@ void ei_dataset_writer_abort(ei_dataset_writer *w) {
     char *tmp = w->tmp;
     w->tmp = NULL;
     writer_free(w);
-    if (tmp) unlink(tmp);
+    ei_atomic_discard(tmp);
     free(tmp);
     quiet_off(&q);
 }
@@ -134,10 +137,11 @@ static ei_dataset_writer *open_impl(const char *path) {
         return NULL;
     }
     /* Format 1.8+ object headers carry checksums, so corrupt metadata is detected on read. */
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl >= 0 && H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST) >= 0)
-        w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), fcpl = ei_h5_sealed_fcpl();
+    if (fapl >= 0 && fcpl >= 0 && H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST) >= 0)
+        w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, fcpl, fapl);
     if (fapl >= 0) H5Pclose(fapl);
+    if (fcpl >= 0) H5Pclose(fcpl);
     if (w->file < 0) {
         ei_error_set("%s: cannot create HDF5 file", w->tmp);
         ei_dataset_writer_abort(w);
@@ -154,6 +158,7 @@ static ei_dataset_writer *open_impl(const char *path) {
 }
 
 ei_dataset_writer *ei_dataset_writer_open(const char *path) {
+    ei_h5_init();
     h5_quiet q;
     quiet_on(&q);
     ei_dataset_writer *w = open_impl(path);
@@ -310,12 +315,15 @@ static int close_impl(ei_dataset_writer *w) {
             if (write_attr(g, &w->attrs[i]) != 0) rc = ei_error_set("%s: cannot write attribute %s", w->tmp, w->attrs[i].name);
         if (g >= 0) H5Gclose(g);
     }
-    H5Dclose(w->d_tokens);
-    H5Dclose(w->d_mask);
+    /* Closing flushes the chunk cache: on a full disk these are the calls that fail. */
+    herr_t cst = H5Dclose(w->d_tokens) < 0 ? -1 : 0;
+    if (H5Dclose(w->d_mask) < 0) cst = -1;
     w->d_tokens = w->d_mask = -1;
-    herr_t cst = H5Fclose(w->file);
+    if (H5Fclose(w->file) < 0) cst = -1;
     w->file = -1;
-    if (rc == 0 && cst < 0) rc = ei_error_set("%s: closing the HDF5 file failed", w->tmp);
+    if (cst < 0) ei_h5_mark_broken();
+    if (rc == 0 && cst < 0) rc = ei_error_set("%s: writing the dataset failed (disk full?)", w->path);
+    if (rc == 0 && ei_seal_file(w->tmp, EI_SEAL_KIND_DATASET) != 0) rc = ei_error_prefix("%s: ", w->path);
     if (rc != 0) {
         ei_dataset_writer_abort(w);
         return -1;

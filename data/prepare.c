@@ -362,10 +362,13 @@ static int64_t jsonl_docs(job *j, const jsonl_spec *sp, const char *path, char *
             const char *endp = NULL;
             cJSON *obj = cJSON_ParseWithLengthOpts(buf + i, e - i, &endp, 0);
             int rc = 0;
-            if (!obj || !cJSON_IsObject(obj)) {
+            size_t col = endp && endp >= buf + i ? (size_t)(endp - (buf + i)) + 1 : (size_t)1;
+            if (!obj && ei_json_depth(buf + i, col < e - i ? col : e - i) >= CJSON_NESTING_LIMIT) {
+                rc = ei_error_set("%s:%zu: JSON nested deeper than %d levels (column %zu)", path, line,
+                                  CJSON_NESTING_LIMIT, col);
+            } else if (!obj || !cJSON_IsObject(obj)) {
                 rc = ei_error_set("%s:%zu: malformed JSON%s (column %zu)", path, line,
-                                  obj ? " (the line is not an object)" : "",
-                                  endp && endp >= buf + i ? (size_t)(endp - (buf + i)) + 1 : (size_t)1);
+                                  obj ? " (the line is not an object)" : "", col);
             } else {
                 char tag[400];
                 snprintf(tag, sizeof tag, "%s:%zu", base_name(path), line);
@@ -651,12 +654,44 @@ static int run_inputs(job *j, const jsonl_spec *sp) {
     return 0;
 }
 
+/* An output without samples is an error, not an empty file that fails later (in ei train). */
+static int no_samples(const job *j, const char *path) {
+    return ei_error_set("%s: no samples to write (%lld documents; dropped: %lld empty, %lld shorter than --min-tokens, "
+                        "%lld not fitting --max-tokens, %lld bad lines); nothing written",
+                        path, (long long)j->n_docs, (long long)j->dropped_empty, (long long)j->dropped_short,
+                        (long long)j->dropped_long, (long long)j->bad_lines);
+}
+
+/* No output may be an input: `--output F F` would replace the text with the dataset. */
+static int check_outputs(const ei_prepare_opts *o) {
+    int n = o->n_inputs + 2;
+    const char **in = malloc(sizeof *in * (size_t)n);
+    char *tp = NULL, *vp = NULL;
+    int rc = 0;
+    if (!in) return ei_error_set("out of memory");
+    for (int i = 0; i < o->n_inputs; i++) in[i] = o->inputs[i];
+    in[o->n_inputs] = o->tokenizer_path;
+    in[o->n_inputs + 1] = o->filler;
+    if (o->output && o->val_fraction > 0) {
+        tp = ei_prepare_split_path(o->output, "train");
+        vp = ei_prepare_split_path(o->output, "val");
+        if (!tp || !vp) rc = ei_error_set("out of memory");
+    }
+    const char *outs[] = {o->val_fraction > 0 ? NULL : o->output, tp, vp, o->eval_set};
+    for (size_t k = 0; rc == 0 && k < sizeof outs / sizeof outs[0]; k++) rc = ei_check_not_input(outs[k], in, n);
+    free(tp);
+    free(vp);
+    free(in);
+    return rc;
+}
+
 int ei_prepare_run(const ei_prepare_opts *o) {
     job j = {0};
     j.o = o;
     jsonl_spec sp = {0};
     int rc = -1;
     if (!o->output && !o->eval_set) return ei_error_set("nothing to write: give --output FILE.h5 and/or --eval-set FILE.eis");
+    if (check_outputs(o) != 0) return -1;
     if (!o->passkey && o->n_inputs == 0) return ei_error_set("no input files (or --passkey)");
     if (o->task && ei_task_type_parse(o->task) < 0) return ei_error_set("unknown --task '%s'", o->task);
     if (o->doc_mode && strcmp(o->doc_mode, "whole") != 0 && strcmp(o->doc_mode, "paragraphs") != 0)
@@ -729,12 +764,18 @@ int ei_prepare_run(const ei_prepare_opts *o) {
             break;
         }
         print_stats(&j, "hdf5", &j.s[k]);
+        if (!j.s[k].st.samples) {
+            char *sp_path = k == 0 ? NULL : ei_prepare_split_path(o->output, split);
+            rc = no_samples(&j, sp_path ? sp_path : o->output);
+            free(sp_path);
+            break;
+        }
     }
     free(tpl_text);
     if (rc == 0 && j.es) {
         stats_finish(&j.s[OUT_EVAL]);
         print_stats(&j, "eval set", &j.s[OUT_EVAL]);
-        rc = ei_evalset_write(j.es, o->eval_set);
+        rc = j.s[OUT_EVAL].st.samples ? ei_evalset_write(j.es, o->eval_set) : no_samples(&j, o->eval_set);
     }
     for (int k = 0; k < 3; k++) {
         if (!j.w[k] || (k == 0 && j.is_val)) continue;

@@ -24,20 +24,10 @@
 #define EI_PREPARE_H
 
 #include "text/tokenizer.h"
+#include "text/tokvec.h"
 
 #include <stddef.h>
 #include <stdint.h>
-
-/* ------------------------------------------------------------------ token vectors */
-
-typedef struct {
-    int32_t *ids;
-    uint8_t *mask;
-    size_t n, cap;
-} ei_tokvec;
-
-int ei_tokvec_push(ei_tokvec *v, const int32_t *ids, size_t n, uint8_t mask);
-void ei_tokvec_free(ei_tokvec *v);
 
 /* ------------------------------------------------------------------ templates */
 

@@ -175,6 +175,8 @@ static int path_parse(path *p, const char *s, size_t n, const char *option) {
         pn += n - lit;
     }
     if (rc == 0) {
+        /* path_parse_fixed reads indexes with strtol, which stops only at a non-digit: end the text */
+        probe[pn] = '\0';
         path check = {0};
         rc = path_parse_fixed(&check, probe, pn, option);
         path_free(&check);
@@ -337,7 +339,8 @@ static int scalar_text(const cJSON *v, char **buf, size_t *len, size_t *cap, con
         s = v->valuestring;
     } else if (cJSON_IsNumber(v)) {
         double d = v->valuedouble;
-        if (d == (double)(long long)d && d > -1e15 && d < 1e15) snprintf(num, sizeof num, "%lld", (long long)d);
+        /* range first: converting a double outside long long's range (1e300) is undefined */
+        if (d > -1e15 && d < 1e15 && d == (double)(long long)d) snprintf(num, sizeof num, "%lld", (long long)d);
         else snprintf(num, sizeof num, "%.17g", d);
         s = num;
     } else if (cJSON_IsBool(v)) {

@@ -47,6 +47,7 @@ struct ei_tok_hf {
     char byte_char[256][3]; /* UTF-8 of the character standing for each byte (2 bytes max) */
     uint8_t byte_char_len[256];
     int16_t cp_byte[512];   /* code point -> byte, -1 if none */
+    char *path;             /* the tokenizer.json, for errors found while encoding */
 };
 
 static const char *GPT2_PATTERN =
@@ -60,6 +61,7 @@ static void ei_tok_hf_free(ei_tok_hf *hf) {
     }
     for (int i = 0; i < hf->n_re; i++) pcre2_code_free(hf->re[i]);
     free(hf->merges);
+    free(hf->path);
     free(hf);
 }
 
@@ -345,19 +347,33 @@ static int load_json(ei_tokenizer *t, const cJSON *root, const char *path) {
     if (added && !cJSON_IsArray(added)) return ei_error_set("%s: added_tokens is not an array", path);
 
     double max_id = -1;
-    const cJSON *e;
+    const cJSON *e, *max_e = NULL;
+    int n_entries = cJSON_GetArraySize(vocab) + (added ? cJSON_GetArraySize(added) : 0);
     cJSON_ArrayForEach(e, vocab) {
         if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > 1e8 || e->valuedouble != (int)e->valuedouble)
             return ei_error_set("%s: vocab entry \"%.40s\" has no valid id", path, e->string ? e->string : "");
-        if (e->valuedouble > max_id) max_id = e->valuedouble;
+        if (e->valuedouble > max_id) {
+            max_id = e->valuedouble;
+            max_e = e;
+        }
     }
     cJSON_ArrayForEach(e, added) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
         if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble > 1e8 || !jstr(e, "content"))
             return ei_error_set("%s: added_tokens entry without a valid id and content", path);
-        if (id->valuedouble > max_id) max_id = id->valuedouble;
+        if (id->valuedouble > max_id) {
+            max_id = id->valuedouble;
+            max_e = NULL;
+        }
     }
     if (max_id < 0) return ei_error_set("%s: empty vocabulary", path);
+    /* Ids index the piece table: one id far beyond the entries would allocate for all the ids below
+     * it (a 10 KB file claiming id 5e7 asked for 586 MB). Real vocabularies number their pieces
+     * densely, so the largest id is below the number of entries. */
+    if (max_id >= n_entries)
+        return ei_error_set("%s: %s id %.0f is not below the number of vocabulary entries (%d); ids must number the "
+                            "pieces from 0",
+                            path, max_e ? "vocab" : "added_tokens", max_id, n_entries);
     if (ei_tok_alloc_pieces(t, (int)max_id + 1)) return ei_error_set("%s: out of memory", path);
     t->hf->byte_fallback = jbool(model, "byte_fallback", 0);
     t->hf->ignore_merges = jbool(model, "ignore_merges", 0);
@@ -402,12 +418,19 @@ int ei_tok_load_hf(ei_tokenizer *t, const char *path) {
         return ei_error_set("%s: out of memory", path);
     }
     bytes_to_unicode(t->hf);
+    if (!(t->hf->path = strdup(path))) {
+        free(buf);
+        return ei_error_set("%s: out of memory", path);
+    }
     cJSON *root = cJSON_ParseWithLength(buf, n);
     int rc;
     if (!root) {
         const char *at = cJSON_GetErrorPtr();
         size_t off = at && at >= buf && at <= buf + n ? (size_t)(at - buf) : 0;
-        rc = ei_error_set("%s: malformed JSON near byte %zu", path, off);
+        if (ei_json_depth(buf, off + 1 < n ? off + 1 : n) >= CJSON_NESTING_LIMIT)
+            rc = ei_error_set("%s: JSON nested deeper than %d levels (near byte %zu)", path, CJSON_NESTING_LIMIT, off);
+        else
+            rc = ei_error_set("%s: malformed JSON near byte %zu", path, off);
     } else {
         rc = load_json(t, root, path);
         cJSON_Delete(root);
@@ -566,7 +589,13 @@ static int split_level(const ei_tokenizer *t, int level, const char *s, size_t n
     while (pos < n) {
         int rc = pcre2_match(hf->re[level], (PCRE2_SPTR)s, n, pos, 0, md[level], NULL);
         if (rc == PCRE2_ERROR_NOMATCH) break;
-        if (rc < 0) return ei_error_set("tokenizer: regex match failed (%d)", rc);
+        if (rc < 0) {
+            /* e.g. the match limit on a pattern that backtracks catastrophically on this text */
+            PCRE2_UCHAR msg[160];
+            pcre2_get_error_message(rc, msg, sizeof msg);
+            return ei_error_set("%s: pre-tokenizer regex %d failed at byte %zu of a %zu-byte word: %s (PCRE2 error %d)",
+                                hf->path ? hf->path : "tokenizer.json", level + 1, pos, n, (const char *)msg, rc);
+        }
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md[level]);
         size_t ms = ov[0], me = ov[1];
         if (me == ms) { /* empty match: step over one character */

@@ -2,6 +2,7 @@
 
 #include "core/ei_error.h"
 #include "core/ei_io.h"
+#include "formats/model.h"
 #include "formats/safetensors.h"
 
 #include <cjson/cJSON.h>
@@ -284,7 +285,8 @@ static int load_tensor(ei_st_file *f, const char *path, const char *name, int nd
         return ei_error_set("%s: %s has the wrong shape (expected [%lld%s%lld])", path, name,
                             (long long)d0, ndim == 2 ? "," : "", ndim == 2 ? (long long)d1 : 0LL);
     if (ei_st_to_f32(t, dst) != 0) return ei_error_set("%s: %s: not a float tensor", path, name);
-    return 0;
+    /* A NaN gate makes every output of its layer NaN in edgeinfinite mode. */
+    return ei_check_finite(dst, (int64_t)t->numel, path, name, ndim == 2 ? d1 : 0);
 }
 
 int ei_gates_load(ei_gates *g, const char *path) {

@@ -70,6 +70,50 @@ void ei_model_free(ei_model *m) {
     free(m);
 }
 
+/* Index of the first non-finite float of p[0..n), or -1. Tested by the exponent bits, which
+ * vectorises (a scan of every weight at load costs about what reading them costs). */
+static int64_t first_non_finite(const float *p, int64_t n) {
+    const int64_t B = 4096;
+    for (int64_t s = 0; s < n; s += B) {
+        int64_t e = s + B < n ? s + B : n;
+        uint32_t any = 0;
+        for (int64_t i = s; i < e; i++) {
+            uint32_t u;
+            memcpy(&u, p + i, 4);
+            any |= (u & 0x7f800000u) == 0x7f800000u;
+        }
+        if (any)
+            for (int64_t i = s; i < e; i++)
+                if (!isfinite(p[i])) return i;
+    }
+    return -1;
+}
+
+int ei_check_finite(const float *p, int64_t n, const char *what, const char *name, int64_t cols) {
+    int64_t i = first_non_finite(p, n);
+    if (i < 0) return 0;
+    char where[96];
+    if (cols > 1) snprintf(where, sizeof where, "element %lld (row %lld, column %lld)", (long long)i,
+                           (long long)(i / cols), (long long)(i % cols));
+    else snprintf(where, sizeof where, "element %lld", (long long)i);
+    return ei_error_set("%s: tensor %s holds a non-finite value (%s) at %s; the file is damaged or the model diverged",
+                        what, name, isnan(p[i]) ? "NaN" : p[i] > 0 ? "+inf" : "-inf", where);
+}
+
+/* Every weight must be finite: one NaN makes every logit NaN, which no later stage can recover from. */
+static int check_weights(const ei_model *m) {
+    int hf = strcmp(m->format, "hf") == 0;
+    for (int i = 0; i < m->tensors.n; i++) {
+        const ei_tensor *t = &m->tensors.t[i];
+        char name[160];
+        if (hf) snprintf(name, sizeof name, ei_model_hf_name(t->cls), t->layer);
+        else if (t->layer >= 0) snprintf(name, sizeof name, "'%s' of layer %d", ei_tclass_name(t->cls), t->layer);
+        else snprintf(name, sizeof name, "'%s'", ei_tclass_name(t->cls));
+        if (ei_check_finite(t->data, t->numel, m->path, name, t->ndim == 2 ? t->shape[1] : 0) != 0) return -1;
+    }
+    return 0;
+}
+
 static int has_suffix(const char *s, const char *suf) {
     size_t a = strlen(s), b = strlen(suf);
     return a >= b && strcmp(s + a - b, suf) == 0;
@@ -102,6 +146,10 @@ ei_model *ei_model_load(const char *path) {
         free(dir);
     } else {
         m = ei_model_load_llama2c(path);
+    }
+    if (m && check_weights(m) != 0) {
+        ei_model_free(m);
+        return NULL;
     }
     return m;
 }

@@ -29,8 +29,13 @@ typedef struct ei_model {
 const float *ei_model_weight(const ei_model *m, ei_tclass c, int layer);
 
 /* Loads a llama2.c .bin file or a Hugging Face folder (config.json + safetensors). The format is
- * detected from the path. Returns NULL with ei_error set on failure. */
+ * detected from the path. Every weight must be finite (a NaN or inf is an error naming the tensor
+ * and the element). Returns NULL with ei_error set on failure. */
 ei_model *ei_model_load(const char *path);
+
+/* 0 when p[0..n) is finite; else -1 with ei_error "<what>: tensor <name> holds a non-finite value
+ * (NaN) at element i (row r, column c)" (rows of cols elements; cols <= 1: no row/column). */
+int ei_check_finite(const float *p, int64_t n, const char *what, const char *name, int64_t cols);
 void ei_model_free(ei_model *m);
 
 /* Tokenizer path that belongs to a model path: a folder's own tokenizer files, or for a llama2.c

@@ -234,6 +234,32 @@ static const char *const hf_names[EI_TC_COUNT] = {
 
 const char *ei_model_hf_name(ei_tclass c) { return (unsigned)c < EI_TC_COUNT ? hf_names[c] : NULL; }
 
+/* Tensors of layers beyond num_hidden_layers mean config.json and the weights disagree (a config
+ * edited down, or the wrong config): loading the first layers only would silently run another
+ * model. Other unused tensors (rotary inv_freq buffers, lm_head of a tied model) stay allowed. */
+static int check_extra_layers(ei_model *m, const char *dir) {
+    ei_model_storage *s = ei_model_storage_of(m);
+    char list[400] = "";
+    int n_extra = 0, max_layer = -1;
+    for (int i = 0; i < s->n_st; i++)
+        for (int j = 0; j < ei_st_count(s->st[i]); j++) {
+            const char *name = ei_st_get(s->st[i], j)->name;
+            char *end;
+            if (strncmp(name, "model.layers.", 13) != 0) continue;
+            long l = strtol(name + 13, &end, 10);
+            if (end == name + 13 || *end != '.' || l < m->cfg.n_layers) continue;
+            if (n_extra < 3)
+                snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", n_extra ? ", " : "", name);
+            n_extra++;
+            if (l > max_layer) max_layer = (int)l;
+        }
+    if (!n_extra) return 0;
+    return ei_error_set("%s: config.json says num_hidden_layers = %d, but the weights hold %d tensor%s of layers "
+                        "up to %d: %s%s (wrong or edited config.json?)",
+                        dir, m->cfg.n_layers, n_extra, n_extra == 1 ? "" : "s", max_layer, list,
+                        n_extra > 3 ? ", ..." : "");
+}
+
 ei_model *ei_model_load_hf(const char *dir) {
     ei_model *m = ei_model_new_empty(dir, "hf");
     if (!m) return NULL;
@@ -255,6 +281,7 @@ ei_model *ei_model_load_hf(const char *dir) {
         snprintf(name, sizeof name, hf_names[t->cls], t->layer);
         if (!(t->data = get_tensor(m, dir, name, t->shape[0], t->ndim == 2 ? t->shape[1] : 0))) goto fail;
     }
+    if (check_extra_layers(m, dir) != 0) goto fail;
     m->n_params = ei_model_config_n_params(c);
     uint64_t h = ei_hash_fnv1a(text, len, 0);
     ei_model_storage *s = ei_model_storage_of(m);

@@ -51,6 +51,10 @@ static int cmp_by_offset(const void *a, const void *b) {
     return x->data < y->data ? -1 : x->data > y->data;
 }
 
+static int cmp_by_name(const void *a, const void *b) {
+    return strcmp((*(const ei_st_tensor *const *)a)->name, (*(const ei_st_tensor *const *)b)->name);
+}
+
 static int parse_entry(ei_st_file *f, const cJSON *it, const uint8_t *data, size_t data_len, ei_st_tensor *t) {
     const char *path = f->path;
     if (!cJSON_IsObject(it)) return ei_error_set("%s: header entry '%s' is not an object", path, it->string);
@@ -96,6 +100,8 @@ static int parse_entry(ei_st_file *f, const cJSON *it, const uint8_t *data, size
 
 static int parse_metadata(ei_st_file *f, const cJSON *it) {
     if (!cJSON_IsObject(it)) return ei_error_set("%s: __metadata__ is not an object", f->path);
+    /* cJSON keeps repeated keys: a second object would replace (and overflow) the first's table */
+    if (f->meta) return ei_error_set("%s: __metadata__ appears twice", f->path);
     int n = cJSON_GetArraySize(it);
     f->meta = calloc((size_t)n * 2 + 1, sizeof(char *));
     if (!f->meta) return ei_error_set("%s: out of memory", f->path);
@@ -159,13 +165,13 @@ static int parse_header(ei_st_file *f) {
             rc = ei_error_set("%s: tensors '%s' and '%s' overlap", f->path, order[i - 1]->name, order[i]->name);
             break;
         }
+    /* Repeated names, by sorting rather than comparing every pair: a 3 MB header of 60 000 empty
+     * tensors took minutes pairwise. */
+    qsort(order, (size_t)f->n, sizeof *order, cmp_by_name);
+    for (int i = 1; i < f->n && !rc; i++)
+        if (strcmp(order[i - 1]->name, order[i]->name) == 0)
+            rc = ei_error_set("%s: tensor '%s' appears twice", f->path, order[i]->name);
     free(order);
-    for (int i = 0; i < f->n && !rc; i++)
-        for (int j = 0; j < i; j++)
-            if (strcmp(f->t[i].name, f->t[j].name) == 0) {
-                rc = ei_error_set("%s: tensor '%s' appears twice", f->path, f->t[i].name);
-                break;
-            }
     return rc;
 }
 

@@ -6,9 +6,12 @@
 #                                     (python3-torch, python3-numpy, nodejs, npm)
 set -euo pipefail
 
-PKGS=(build-essential cmake pkg-config libopenblas-dev libhdf5-dev hdf5-tools libcmocka-dev
+PKGS=(build-essential cmake pkg-config libopenblas-dev libhdf5-dev hdf5-tools libcmocka-dev valgrind
       libyaml-dev libcjson-dev libpcre2-dev openmpi-bin libopenmpi-dev gnuplot-nox python3
-      gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils-aarch64-linux-gnu qemu-user)
+      gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils-aarch64-linux-gnu qemu-user
+      clang libclang-rt-14-dev libomp-dev)
+# clang + libclang-rt-14-dev (libFuzzer, the sanitizer runtimes) + libomp-dev (OpenMP for clang):
+# the fuzz targets (scripts/fuzz.sh, tests/cli_fuzz.sh; docs/reliability.md "Fuzzing").
 DEV_PKGS=(python3-numpy python3-torch python3-h5py nodejs npm)
 
 check=0

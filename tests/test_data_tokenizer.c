@@ -16,6 +16,7 @@
 
 #include "core/ei_error.h"
 #include "core/ei_io.h"
+#include "text/paragraphs.h"
 #include "text/tokenizer.h"
 
 #define FIX EI_FIXTURES
@@ -440,6 +441,50 @@ static void test_long_text(void **s) {
     free(text);
 }
 
+/* Pieces cut by the rule and encoded as a start plus continuations give the whole text's tokens:
+ * what `ei eval --ppl` relies on to stream long files. */
+static void cut_encodes_as_whole(const char *tok_path, const char *text_path) {
+    ei_tokenizer *t = ei_tokenizer_load(tok_path, 0);
+    assert_non_null(t);
+    char *text = NULL;
+    size_t len = 0;
+    assert_int_equal(ei_file_read_all(text_path, &text, &len), 0);
+    if (len > 120000) len = 120000;
+    len = ei_text_normalize(text, len);
+    int32_t *whole = NULL, *ids = NULL;
+    size_t nw = 0, n = 0;
+    assert_int_equal(ei_tokenizer_encode(t, text, len, 1, 0, &whole, &nw), 0);
+    int32_t *got = malloc(sizeof *got * (nw + 16));
+    size_t ng = 0, at = 0;
+    for (int first = 1; at < len; first = 0) {
+        size_t want = 1 + (at * 7919 + 3001) % 6000; /* pieces of varying length */
+        size_t k = at + want < len ? ei_text_cut(text + at, want) : len - at;
+        if (k == 0) k = len - at; /* no cut point in this window: take the rest */
+        int rc = first ? ei_tokenizer_encode(t, text + at, k, 1, 0, &ids, &n)
+                       : ei_tokenizer_encode_cont(t, text + at, k, 0, &ids, &n);
+        assert_int_equal(rc, 0);
+        assert_true(ng + n <= nw + 16);
+        memcpy(got + ng, ids, n * sizeof *ids);
+        ng += n;
+        free(ids);
+        at += k;
+    }
+    if (ng != nw) fail_msg("%s on %s: %zu tokens in pieces, %zu whole", tok_path, text_path, ng, nw);
+    assert_memory_equal(got, whole, nw * sizeof *whole);
+    free(got);
+    free(whole);
+    free(text);
+    ei_tokenizer_free(t);
+}
+
+static void test_cut_encodes_as_whole(void **state) {
+    (void)state;
+    cut_encodes_as_whole(EI_FIXTURES "/models/stories260K/tok512.bin", EI_FIXTURES "/text/tinystories.txt");
+    cut_encodes_as_whole(EI_FIXTURES "/models/stories260K/tok512.model", EI_FIXTURES "/text/sherlock_holmes.txt");
+    cut_encodes_as_whole(EI_FIXTURES "/models/stories260K/tok512.bin", EI_FIXTURES "/text/mobydick_pg2701.txt");
+    cut_encodes_as_whole(EI_SOURCE "/tests/tokenizer/tok512_hf/tokenizer.json", EI_FIXTURES "/text/tinyshakespeare.txt");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llama2_model_ggml),
@@ -455,6 +500,7 @@ int main(void) {
         cmocka_unit_test(test_streaming_bos_and_bytes),
         cmocka_unit_test(test_nfc),
         cmocka_unit_test(test_invalid_utf8),
+        cmocka_unit_test(test_cut_encodes_as_whole),
         cmocka_unit_test(test_long_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -176,12 +176,25 @@ static void test_random_against_reference(void **state) {
     }
 }
 
+/* ei_text_cut: only a single space between two non-space characters, the last one. */
+static void test_cut_rule(void **state) {
+    (void)state;
+    assert_int_equal(ei_text_cut("one two three", 13), 7);
+    assert_int_equal(ei_text_cut("one  two", 8), 0);   /* a run of spaces: never inside */
+    assert_int_equal(ei_text_cut("one\n two", 9), 0);  /* after a newline */
+    assert_int_equal(ei_text_cut("one two ", 8), 3);   /* not before the end */
+    assert_int_equal(ei_text_cut("onetwo", 6), 0);
+    assert_int_equal(ei_text_cut("", 0), 0);
+    assert_int_equal(ei_text_cut(" a", 2), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_no_paragraphs),      cmocka_unit_test(test_single_paragraph),
         cmocka_unit_test(test_separators),         cmocka_unit_test(test_indentation_kept),
         cmocka_unit_test(test_cr),                 cmocka_unit_test(test_normalize),
         cmocka_unit_test(test_nul_bytes),          cmocka_unit_test(test_random_against_reference),
+        cmocka_unit_test(test_cut_rule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,10 +10,12 @@
 #include "core/ei_error.h"
 #include "core/ei_io.h"
 #include "core/ei_rng.h"
+#include "core/ei_seal.h"
 #include "train/checkpoint.h"
 
 #include <dirent.h>
 #include <hdf5.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,6 +164,17 @@ static hid_t edit(const char *p) {
     return h;
 }
 
+/* Closes an edit and drops the seal (the whole-file checksum no longer matches an edited file), so
+ * the file reads as one from another program and the checks behind the seal are exercised. */
+static void done_editing(hid_t h, const char *p) {
+    H5Fclose(h);
+    FILE *fp = fopen(p, "r+b");
+    assert_non_null(fp);
+    static const char zero[8] = {0};
+    fwrite(zero, 1, 8, fp);
+    fclose(fp);
+}
+
 static void put_f32(hid_t h, const char *name, size_t n) {
     float *z = calloc(n, sizeof(float));
     hsize_t d[1] = {n};
@@ -183,14 +196,14 @@ static void test_damaged_contents(void **state) {
     hid_t h = edit(p);
     H5Ldelete(h, "adam_m", H5P_DEFAULT);
     put_f32(h, "adam_m", NP - 1);
-    H5Fclose(h);
+    done_editing(h, p);
     expect_read_error(p, NP, "dataset '/adam_m' has 999 elements, expected 1000");
 
     /* missing dataset */
     assert_int_equal(ei_ckpt_write(p, &f->c), 0);
     h = edit(p);
     H5Ldelete(h, "adam_v", H5P_DEFAULT);
-    H5Fclose(h);
+    done_editing(h, p);
     expect_read_error(p, NP, "missing dataset '/adam_v'");
 
     /* wrong element type (float64 parameters) */
@@ -204,7 +217,7 @@ static void test_damaged_contents(void **state) {
         H5Dclose(ds);
         H5Sclose(sp);
     }
-    H5Fclose(h);
+    done_editing(h, p);
     expect_read_error(p, NP, "dataset '/params' has the wrong type or shape");
 
     /* wrong format version */
@@ -216,31 +229,49 @@ static void test_damaged_contents(void **state) {
         H5Awrite(a, H5T_NATIVE_INT, &v);
         H5Aclose(a);
     }
-    H5Fclose(h);
+    done_editing(h, p);
     expect_read_error(p, NP, "checkpoint format version 99, this build reads version 1");
 
     /* missing attribute */
     assert_int_equal(ei_ckpt_write(p, &f->c), 0);
     h = edit(p);
     H5Adelete(h, "data_index");
-    H5Fclose(h);
+    done_editing(h, p);
     expect_read_error(p, NP, "missing attribute 'data_index'");
 
-    /* a flipped byte inside the raw parameter data: HDF5 cannot see it, the checksum does */
+    /* a flipped byte inside the raw parameter data: HDF5 cannot see it, the whole-file checksum
+     * does before HDF5 reads anything, and without a seal the checkpoint's own checksum does */
+    for (int sealed = 1; sealed >= 0; sealed--) {
+        assert_int_equal(ei_ckpt_write(p, &f->c), 0);
+        h = edit(p);
+        hid_t ds = H5Dopen2(h, "params", H5P_DEFAULT);
+        haddr_t off = H5Dget_offset(ds) + 512; /* HDF5 addresses count from the end of the user block */
+        H5Dclose(ds);
+        H5Fclose(h);
+        assert_true(off != HADDR_UNDEF);
+        FILE *fp = fopen(p, "r+b");
+        if (!sealed) fwrite("\0\0\0\0\0\0\0\0", 1, 8, fp);
+        fseek(fp, (long)off + 4 * 500 + 1, SEEK_SET);
+        int byte = fgetc(fp);
+        fseek(fp, (long)off + 4 * 500 + 1, SEEK_SET);
+        fputc(byte ^ 0x40, fp);
+        fclose(fp);
+        expect_read_error(p, NP, sealed ? "whole-file checksum mismatch" : "checksum mismatch: the parameters");
+    }
+
+    /* finite checks: a NaN parameter (written consistently, checksums and all) is refused */
     assert_int_equal(ei_ckpt_write(p, &f->c), 0);
-    h = edit(p);
-    hid_t ds = H5Dopen2(h, "params", H5P_DEFAULT);
-    haddr_t off = H5Dget_offset(ds);
-    H5Dclose(ds);
-    H5Fclose(h);
-    assert_true(off != HADDR_UNDEF);
-    FILE *fp = fopen(p, "r+b");
-    fseek(fp, (long)off + 4 * 500 + 1, SEEK_SET);
-    int byte = fgetc(fp);
-    fseek(fp, (long)off + 4 * 500 + 1, SEEK_SET);
-    fputc(byte ^ 0x40, fp);
-    fclose(fp);
-    expect_read_error(p, NP, "checksum mismatch");
+    float saved = f->params[7];
+    f->params[7] = NAN;
+    assert_int_equal(ei_ckpt_write(p, &f->c), 0);
+    f->params[7] = saved;
+    expect_read_error(p, NP, "non-finite value (NaN) at element 7");
+
+    /* a checkpoint's seal says what it is: a dataset's reader refuses it, and the reverse */
+    assert_int_equal(ei_ckpt_write(p, &f->c), 0);
+    assert_int_equal(ei_seal_check(p, "ei-checkpoint"), 1);
+    assert_int_equal(ei_seal_check(p, "ei-dataset"), -1);
+    assert_non_null(strstr(ei_error_get(), "not an ei-dataset"));
     free(p);
 }
 

@@ -66,3 +66,11 @@ size_t ei_text_normalize(char *s, size_t n) {
     s[w] = '\0';
     return w;
 }
+
+static int is_white(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+
+size_t ei_text_cut(const char *s, size_t n) {
+    for (size_t k = n >= 2 ? n - 2 : 0; k > 0; k--)
+        if (s[k] == ' ' && !is_white(s[k - 1]) && !is_white(s[k + 1])) return k;
+    return 0;
+}

@@ -36,4 +36,11 @@ int ei_text_paragraphs(const char *text, size_t len, ei_span **spans, size_t *n)
  * writes a NUL there, so the buffer must hold len + 1 bytes (as ei_file_read_all's does). */
 size_t ei_text_normalize(char *text, size_t len);
 
+/* Where a long text may be cut so that its pieces encode to the tokens of the whole: the largest
+ * k in (0, n) with text[k] a space between two characters that are not white space (so text[0..k)
+ * ends in a word and text[k..n) starts with " word"), or 0 when there is none. Encoding the first
+ * piece with ei_tokenizer_encode and each later one with ei_tokenizer_encode_cont then gives the
+ * tokens of the whole text (text/tokenizer.h); `ei eval --ppl` streams long files this way. */
+size_t ei_text_cut(const char *text, size_t n);
+
 #endif

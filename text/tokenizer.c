@@ -472,8 +472,11 @@ int ei_tokenizer_decode_piece(const ei_tokenizer *t, int prev, int id, char *buf
     if (!tmp) return 0;
     size_t m = piece_text(t, id, tmp);
     const char *p = tmp;
-    /* The dummy prefix of the first word is not part of the text. */
-    if (t->strip_leading_space && m && p[0] == ' ' && (prev < 0 || prev == t->bos || is_hidden(t, prev))) {
+    /* The dummy prefix of the first word is not part of the text. BOS counts as the start only when
+     * it is hidden (a control piece, as in every real vocabulary): a BOS id that is an ordinary
+     * piece (a tokenizer.json whose "<s>" is no special token) is text, and decoding keeps the
+     * space after it, so streaming must too. */
+    if (t->strip_leading_space && m && p[0] == ' ' && (prev < 0 || is_hidden(t, prev))) {
         p++;
         m--;
     }

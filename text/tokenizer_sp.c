@@ -6,6 +6,7 @@
 #include "core/ei_error.h"
 #include "core/ei_io.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -101,6 +102,13 @@ int ei_tok_load_llama2c(ei_tokenizer *t, const char *path, int vocab_hint) {
         int32_t len;
         memcpy(&score, p + pos, 4);
         memcpy(&len, p + pos + 4, 4);
+        /* A NaN score breaks the merge order, and the vocabulary could not be stored in a .eig (its
+         * reader refuses non-finite scores): refuse the file here, with the piece named. */
+        if (!isfinite(score)) {
+            free(tmp);
+            ei_error_set("%s: entry %d: score is not a finite number", path, id);
+            goto done;
+        }
         const char *s = buf + pos + 8;
         pos += 8 + (size_t)len;
         int type = EI_PIECE_NORMAL;
@@ -289,6 +297,8 @@ static int parse_piece(pb_reader r, const uint8_t **s, size_t *n, float *score, 
 int ei_tok_load_spm(ei_tokenizer *t, const char *path) {
     ei_file_map m;
     if (ei_file_map_open(&m, path)) return -1;
+    /* an empty file maps to NULL, and NULL + 0 below is undefined */
+    if (!m.size) return ei_error_set("%s: empty file (not a SentencePiece model)", path);
     int rc = -1;
     spm_spec spec = {.model_type = 1, .unk_id = 0, .bos_id = 1, .eos_id = 2, .add_dummy_prefix = 1,
                      .remove_extra_ws = 1, .escape_ws = 1};
@@ -308,6 +318,10 @@ int ei_tok_load_spm(ei_tokenizer *t, const char *path) {
             int ty;
             if (parse_piece(sub, &s, &n, &sc, &ty)) {
                 ei_error_set("%s: corrupt piece %d at byte %zu", path, count, at);
+                goto done;
+            }
+            if (!isfinite(sc)) { /* as for tokenizer.bin above */
+                ei_error_set("%s: piece %d: score is not a finite number", path, count);
                 goto done;
             }
             count++;

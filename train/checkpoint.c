@@ -1,6 +1,9 @@
 #include "train/checkpoint.h"
 #include "core/ei_error.h"
 #include "core/ei_io.h"
+#include "core/ei_seal.h"
+#include "data/h5file.h"
+#include "formats/model.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -90,27 +93,28 @@ static int write_string_dataset(hid_t f, const char *name, const char *s) {
     return rc;
 }
 
-int ei_ckpt_write(const char *path, const ei_checkpoint *c) {
-    if (!c->n_params || !c->params || !c->adam_m || !c->adam_v)
-        return ei_error_set("%s: checkpoint has no parameters", path);
-    if (c->n_rng > EI_CKPT_MAX_RNG_WORDS) return ei_error_set("%s: too many RNG state words", path);
-    if (c->step < 0 || c->adam_t < 0 || c->adam_t > c->step || c->data_epoch < 0 || c->data_index < 0)
-        return ei_error_set("%s: implausible counters (step %lld, adam_t %lld, epoch %lld, index %lld)", path,
-                            (long long)c->step, (long long)c->adam_t, (long long)c->data_epoch,
-                            (long long)c->data_index);
-    char *tmp = ei_atomic_tmpname(path);
-    if (!tmp) return ei_error_set("out of memory");
-    h5_quiet q;
-    quiet_on(&q);
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (f < 0) {
-        quiet_off(&q);
-        ei_error_set("%s: cannot create HDF5 file", tmp);
-        free(tmp);
-        return -1;
-    }
+/* Test hook (tests/cli_crash_resume.sh, tests/test_train_trainer.c): EI_TEST_KILL_IN_CHECKPOINT=<step>
+ * makes the writer of the checkpoint of that step raise SIGKILL when half of its temporary file is
+ * on disk, the worst moment for a crash. */
+static int kill_in_checkpoint(int64_t step) {
+    const char *v = getenv("EI_TEST_KILL_IN_CHECKPOINT");
+    return v && *v && strtoll(v, NULL, 10) == step;
+}
+
+/* The HDF5 file is built in memory (core driver, no backing store) and written out through
+ * ei_atomic_*: a full disk then fails in an ordinary write with an error naming the checkpoint,
+ * never inside libhdf5 (whose failed H5Fclose leaves the library unusable), and the whole image is
+ * at hand to seal. */
+static int build_image(const char *path, const ei_checkpoint *c, uint8_t **out, size_t *out_n) {
+    *out = NULL;
     const int version = EI_CKPT_VERSION;
     const uint64_t sum = ckpt_checksum(c);
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), fcpl = ei_h5_sealed_fcpl(), f = -1;
+    if (fapl >= 0 && fcpl >= 0 && H5Pset_fapl_core(fapl, 1 << 20, 0) >= 0)
+        f = H5Fcreate(path, H5F_ACC_TRUNC, fcpl, fapl);
+    if (fapl >= 0) H5Pclose(fapl);
+    if (fcpl >= 0) H5Pclose(fcpl);
+    if (f < 0) return ei_error_set("%s: cannot create the HDF5 image in memory", path);
     int rc = 0;
     rc |= write_array(f, "params", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, c->params, c->n_params);
     rc |= write_array(f, "adam_m", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, c->adam_m, c->n_params);
@@ -126,16 +130,58 @@ int ei_ckpt_write(const char *path, const ei_checkpoint *c) {
     rc |= write_attr(f, "model_size", H5T_STD_U64LE, H5T_NATIVE_UINT64, &c->model_size);
     rc |= write_attr(f, "model_hash", H5T_STD_U64LE, H5T_NATIVE_UINT64, &c->model_hash);
     rc |= write_attr(f, "checksum", H5T_STD_U64LE, H5T_NATIVE_UINT64, &sum);
-    if (H5Fclose(f) < 0) rc = -1;
-    quiet_off(&q);
-    if (rc) {
-        unlink(tmp);
-        free(tmp);
-        return ei_error_set("%s: writing the checkpoint failed (disk full?)", path);
+    if (rc == 0 && H5Fflush(f, H5F_SCOPE_LOCAL) < 0) rc = -1;
+    ssize_t n = rc == 0 ? H5Fget_file_image(f, NULL, 0) : -1;
+    uint8_t *buf = n > 0 ? malloc(EI_SEAL_BYTES + (size_t)n) : NULL;
+    /* The image starts at the superblock; its addresses count from the user block's end. */
+    if (!buf || H5Fget_file_image(f, buf + EI_SEAL_BYTES, (size_t)n) != n) rc = -1;
+    if (H5Fclose(f) < 0) ei_h5_mark_broken();
+    if (rc != 0) {
+        free(buf);
+        return ei_error_set("%s: building the checkpoint in memory failed (out of memory?)", path);
     }
-    rc = ei_atomic_finish(tmp, path);
-    free(tmp);
-    return rc;
+    ei_seal_buffer(buf, EI_SEAL_BYTES + (size_t)n, EI_SEAL_KIND_CHECKPOINT);
+    *out = buf;
+    *out_n = EI_SEAL_BYTES + (size_t)n;
+    return 0;
+}
+
+int ei_ckpt_write(const char *path, const ei_checkpoint *c) {
+    if (!c->n_params || !c->params || !c->adam_m || !c->adam_v)
+        return ei_error_set("%s: checkpoint has no parameters", path);
+    if (c->n_rng > EI_CKPT_MAX_RNG_WORDS) return ei_error_set("%s: too many RNG state words", path);
+    if (c->step < 0 || c->adam_t < 0 || c->adam_t > c->step || c->data_epoch < 0 || c->data_index < 0)
+        return ei_error_set("%s: implausible counters (step %lld, adam_t %lld, epoch %lld, index %lld)", path,
+                            (long long)c->step, (long long)c->adam_t, (long long)c->data_epoch,
+                            (long long)c->data_index);
+    ei_h5_init();
+    h5_quiet q;
+    quiet_on(&q);
+    uint8_t *img = NULL;
+    size_t n = 0;
+    int rc = build_image(path, c, &img, &n);
+    quiet_off(&q);
+    if (rc != 0) return -1;
+    ei_atomic_file af;
+    if (ei_atomic_open(&af, path) != 0) {
+        free(img);
+        return -1;
+    }
+    if (kill_in_checkpoint(c->step)) {
+        fwrite(img, 1, n / 2, af.fp);
+        fflush(af.fp);
+        fsync(fileno(af.fp));
+        raise(SIGKILL);
+    }
+    if (fwrite(img, 1, n, af.fp) != n) {
+        int e = errno;
+        ei_atomic_abort(&af);
+        free(img);
+        return ei_error_set("%s: writing the checkpoint failed: %s", path, strerror(e));
+    }
+    free(img);
+    if (ei_atomic_commit(&af) != 0) return ei_error_prefix("writing the checkpoint: ");
+    return 0;
 }
 
 /* ---------------------------------------------------------------- reading */
@@ -292,12 +338,20 @@ static int read_body(hid_t f, const char *path, size_t expect_n, ei_checkpoint *
 
     if (ckpt_checksum(c) != stored_sum)
         return ei_error_set("%s: checksum mismatch: the parameters, moments or config are corrupt", path);
+    /* The trainer never applies a non-finite update, so a NaN here comes from elsewhere. */
+    if (ei_check_finite(c->params, (int64_t)c->n_params, path, "'/params' (the gates)", 0) ||
+        ei_check_finite(c->adam_m, (int64_t)c->n_params, path, "'/adam_m'", 0) ||
+        ei_check_finite(c->adam_v, (int64_t)c->n_params, path, "'/adam_v'", 0))
+        return -1;
     return 0;
 }
 
 int ei_ckpt_read(const char *path, size_t expect_n_params, ei_checkpoint *c) {
     memset(c, 0, sizeof *c);
     if (!ei_path_exists(path)) return ei_error_set("%s: no such checkpoint", path);
+    ei_h5_init();
+    /* The seal first: a damaged or truncated file never reaches libhdf5. */
+    if (ei_h5_check_seal(path, EI_SEAL_KIND_CHECKPOINT, "checkpoint") != 0) return -1;
     h5_quiet q;
     quiet_on(&q);
     htri_t is = H5Fis_hdf5(path);

@@ -11,8 +11,12 @@
  *     model_path (string), model_size, model_hash (uint64), checksum (uint64: FNV-1a over the
  *     parameter, moment and RNG arrays and the config, so silent corruption of raw data is caught).
  *
- * Files are written to a temporary name, fsynced and renamed (core/ei_io.h): a crash never leaves
- * a half-written ckpt-<step>.h5. Readers check every dataset's type and shape before reading. */
+ * The file is built in memory (HDF5 core driver) with a 512-byte user block holding its seal
+ * (a whole-file XXH64, core/ei_seal.h), then written to a temporary name, fsynced and renamed
+ * (core/ei_io.h): a crash or a full disk never leaves a half-written ckpt-<step>.h5, and libhdf5
+ * never writes to disk. Readers check the seal before libhdf5 opens the file (a file without one is
+ * read with a note), every dataset's type and shape before reading, the checksum, and that the
+ * parameters and moments are finite. */
 #ifndef EI_CHECKPOINT_H
 #define EI_CHECKPOINT_H
 
