@@ -67,6 +67,9 @@ typedef union {
     struct {
         int64_t rows, vocab;
     } ce;
+    struct {
+        int64_t rows, vocab, dim;
+    } lce;
 } ag_op_dims;
 
 struct ag_node {
@@ -86,10 +89,14 @@ struct ag_node {
      * describe the graph, not its history). */
     int table_valid;  /* rope: scratch holds the (cos, sin) table for scratch2's / all positions */
     double ce_count;  /* cross-entropy: sum of the counted rows' weights in the last forward */
+    int64_t lce_m;    /* linear_cross_entropy: counted rows in the last forward */
     int bound_data;   /* leaf data points to caller memory */
     int bound_grad;
     int read_only;    /* bound with ag_tensor_bind_const */
     int grad_live;    /* gradient touched in the current backward */
+    int bwd_shared;   /* bwd_scratch is used by the backward only (never written by the forward), so
+                         a graph sharing its gradient memory (ag_graph_share_grads) puts it there */
+    size_t grad_off, bwd_off; /* offsets in the shared gradient memory */
 };
 
 typedef struct ag_block ag_block;
@@ -102,6 +109,8 @@ struct ag_graph {
     size_t block_size, arena_used;
     int finalized;
     int failed;
+    ag_grad_pool *gpool; /* op-node gradients live there (ag_graph_share_grads) */
+    size_t pool_need;    /* bytes of gpool this graph uses */
     char first_error[AG_ERROR_CAP];
 };
 

@@ -118,6 +118,7 @@ typedef enum {
     AG_OP_RESHAPE,
     AG_OP_TRANSPOSE,
     AG_OP_CROSS_ENTROPY,
+    AG_OP_LINEAR_CE, /* ag_linear_cross_entropy */
     AG_OP_COUNT
 } ag_op_kind;
 
@@ -179,6 +180,7 @@ typedef struct {
 } ag_op_params;
 
 typedef struct ag_graph ag_graph;
+typedef struct ag_grad_pool ag_grad_pool;
 
 /* Fields are readable by callers; treat them as read-only and change them only via the API. */
 typedef struct ag_tensor {
@@ -221,6 +223,23 @@ int ag_graph_backward(ag_graph *g, int n, ag_tensor *const *outputs, const void 
 int ag_graph_backward_scalar(ag_graph *g, ag_tensor *loss, double seed);
 /* Zeroes the gradient buffers of all params and requires-grad inputs. */
 void ag_graph_zero_grads(ag_graph *g);
+
+/* Gradient memory shared by graphs that are kept alive together but never run backward at the same
+ * time (segment graphs kept with their activations from a forward sweep to a backward sweep). An
+ * op node's gradient, and backward-only scratch, is live only inside one backward: every backward
+ * zeroes (or overwrites) it at first touch. So graphs attached to one pool hold their activations
+ * each but one set of gradient buffers between them, sized for the largest. Leaf gradients (params,
+ * requires-grad inputs) accumulate and always stay the graph's own. After a backward the op-node
+ * gradients of a pooled graph are valid until any other graph of the pool runs backward or
+ * finalizes; a pool must outlive its graphs and is not thread-safe. */
+typedef struct ag_grad_pool ag_grad_pool;
+ag_grad_pool *ag_grad_pool_new(void);
+void ag_grad_pool_free(ag_grad_pool *p);
+/* Bytes the pool holds. */
+size_t ag_grad_pool_bytes(const ag_grad_pool *p);
+/* Before finalize: g's op-node gradients and backward-only scratch go to p (reserved at
+ * finalize, which grows p as needed; ag_graph_arena_bytes then excludes them). */
+int ag_graph_share_grads(ag_graph *g, ag_grad_pool *p);
 /* Bytes reserved in the arena so far (activations, gradients, scratch, unbound leaves). */
 size_t ag_graph_arena_bytes(const ag_graph *g);
 int ag_graph_node_count(const ag_graph *g);
@@ -369,5 +388,13 @@ ag_tensor *ag_transpose(ag_graph *g, ag_tensor *a, int axis0, int axis1);
  * e.g. ag_graph_backward_scalar(g, loss, 1.0 / count). */
 ag_tensor *ag_cross_entropy(ag_graph *g, ag_tensor *logits, ag_tensor *targets, ag_tensor *mask);
 double ag_cross_entropy_count(const ag_tensor *loss);
+/* The classifier fused with that loss, computed on the counted rows only: the same value as
+ * ag_cross_entropy(ag_linear(x, w, NULL), targets, mask), with x [.., D] (rows flattened), w
+ * [V, D], and the logits GEMM, the log-softmax and, in backward, both GEMMs of the gradient run
+ * over the rows with a non-zero weight and a target only (instruction data masks most of a long
+ * context). Output [1]; no logits tensor is exposed. Bit-identical to the unfused pair when every
+ * row counts; otherwise a row's logits may differ from the unfused pair's in the last bit (a GEMM
+ * over fewer rows). ag_cross_entropy_count works on it too. */
+ag_tensor *ag_linear_cross_entropy(ag_graph *g, ag_tensor *x, ag_tensor *w, ag_tensor *targets, ag_tensor *mask);
 
 #endif

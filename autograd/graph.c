@@ -297,6 +297,7 @@ static const char *const op_names[AG_OP_COUNT] = {
     [AG_OP_RESHAPE] = "reshape",
     [AG_OP_TRANSPOSE] = "transpose",
     [AG_OP_CROSS_ENTROPY] = "cross_entropy",
+    [AG_OP_LINEAR_CE] = "linear_cross_entropy",
 };
 
 const char *ag_op_name(ag_op_kind kind) { return (unsigned)kind < AG_OP_COUNT ? op_names[kind] : NULL; }
@@ -489,6 +490,61 @@ void ag_tensor_zero_grad(ag_tensor *t) {
 
 /* ------------------------------------------------------------------ execution */
 
+/* ------------------------------------------------------------------ shared gradient memory */
+
+struct ag_grad_pool {
+    unsigned char *mem;
+    size_t size;
+};
+
+ag_grad_pool *ag_grad_pool_new(void) {
+    ag_grad_pool *p = calloc(1, sizeof *p);
+    if (!p) ei_error_set("ag_grad_pool_new: out of memory");
+    return p;
+}
+
+void ag_grad_pool_free(ag_grad_pool *p) {
+    if (!p) return;
+    free(p->mem);
+    free(p);
+}
+
+size_t ag_grad_pool_bytes(const ag_grad_pool *p) { return p ? p->size : 0; }
+
+int ag_graph_share_grads(ag_graph *g, ag_grad_pool *p) {
+    if (!g || !p) return ei_error_set("ag_graph_share_grads: graph or pool is NULL");
+    if (g->finalized) return ei_error_set("ag_graph_share_grads: graph is already finalized");
+    g->gpool = p;
+    return 0;
+}
+
+/* Old contents need not survive a move: nothing in the pool is live between backward passes. */
+static int pool_reserve(ag_grad_pool *p, size_t bytes) {
+    if (bytes <= p->size) return 0;
+    unsigned char *m = aligned_alloc(AG_ALIGN, bytes);
+    if (!m) return ei_error_set("ag_graph_finalize: out of memory for %zu bytes of shared gradients", bytes);
+    free(p->mem);
+    p->mem = m;
+    p->size = bytes;
+    return 0;
+}
+
+/* Points the pooled buffers of g into its pool (which another graph's finalize may have moved). */
+static void pool_bind(ag_graph *g) {
+    for (int i = 0; i < g->n; i++) {
+        ag_node *n = g->nodes[i];
+        if (!n->op) continue;
+        if (n->t.requires_grad) n->t.grad = g->gpool->mem + n->grad_off;
+        if (n->t.requires_grad && n->bwd_shared && n->bwd_bytes) n->bwd_scratch = g->gpool->mem + n->bwd_off;
+    }
+}
+
+static size_t pool_take_off(ag_graph *g, size_t bytes) {
+    const size_t off = g->pool_need;
+    g->pool_need += (bytes + AG_ALIGN - 1) & ~(size_t)(AG_ALIGN - 1);
+    return off;
+}
+
 int ag_graph_finalize(ag_graph *g) {
     if (!g) return ei_error_set("ag_graph_finalize: graph is NULL");
     if (g->failed) return ei_error_set("%s", g->first_error);
@@ -505,14 +561,22 @@ int ag_graph_finalize(ag_graph *g) {
             if (!n->t.data && !ag_tensor_data(&n->t)) return -1;
         }
         if (n->op && n->op->view) n->t.data = n->src[0]->t.data;
-        if (n->t.requires_grad && !n->t.grad) {
+        if (n->t.requires_grad && n->op && g->gpool) {
+            n->grad_off = pool_take_off(g, (size_t)n->t.numel * es);
+            if (n->bwd_shared && n->bwd_bytes) n->bwd_off = pool_take_off(g, n->bwd_bytes);
+        }
+        if (n->t.requires_grad && !n->t.grad && !(n->op && g->gpool)) {
             n->t.grad = ag_arena_alloc(g, (size_t)n->t.numel * es);
             if (!n->t.grad) return ei_error_set("ag_graph_finalize: out of memory for gradients");
         }
-        if (n->t.requires_grad && n->bwd_bytes && !n->bwd_scratch) {
+        if (n->t.requires_grad && n->bwd_bytes && !n->bwd_scratch && !(g->gpool && n->bwd_shared)) {
             n->bwd_scratch = ag_arena_alloc(g, n->bwd_bytes);
             if (!n->bwd_scratch) return ei_error_set("ag_graph_finalize: out of memory for backward scratch");
         }
+    }
+    if (g->gpool) {
+        if (pool_reserve(g->gpool, g->pool_need) != 0) return -1;
+        pool_bind(g);
     }
     g->finalized = 1;
     return 0;
@@ -580,6 +644,7 @@ int ag_graph_backward(ag_graph *g, int nout, ag_tensor *const *outputs, const vo
     for (int k = 0; k < nout; k++)
         if (!outputs || !outputs[k] || ag_n(outputs[k])->g != g)
             return ei_error_set("ag_graph_backward: output %d is NULL or of another graph", k);
+    if (g->gpool) pool_bind(g);
     for (int i = 0; i < g->n; i++) g->nodes[i]->grad_live = 0;
     for (int k = 0; k < nout; k++)
         if (outputs[k]->grad) seed_add(g, outputs[k], seeds ? seeds[k] : NULL, 1.0);
@@ -590,6 +655,7 @@ int ag_graph_backward(ag_graph *g, int nout, ag_tensor *const *outputs, const vo
 int ag_graph_backward_scalar(ag_graph *g, ag_tensor *loss, double seed) {
     if (!g || !loss || ag_n(loss)->g != g) return ei_error_set("ag_graph_backward_scalar: graph or loss is NULL or foreign");
     if (ag_graph_finalize(g)) return -1;
+    if (g->gpool) pool_bind(g);
     for (int i = 0; i < g->n; i++) g->nodes[i]->grad_live = 0;
     if (loss->grad) seed_add(g, loss, NULL, seed);
     sweep(g);

@@ -1,4 +1,5 @@
-/* Reductions (sum, mean, sum_all), softmax and the fused masked cross-entropy. */
+/* Reductions (sum, mean, sum_all), softmax, the fused masked cross-entropy and the classifier fused
+ * with it (linear_cross_entropy). */
 #include "autograd/ag_internal.h"
 #include "kernels/kernels.h"
 
@@ -211,7 +212,176 @@ ag_tensor *ag_cross_entropy(ag_graph *g, ag_tensor *logits, ag_tensor *targets, 
     return n->scratch && n->scratch2 ? &n->t : ag_fail(g, "cross_entropy: out of memory");
 }
 
+/* ------------------------------------------------------------------ linear + cross-entropy
+ * The classifier fused with the loss, on the counted rows only (instruction data counts a few
+ * answer tokens of a long context, and the vocabulary GEMM is the largest product per token).
+ * src: x [.., D] (R rows), w [V, D], targets, [mask]. scratch: int64 rows [R] (the counted rows in
+ * order), then the gathered targets [R] (int32) and weights [R]; scratch2: the gathered x [R, D],
+ * logits [R, V], lse [R], row losses [R]; bwd_scratch: dlogits [R, V] and dx rows [R, D]. Only the
+ * first m (counted) rows of each are used. When every row counts, x is used in place and every
+ * GEMM is the one ag_linear + ag_cross_entropy run, so the results are bit-identical to that pair;
+ * otherwise a row's logits come from a GEMM with fewer rows, which BLAS kernels may round
+ * differently in the last bit. */
+
+typedef struct {
+    int64_t *rows;
+    int32_t *tg;
+    void *w, *xg, *logits, *lse, *loss;
+} lce_bufs;
+
+static lce_bufs lce_layout(const ag_node *n) {
+    const int64_t R = n->dim.lce.rows, V = n->dim.lce.vocab, D = n->dim.lce.dim;
+    const size_t es = ag_dtype_size(n->t.dtype);
+    lce_bufs b;
+    b.rows = n->scratch;
+    b.tg = (int32_t *)(b.rows + R);
+    b.w = b.tg + R + (R & 1); /* keeps 8-byte alignment for double weights */
+    char *p = n->scratch2;
+    b.xg = p;
+    b.logits = p + (size_t)(R * D) * es;
+    b.lse = (char *)b.logits + (size_t)(R * V) * es;
+    b.loss = (char *)b.lse + (size_t)R * es;
+    return b;
+}
+
+static int lce_forward(ag_node *n) {
+    const int64_t R = n->dim.lce.rows, V = n->dim.lce.vocab, D = n->dim.lce.dim;
+    const ag_dtype dt = n->t.dtype;
+    const size_t es = ag_dtype_size(dt);
+    const void *mask = n->nsrc == 4 ? n->src[3]->t.data : NULL;
+    const int mdt = n->nsrc == 4 ? (int)n->src[3]->t.dtype : -1;
+    const int32_t *tg = n->src[2]->t.data;
+    const char *x = n->src[0]->t.data;
+    lce_bufs b = lce_layout(n);
+    int64_t m = 0;
+    for (int64_t r = 0; r < R; r++) {
+        const double w = dt == AG_F32 ? (double)ce_weight_f32(mask, mdt, tg, r) : ce_weight_f64(mask, mdt, tg, r);
+        if (w == 0) continue;
+        b.rows[m] = r;
+        b.tg[m] = tg[r];
+        if (dt == AG_F32)
+            ((float *)b.w)[m] = (float)w;
+        else
+            ((double *)b.w)[m] = w;
+        m++;
+    }
+    n->lce_m = m;
+    n->ce_count = 0;
+    memset(n->t.data, 0, es);
+    if (m == 0) return 0;
+    const char *xs = x;
+    if (m < R) {
+        for (int64_t i = 0; i < m; i++)
+            memcpy((char *)b.xg + (size_t)(i * D) * es, x + (size_t)(b.rows[i] * D) * es, (size_t)D * es);
+        xs = b.xg;
+    }
+    int64_t bad;
+    if (dt == AG_F32) {
+        ei_k_gemm_f32(0, 1, m, V, D, 1.0f, (const float *)xs, D, n->src[1]->t.data, D, 0.0f, b.logits, V);
+        bad = ce_forward_f32(m, V, b.logits, b.tg, b.w, AG_F32, b.lse, b.loss, n->t.data, &n->ce_count);
+    } else {
+        ei_k_gemm_f64(0, 1, m, V, D, 1.0, (const double *)xs, D, n->src[1]->t.data, D, 0.0, b.logits, V);
+        bad = ce_forward_f64(m, V, b.logits, b.tg, b.w, AG_F64, b.lse, b.loss, n->t.data, &n->ce_count);
+    }
+    if (bad >= 0)
+        return ei_error_set("linear_cross_entropy: target %d of row %lld outside [0, %lld)", b.tg[bad],
+                            (long long)b.rows[bad], (long long)V);
+    return 0;
+}
+
+static void lce_backward(ag_node *n) {
+    const int64_t R = n->dim.lce.rows, V = n->dim.lce.vocab, D = n->dim.lce.dim, m = n->lce_m;
+    const ag_dtype dt = n->t.dtype;
+    const size_t es = ag_dtype_size(dt);
+    int fx, fw;
+    char *dx = ag_grad_acquire_overwrite(n->src[0], &fx);
+    char *dw = ag_grad_acquire_overwrite(n->src[1], &fw);
+    if (!dx && !dw) return;
+    lce_bufs b = lce_layout(n);
+    if (m == 0) { /* nothing counted: a zero gradient, written when this is its first touch */
+        if (dx && fx) memset(dx, 0, (size_t)(R * D) * es);
+        if (dw && fw) memset(dw, 0, (size_t)(V * D) * es);
+        return;
+    }
+    char *dl = n->bwd_scratch, *dxg = dl + (size_t)(R * V) * es;
+    memset(dl, 0, (size_t)(m * V) * es);
+    if (dt == AG_F32)
+        ce_backward_f32(m, V, b.logits, b.tg, b.w, AG_F32, b.lse, ((float *)n->t.grad)[0], (float *)dl);
+    else
+        ce_backward_f64(m, V, b.logits, b.tg, b.w, AG_F64, b.lse, ((double *)n->t.grad)[0], (double *)dl);
+    const void *w = n->src[1]->t.data;
+    const int all = m == R;
+    if (dx) {
+        /* all rows: straight into dx as ag_linear's backward; else the m rows, then scattered */
+        char *dst = all ? dx : dxg;
+        const int over = all ? fx : 1;
+        if (dt == AG_F32)
+            ei_k_gemm_f32(0, 0, m, D, V, 1.0f, (const float *)dl, V, w, D, over ? 0.0f : 1.0f, (float *)dst, D);
+        else
+            ei_k_gemm_f64(0, 0, m, D, V, 1.0, (const double *)dl, V, w, D, over ? 0.0 : 1.0, (double *)dst, D);
+        if (!all) {
+            if (fx) memset(dx, 0, (size_t)(R * D) * es);
+            for (int64_t i = 0; i < m; i++) {
+                char *o = dx + (size_t)(b.rows[i] * D) * es, *s = dxg + (size_t)(i * D) * es;
+                if (dt == AG_F32)
+                    for (int64_t j = 0; j < D; j++) ((float *)o)[j] += ((const float *)s)[j];
+                else
+                    for (int64_t j = 0; j < D; j++) ((double *)o)[j] += ((const double *)s)[j];
+            }
+        }
+    }
+    if (dw) {
+        const void *xs = all ? n->src[0]->t.data : b.xg;
+        if (dt == AG_F32)
+            ei_k_gemm_f32(1, 0, V, D, m, 1.0f, (const float *)dl, V, xs, D, fw ? 0.0f : 1.0f, (float *)dw, D);
+        else
+            ei_k_gemm_f64(1, 0, V, D, m, 1.0, (const double *)dl, V, xs, D, fw ? 0.0 : 1.0, (double *)dw, D);
+    }
+}
+
+static const ag_op op_lce = {AG_OP_LINEAR_CE, lce_forward, lce_backward, 0, 0};
+
+ag_tensor *ag_linear_cross_entropy(ag_graph *g, ag_tensor *x, ag_tensor *w, ag_tensor *targets, ag_tensor *mask) {
+    ag_tensor *src[4] = {x, w, targets, mask};
+    const int ns = mask ? 4 : 3;
+    if (ag_check_srcs(g, &op_lce, ns, src)) return NULL;
+    char sx[96], sw[96], st[96];
+    ag_shape_str(x, sx, sizeof sx);
+    ag_shape_str(w, sw, sizeof sw);
+    ag_shape_str(targets, st, sizeof st);
+    if (!ag_is_float(x) || !ag_is_float(w)) return ag_fail(g, "linear_cross_entropy: x and W must be float");
+    if (w->ndim != 2) return ag_fail(g, "linear_cross_entropy: W must be [vocab, dim], got %s", sw);
+    const int64_t V = w->shape[0], D = w->shape[1];
+    if (x->shape[x->ndim - 1] != D)
+        return ag_fail(g, "linear_cross_entropy: inner dims differ: x %s, W %s (W is [vocab, dim])", sx, sw);
+    const int64_t R = x->numel / D;
+    if (targets->dtype != AG_I32) return ag_fail(g, "linear_cross_entropy: targets must be int32");
+    if (targets->numel != R)
+        return ag_fail(g, "linear_cross_entropy: %lld targets %s for %lld rows of x %s", (long long)targets->numel, st,
+                       (long long)R, sx);
+    if (mask) {
+        char sm[96];
+        ag_shape_str(mask, sm, sizeof sm);
+        if (mask->dtype != AG_U8 && mask->dtype != g->dtype)
+            return ag_fail(g, "linear_cross_entropy: mask must be uint8 or the graph's float dtype");
+        if (mask->numel != R)
+            return ag_fail(g, "linear_cross_entropy: mask %s for %lld rows of x %s", sm, (long long)R, sx);
+    }
+    if (R > 0x7fffffff || V > 0x7fffffff || D > 0x7fffffff) return ag_fail(g, "linear_cross_entropy: dims too large for BLAS");
+    ag_node *n = ag_node_new(g, &op_lce, AG_SHAPE(1), ns, src);
+    if (!n) return NULL;
+    const size_t es = ag_dtype_size(g->dtype);
+    n->dim.lce.rows = R;
+    n->dim.lce.vocab = V;
+    n->dim.lce.dim = D;
+    n->scratch = ag_arena_alloc(g, (size_t)R * (8 + 4) + 8 + (size_t)R * es);
+    n->scratch2 = ag_arena_alloc(g, ((size_t)(R * D) + (size_t)(R * V) + 2 * (size_t)R) * es);
+    n->bwd_bytes = ((size_t)(R * V) + (size_t)(R * D)) * es;
+    n->bwd_shared = 1; /* dlogits and dx rows: written and read inside the backward only */
+    return n->scratch && n->scratch2 ? &n->t : ag_fail(g, "linear_cross_entropy: out of memory");
+}
+
 double ag_cross_entropy_count(const ag_tensor *loss) {
     const ag_node *n = (const ag_node *)loss;
-    return n && n->op == &op_ce ? n->ce_count : 0.0;
+    return n && (n->op == &op_ce || n->op == &op_lce) ? n->ce_count : 0.0;
 }

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char *DESC =
@@ -22,17 +23,22 @@ static const char *DESC =
     "  ei train --config configs/train/stories_lm.yaml --set train.steps=50\n"
     "  ei train --resume runs/stories_lm                 # continue the newest checkpoint\n"
     "  mpirun -np 2 ei train --config ...                 # data parallel over MPI\n\n"
-    "Writes to train.out_dir: metrics.jsonl, ckpt-<step>.h5, gates.safetensors.";
+    "Writes to train.out_dir (with --resume DIR: to DIR): metrics.jsonl, ckpt-<step>.h5, gates.safetensors.";
 
 /* With --resume and no --config, the config stored in the newest checkpoint is used. It is written
- * to a temporary file so --set overrides go through the same schema checks as a config file. */
-static char *config_from_checkpoint(const char *dir) {
+ * to a temporary file so --set overrides go through the same schema checks as a config file.
+ * *ckpt receives the checkpoint's path, which the trainer then resumes (not looked up again, so a
+ * skipped corrupt checkpoint is reported once). */
+static char *config_from_checkpoint(const char *dir, char **ckpt) {
     char *path = ei_ckpt_latest(dir, 0);
     if (!path) return NULL;
     ei_checkpoint c;
     int rc = ei_ckpt_read(path, 0, &c);
-    free(path);
-    if (rc != 0) return NULL;
+    if (rc != 0) {
+        free(path);
+        return NULL;
+    }
+    *ckpt = path;
     char tmpl[] = "/tmp/ei-train-config-XXXXXX";
     int fd = mkstemp(tmpl);
     if (fd < 0) {
@@ -89,7 +95,7 @@ int ei_cmd_train(int argc, char **argv) {
         return 0;
     }
     int code = 1;
-    char *tmpcfg = NULL;
+    char *tmpcfg = NULL, *ckpt = NULL;
     ei_dist_init(&argc, &argv);
     if (configs.n == 0 && !resume) {
         fprintf(stderr, "ei train: error: give --config FILE (or --resume DIR); see --help\n");
@@ -99,7 +105,7 @@ int ei_cmd_train(int argc, char **argv) {
     const char *const *files = configs.items;
     int nfiles = configs.n;
     if (configs.n == 0) {
-        tmpcfg = config_from_checkpoint(resume);
+        tmpcfg = config_from_checkpoint(resume, &ckpt);
         if (!tmpcfg) {
             ei_error_prefix("--resume %s: ", resume);
             ei_error_print("train");
@@ -114,6 +120,24 @@ int ei_cmd_train(int argc, char **argv) {
         code = 2;
         goto out;
     }
+    /* A resumed run continues in the folder it resumes: the config's out_dir (stored in the
+     * checkpoint) may be the folder this one was copied from, which must not be written or pruned. */
+    struct stat so, sr;
+    int same_dir = stat(cfg.train.out_dir, &so) == 0 && stat(resume ? resume : ".", &sr) == 0 &&
+                   so.st_dev == sr.st_dev && so.st_ino == sr.st_ino;
+    if (resume && strcmp(cfg.train.out_dir, resume) != 0) {
+        char *d = strdup(resume);
+        if (!d) {
+            ei_train_config_free(&cfg);
+            fprintf(stderr, "ei train: error: out of memory\n");
+            goto out;
+        }
+        if (ei_dist_is_root() && !print_config && !same_dir)
+            fprintf(stderr, "ei train: --resume %s: writing there (not to the config's train.out_dir %s)\n", resume,
+                    cfg.train.out_dir);
+        free(cfg.train.out_dir);
+        cfg.train.out_dir = d;
+    }
     if (print_config) {
         char *t = ei_train_config_dump(&cfg);
         if (t && ei_dist_is_root()) fputs(t, stdout);
@@ -122,7 +146,7 @@ int ei_cmd_train(int argc, char **argv) {
         code = 0;
         goto out;
     }
-    ei_trainer_opts to = {resume != NULL, resume, quiet, allow_tok};
+    ei_trainer_opts to = {resume != NULL, resume, ckpt, quiet, allow_tok};
     if (ei_trainer_run(&cfg, &to) != 0) {
         ei_error_print("train");
         ei_train_config_free(&cfg);
@@ -134,6 +158,7 @@ int ei_cmd_train(int argc, char **argv) {
 out:
     if (tmpcfg) unlink(tmpcfg);
     free(tmpcfg);
+    free(ckpt);
     free(configs.items);
     free(sets.items);
     ei_dist_finalize();

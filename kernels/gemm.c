@@ -5,19 +5,94 @@
  * over the cores: measured 2.5x slower with 2 threads than with 1 on a 2-core machine. Here
  * OpenBLAS is pinned to one thread and a large GEMM is cut into fixed blocks of rows (or of
  * columns when there are few rows) that the OpenMP team shares. The blocks depend only on the
- * shape, never on the thread count, so the result is bit-identical for any number of threads. */
+ * shape, never on the thread count, and every block is one sgemm over the full K (never a split-K
+ * sum), so the result is bit-identical for any number of threads. */
 #include "kernels/kernels.h"
 
 #include <cblas.h>
 #include <omp.h>
 #include <pthread.h>
 
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Block sizes. Training runs whole segments (m = L = 128 rows), so nearly every product is cut
+ * by columns. With 256-column blocks a 768-wide product (Q, W_o, the down projection, and the
+ * backward of every 768-input weight) made 3 blocks on 2 threads (one thread idle a third of the
+ * time) and the 256-wide K/V projections ran on one thread. 128-column blocks give 6 and 2 blocks,
+ * 16 for the MLP's 2048 and 250 for a 32000 vocabulary, and single-threaded OpenBLAS was faster
+ * per block as well (issue 15, Cooperlake kernels: 159 vs 135 GFLOP/s at n = k = 768, 165 vs 94 at
+ * n = 256, m = 128): a 128-column panel of B (k x 128 floats, 384 KiB at k = 768) stays in L2. */
 #define GEMM_ROWS 128     /* rows of C per block */
-#define GEMM_COLS 256     /* columns of C per block when m is small */
+#define GEMM_COLS 128     /* columns of C per block when m is small */
 #define GEMM_MIN_WORK (1 << 20) /* m*n*k below which one call does it all */
 
+/* OpenBLAS's DYNAMIC_ARCH build picks its kernels from the CPU model number at load time, and
+ * 0.3.21 (Debian 12) does not know recent Intel models: on a KVM "Intel Xeon Processor" family 6
+ * model 207 (AVX-512 with BF16) it fell back to its Prescott (SSE3) kernels, measured 13 GFLOP/s
+ * single-threaded at 128 x 768 x 768 against 60 with its Cooperlake kernels on the same machine,
+ * and sgemm_kernel_PRESCOTT was the top of the training profile. When the library reports that
+ * fallback and the CPU (and OS, which __builtin_cpu_supports checks through XGETBV) has AVX-512
+ * or AVX2, the kernel table is re-initialised for the best core the library has: gotoblas_dynamic_quit
+ * and gotoblas_dynamic_init are the functions its constructor runs, and the init reads
+ * OPENBLAS_CORETYPE. A user's own OPENBLAS_CORETYPE always wins (set OPENBLAS_CORETYPE=Prescott to
+ * keep the fallback). Both symbols are weak: with another BLAS, or an OpenBLAS built for one
+ * target, nothing happens. This runs once, before the first GEMM of the process, when no BLAS call
+ * is in flight (ei_k_threads_set is normally the first call, from the main thread). */
+extern void gotoblas_dynamic_init(void) __attribute__((weak));
+extern void gotoblas_dynamic_quit(void) __attribute__((weak));
+
+static const char *better_core(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    const int avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+    if (avx512 && __builtin_cpu_supports("avx512bf16")) return "Cooperlake";
+    if (avx512) return "SkylakeX";
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+#endif
+    return NULL;
+}
+
+static void blas_core_fix(void) {
+    if (!gotoblas_dynamic_init || !gotoblas_dynamic_quit || getenv("OPENBLAS_CORETYPE")) return;
+    const char *core = openblas_get_corename();
+    if (!core || strcmp(core, "Prescott") != 0) return; /* the library found a kernel set of its own */
+    const char *want = better_core();
+    if (!want || setenv("OPENBLAS_CORETYPE", want, 1) != 0) return;
+    gotoblas_dynamic_quit();
+    gotoblas_dynamic_init();
+}
+
+/* libgomp threads waiting at a barrier or for the next parallel region spin GOMP_SPINCOUNT times
+ * (default 300,000 when OMP_WAIT_POLICY is unset) before sleeping on a futex. On a quiet 2-core
+ * machine the spinning thread has a core of its own and only hides gaps; on a shared one it burns
+ * the time slices the other thread of the team needs to reach the barrier. Measured on the 2-core
+ * machine at load 6-10, one 2,048-token training step of the 100M model, Cooperlake kernels,
+ * wall / user CPU seconds (medians): default 311 / 111, GOMP_SPINCOUNT=100000 216 / 58,
+ * 10000 58 / 20, 1000 45 / 16, OMP_WAIT_POLICY=passive 46 / 14, and 1 thread 45 / 14.
+ * 1000 spins (tens of microseconds) keeps back-to-back regions of a quiet machine from paying a
+ * futex wake-up each, while a thread with nothing to do sleeps almost at once. The variables are
+ * read by libgomp's constructor, before main: setting them later changes nothing, hence the
+ * re-exec. A user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT is left alone. */
+int ei_k_process_init(char **argv) {
+    if (!argv || !argv[0] || getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return 0;
+    /* Under valgrind (its preload library is in LD_PRELOAD) an exec would leave the tool: the
+     * program would run on natively, unchecked. */
+    const char *pre = getenv("LD_PRELOAD");
+    if (pre && strstr(pre, "vgpreload")) return 0;
+    if (setenv("GOMP_SPINCOUNT", EI_K_SPINCOUNT, 1) != 0) return -1;
+    execv("/proc/self/exe", argv);
+    unsetenv("GOMP_SPINCOUNT"); /* not re-executed: the environment says what really runs */
+    return -1;
+}
+
 static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
-static void blas_single(void) { openblas_set_num_threads(1); }
+static void blas_single(void) {
+    blas_core_fix();
+    openblas_set_num_threads(1);
+}
 
 void ei_k_blas_init(void) { pthread_once(&blas_once, blas_single); }
 

@@ -77,8 +77,23 @@ static inline float ei_k_exp_nonpos_f32(float x) {
 /* Sets the OpenMP thread count (n >= 1) used by every kernel; OpenBLAS stays at one thread. */
 void ei_k_threads_set(int n);
 int ei_k_threads_get(void);
-/* Pins OpenBLAS to one thread (idempotent, thread-safe). Every kernel that calls BLAS does it. */
+/* Pins OpenBLAS to one thread (idempotent, thread-safe). Every kernel that calls BLAS does it.
+ * It also replaces OpenBLAS's generic Prescott kernels, which 0.3.21 picks on CPUs it does not
+ * know, by the best AVX-512 / AVX2 set the CPU runs (gemm.c; OPENBLAS_CORETYPE set by the user
+ * wins). */
 void ei_k_blas_init(void);
+
+/* How long an idle OpenMP thread spins before it sleeps, as a program's main() sets it: when
+ * neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT is in the environment, sets GOMP_SPINCOUNT to
+ * EI_K_SPINCOUNT and re-executes the program (/proc/self/exe, same argv and environment), because
+ * libgomp reads both variables once, in its constructor, before main runs. Returns 0 when nothing
+ * was needed, -1 when the re-exec failed (the program then runs on with libgomp's default); on
+ * success it does not return. Call it first in main, before any output or threads. Why (gemm.c):
+ * libgomp's default of 300,000 spins made a 2-thread training step 10x slower on a loaded machine.
+ * Not under valgrind (LD_PRELOAD names its vgpreload library): the exec would leave the tool. `ei`
+ * calls it for train, eval, generate and compile. */
+#define EI_K_SPINCOUNT "1000"
+int ei_k_process_init(char **argv);
 
 /* C = alpha * op(A) op(B) + beta * C, row-major. op(A) is M x K, op(B) is K x N; lda/ldb/ldc are
  * the row strides of A, B, C as stored. */

@@ -4,6 +4,7 @@
 #include "train/seg_graph.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +25,14 @@ typedef struct {
     ei_seg_graph *sg;
     uint64_t last_use;
 } cache_entry;
+
+/* A training graph kept with its activations from the forward sweep to the backward sweep. */
+typedef struct {
+    gkey key;
+    ei_seg_graph *sg;
+    size_t bytes; /* its arena */
+    int used;     /* assigned to a segment of the current document */
+} kept_graph;
 
 /* One run of the segment rule: options, mode, the cache / memory state, the open segment's K/V
  * rows and the graphs. */
@@ -63,6 +72,14 @@ struct ei_edge {
     void *gin, *gout;
     double *seg_nll;
     int64_t seg_cap;
+    /* kept training graphs (see keep_plan): the pool, survives documents within the budget */
+    kept_graph *kept;
+    int n_kept, cap_kept;
+    int *kept_of;       /* [seg_cap] pool index of each segment's graph, -1: recomputed */
+    size_t kept_bytes;  /* arena bytes of the pool */
+    size_t kept_est;    /* arena bytes of the largest training graph built so far (0: none yet) */
+    size_t act_budget;  /* bytes the pool may hold; SIZE_MAX: no limit */
+    ag_grad_pool *gpool; /* the kept graphs' one set of op-node gradients */
     ei_edge_progress_fn progress;
     void *progress_ctx;
     ei_edge_observer_fn observer;
@@ -268,6 +285,7 @@ ei_edge *ei_edge_new(const ei_model *m, const ei_opts *o, ei_gates *gates, ei_mo
     e->ctx = m->cfg.max_seq_len;
     e->stride = e->ctx / 2;
     e->limit = mode == EI_MODE_FULL ? 0 : ei_opts_route_threshold(o, &m->cfg);
+    ei_edge_set_activation_memory(e, (int64_t)EI_EDGE_ACTIVATION_MB_DEFAULT << 20);
     ei_opts mo = mode == EI_MODE_FULL ? ei_opts_full(&m->cfg, e->ctx) : *o;
     if (track_init(&e->main, m, &mo, mode, dtype, e->ctx) != 0) {
         ei_edge_free(e);
@@ -288,6 +306,10 @@ void ei_edge_free(ei_edge *e) {
     free(e->gin);
     free(e->gout);
     free(e->seg_nll);
+    for (int i = 0; i < e->n_kept; i++) ei_seg_graph_free(e->kept[i].sg);
+    free(e->kept);
+    free(e->kept_of);
+    ag_grad_pool_free(e->gpool);
     free(e);
 }
 
@@ -412,6 +434,7 @@ int ei_edge_feed_all(ei_edge *e, const int32_t *ids, int64_t n, float *logits) {
 }
 
 static void finish(ei_doc_result *res, double nll, int64_t count, int routed, int nseg) {
+    res->n_kept = 0;
     res->nll_sum = nll;
     res->count = count;
     res->loss = count ? nll / (double)count : 0.0;
@@ -476,22 +499,32 @@ static void add_block(ag_dtype dt, void *dst, const void *src, size_t n) {
         for (size_t i = 0; i < n; i++) ((float *)dst)[i] += ((const float *)src)[i];
 }
 
-/* Backward of the segment at pos from its saved input state: gin receives d/d(input state); gout
- * holds d/d(output state) from the later segment. *nll receives the segment's summed NLL (from the
- * recomputed forward). */
-static int segment_backward(ei_edge *e, const ei_seg_plan *plan, const int32_t *ids, const int32_t *targets,
-                            const uint8_t *mask, void *saved, void *gin, void *gout, double seed, double *grad64,
-                            double *nll) {
-    ei_state *st = e->main.st;
-    ei_seg_graph *sg = graph_for(e, &e->main, plan, EI_SEG_TRAIN);
-    if (!sg) return -1;
+/* Forward of a training graph for the segment at plan from the input state `saved` (bound in
+ * place: a kept graph's backward reads it again). */
+static int train_forward(ei_edge *e, ei_seg_graph *sg, const ei_seg_plan *plan, const int32_t *ids,
+                         const int32_t *targets, const uint8_t *mask, void *saved, double *nll) {
     set_inputs(sg, ids, targets, mask, plan->n, plan->n);
     ei_seg_graph_set_positions(sg, plan);
-    memset(gin, 0, ei_state_bytes(st));
-    if (ei_seg_graph_bind_state(sg, st, saved, gin) != 0 || ei_ag_emitter_sync_gates(&sg->em) != 0 ||
+    if (ei_seg_graph_bind_state(sg, e->main.st, saved, NULL) != 0 || ei_ag_emitter_sync_gates(&sg->em) != 0 ||
         ag_graph_forward(sg->g) != 0)
         return -1;
     *nll = ag_tensor_at(sg->loss, 0);
+    return 0;
+}
+
+/* Backward of the segment at pos from its saved input state: gin receives d/d(input state); gout
+ * holds d/d(output state) from the later segment. kept: the segment's graph still holding the
+ * activations of its forward (its NLL is already in *nll), or NULL to recompute the forward on
+ * the track's training graph, *nll then receiving the segment's summed NLL. */
+static int segment_backward(ei_edge *e, const ei_seg_plan *plan, ei_seg_graph *kept, const int32_t *ids,
+                            const int32_t *targets, const uint8_t *mask, void *saved, void *gin, void *gout,
+                            double seed, double *grad64, double *nll) {
+    ei_state *st = e->main.st;
+    ei_seg_graph *sg = kept ? kept : graph_for(e, &e->main, plan, EI_SEG_TRAIN);
+    if (!sg) return -1;
+    if (!kept && train_forward(e, sg, plan, ids, targets, mask, saved, nll) != 0) return -1;
+    memset(gin, 0, ei_state_bytes(st));
+    if (ei_seg_graph_bind_state(sg, st, saved, gin) != 0) return -1;
     int nst = sg->n_layers * EI_SC_COUNT, k = 0;
     ag_tensor **outs = malloc(((size_t)nst + 1) * sizeof *outs);
     const void **seeds = malloc(((size_t)nst + 1) * sizeof *seeds);
@@ -541,12 +574,110 @@ static int bptt_buffers(ei_edge *e, int64_t nseg) {
         double *p = realloc(e->seg_nll, (size_t)nseg * sizeof *p);
         if (!p) return ei_error_set("edgeinfinite: out of memory");
         e->seg_nll = p;
+        int *k = realloc(e->kept_of, (size_t)nseg * sizeof *k);
+        if (!k) return ei_error_set("edgeinfinite: out of memory");
+        e->kept_of = k;
         e->seg_cap = nseg;
     }
     if (!e->gin) e->gin = malloc(sb);
     if (!e->gout) e->gout = malloc(sb);
     if (!e->gin || !e->gout) return ei_error_set("edgeinfinite: out of memory");
     return 0;
+}
+
+/* Arenas of the kept graphs and their shared gradients. */
+static size_t kept_total(const ei_edge *e) { return e->kept_bytes + ag_grad_pool_bytes(e->gpool); }
+
+void ei_edge_set_activation_memory(ei_edge *e, int64_t bytes) {
+    e->act_budget = bytes < 0 || (uint64_t)bytes >= SIZE_MAX / 2 ? SIZE_MAX : (size_t)bytes;
+    /* a smaller budget frees what no longer fits (all of it for 0) */
+    while (e->n_kept > 0 && kept_total(e) > e->act_budget) {
+        kept_graph *k = &e->kept[--e->n_kept];
+        e->kept_bytes -= k->bytes;
+        ei_seg_graph_free(k->sg);
+    }
+    if (e->n_kept == 0) {
+        ag_grad_pool_free(e->gpool);
+        e->gpool = NULL;
+    }
+}
+
+static void kept_drop(ei_edge *e, int i) {
+    e->kept_bytes -= e->kept[i].bytes;
+    ei_seg_graph_free(e->kept[i].sg);
+    e->kept[i] = e->kept[--e->n_kept];
+}
+
+/* Which of the first nseg - 1 segments keep their training graph from the forward sweep to the
+ * backward sweep, instead of a state-only forward now and a recomputation later: a prefix
+ * 0 .. K-1 whose graphs fit the budget (the last segment's backward follows its forward directly
+ * either way). Graphs of earlier documents are reused by plan (shapes); those no segment of this
+ * document can use are freed first, so the pool always serves the current document. Sets
+ * e->kept_of[s] for every segment and returns K (0 on any failure to build: recomputation is
+ * always possible). Kept or recomputed, a segment runs the same graph on the same input state, so
+ * the gradients are bit-identical (tests/test_train_keep.c). */
+static int64_t keep_plan(ei_edge *e, int64_t n, int64_t nseg) {
+    const track *t = &e->main;
+    const int L = t->o.segment;
+    for (int64_t s = 0; s < nseg; s++) e->kept_of[s] = -1;
+    for (int i = 0; i < e->n_kept; i++) e->kept[i].used = 0;
+    if (e->act_budget == 0) return 0;
+    const int64_t want = nseg - 1;
+    /* pass 1: reuse graphs of earlier documents */
+    for (int64_t s = 0; s < want; s++) {
+        ei_seg_plan plan = ei_seg_plan_at(&t->o, t->mode, s * L, n - s * L);
+        gkey key = key_of(&plan, EI_SEG_TRAIN, L);
+        for (int i = 0; i < e->n_kept; i++)
+            if (!e->kept[i].used && memcmp(&e->kept[i].key, &key, sizeof key) == 0) {
+                e->kept[i].used = 1;
+                e->kept_of[s] = i;
+                break;
+            }
+    }
+    for (int i = e->n_kept - 1; i >= 0; i--) /* unused now: freed (kept_drop moves the last entry to i) */
+        if (!e->kept[i].used) {
+            const int last = e->n_kept - 1;
+            kept_drop(e, i);
+            for (int64_t s = 0; s < want && i != last; s++)
+                if (e->kept_of[s] == last) e->kept_of[s] = i;
+        }
+    /* pass 2: build what is missing, in segment order, while it fits */
+    int64_t k = 0;
+    for (; k < want; k++) {
+        if (e->kept_of[k] >= 0) continue;
+        if (e->kept_est && kept_total(e) + e->kept_est > e->act_budget) break;
+        if (e->n_kept == e->cap_kept) {
+            int cap = e->cap_kept ? 2 * e->cap_kept : 16;
+            kept_graph *p = realloc(e->kept, (size_t)cap * sizeof *p);
+            if (!p) break;
+            e->kept = p;
+            e->cap_kept = cap;
+        }
+        if (!e->gpool && !(e->gpool = ag_grad_pool_new())) break;
+        ei_seg_plan plan = ei_seg_plan_at(&t->o, t->mode, k * L, n - k * L);
+        ei_seg_graph *sg =
+            ei_seg_graph_build_pooled(e->m, &t->o, e->gates, plan, t->mode, e->dtype, EI_SEG_TRAIN, 0, e->gpool);
+        if (!sg) {
+            ei_error_clear();
+            break;
+        }
+        const size_t bytes = ag_graph_arena_bytes(sg->g);
+        if (bytes > e->kept_est) e->kept_est = bytes;
+        if (kept_total(e) + bytes > e->act_budget) { /* kept_total counts the pool as it grew */
+            ei_seg_graph_free(sg);
+            break;
+        }
+        e->kept[e->n_kept] = (kept_graph){key_of(&plan, EI_SEG_TRAIN, L), sg, bytes, 1};
+        e->kept_bytes += bytes;
+        e->kept_of[k] = e->n_kept++;
+    }
+    for (int64_t s = k; s < nseg; s++) e->kept_of[s] = -1; /* graphs matched past the prefix wait, unused */
+    if (e->n_kept == 0) { /* a budget below one graph: nothing of the pool is needed */
+        ag_grad_pool_free(e->gpool);
+        e->gpool = NULL;
+    }
+    if (getenv("EI_KEEP_DEBUG")) fprintf(stderr, "keep_plan: %lld of %lld segments kept, arenas %zu bytes, grad pool %zu, est %zu\n", (long long)k, (long long)nseg, e->kept_bytes, ag_grad_pool_bytes(e->gpool), e->kept_est);
+    return k;
 }
 
 static int64_t count_targets(const int32_t *targets, const uint8_t *mask, int64_t n) {
@@ -571,22 +702,36 @@ int ei_edge_doc_train(ei_edge *e, const int32_t *ids, const int32_t *targets, co
     void *gin = e->gin, *gout = e->gout;
     memset(gout, 0, sb);
     int rc = 0;
-    /* forward sweep: the input state of every segment; the backward sweep recomputes each segment
-     * with its loss, so the forward computes states only and skips the last segment */
+    /* forward sweep: the input state of every segment. Segments with a kept graph run their
+     * training forward now (loss included) and keep its activations; the others compute states
+     * only and are recomputed with their loss in the backward sweep. The last segment is left to
+     * the backward sweep, which starts with it. */
+    const int64_t nkeep = count > 0 ? keep_plan(e, n, nseg) : 0;
     start(e, n);
     e->on_base = 0;
     for (int64_t s = 0; rc == 0 && s < nseg; s++) {
-        memcpy(saved + (size_t)s * sb, st->data, sb);
+        char *in = saved + (size_t)s * sb;
+        memcpy(in, st->data, sb);
         e->seg_nll[s] = 0;
         if (s == nseg - 1) break;
         ei_seg_plan plan = ei_seg_plan_at(&t->o, t->mode, s * L, L);
-        rc = track_step(e, t, &plan, ids + s * L, NULL, NULL, EI_SEG_STATE, NULL, NULL, NULL, 0);
+        if (s < nkeep) {
+            ei_seg_graph *sg = e->kept[e->kept_of[s]].sg;
+            rc = train_forward(e, sg, &plan, ids + s * L, targets + s * L, mask ? mask + s * L : NULL, in,
+                               &e->seg_nll[s]);
+            if (rc == 0) rc = ei_seg_graph_read_state(sg, st, st->data);
+            t->pos += plan.n;
+            st->n_seen = t->pos;
+        } else {
+            rc = track_step(e, t, &plan, ids + s * L, NULL, NULL, EI_SEG_STATE, NULL, NULL, NULL, 0);
+        }
         if (rc == 0 && e->progress) e->progress(e->progress_ctx, (s + 1) * L, n);
     }
     const double seed = count ? weight / (double)count : 0.0;
     for (int64_t s = nseg - 1; rc == 0 && s >= 0 && count > 0; s--) {
         ei_seg_plan plan = ei_seg_plan_at(&t->o, t->mode, s * L, n - s * L);
-        rc = segment_backward(e, &plan, ids + s * L, targets + s * L, mask ? mask + s * L : NULL,
+        ei_seg_graph *kept = s < nkeep ? e->kept[e->kept_of[s]].sg : NULL;
+        rc = segment_backward(e, &plan, kept, ids + s * L, targets + s * L, mask ? mask + s * L : NULL,
                               saved + (size_t)s * sb, gin, gout, seed, grad64, &e->seg_nll[s]);
         void *tmp = gin;
         gin = gout;
@@ -598,6 +743,7 @@ int ei_edge_doc_train(ei_edge *e, const int32_t *ids, const int32_t *targets, co
     double nll = 0;
     for (int64_t s = 0; s < nseg; s++) nll += e->seg_nll[s]; /* document order, as ei_edge_doc_eval */
     finish(res, nll, count, 0, (int)nseg);
+    res->n_kept = (int)nkeep;
     return 0;
 }
 

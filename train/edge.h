@@ -14,12 +14,17 @@
  * Window and edgeinfinite modes route documents of at most ei_opts_route_threshold tokens to the
  * base model (see model/segment.h for streaming documents of unknown length).
  *
- * Training (ei_edge_doc_train): the forward sweep keeps only each segment's input state (one
- * ei_state block per segment, ei_edge_saved_state_bytes each); the backward sweep runs from the
- * last segment, re-running its forward from the saved input state, seeding the loss gradient and
- * the gradient of its output state (carried from the later segment), and reading back the gradient
- * of its input state. bptt_segments = k > 0 cuts the carried gradient every k segments. Peak
- * activation memory is one segment graph; attention never builds a T x T buffer.
+ * Training (ei_edge_doc_train): the forward sweep keeps each segment's input state (one ei_state
+ * block per segment, ei_edge_saved_state_bytes each); the backward sweep runs from the last
+ * segment, seeding the loss gradient and the gradient of its output state (carried from the later
+ * segment), and reading back the gradient of its input state. bptt_segments = k > 0 cuts the
+ * carried gradient every k segments. Segments whose training graph fits the activation budget
+ * (ei_edge_set_activation_memory) run their training forward in the forward sweep and keep its
+ * activations for the backward; the others compute only their output state then and re-run their
+ * forward from the saved input state in the backward sweep. Either way a segment runs the same
+ * graph on the same input state: the gradients do not depend on the budget, bit for bit. Beyond
+ * the budget activation memory is one segment graph; attention never builds a T x T buffer. The
+ * classifier and loss of a training graph run on the counted positions only.
  *
  * Position t of a document predicts targets[t]; a position counts when targets[t] >= 0 and
  * (mask == NULL or mask[t] != 0). Loss = mean NLL over counted positions.
@@ -47,6 +52,7 @@ typedef struct {
     int64_t count;    /* counted positions */
     int routed;       /* 1: ran the unchanged base model (full attention) */
     int n_segments;   /* segments of the EdgeInfinite / window model (0 when routed) */
+    int n_kept;       /* ei_edge_doc_train: segments whose activations were kept, not recomputed */
 } ei_doc_result;
 
 /* mode: EI_MODE_EDGEINFINITE (gates required), EI_MODE_WINDOW (gates unused, may be NULL) or
@@ -65,6 +71,18 @@ size_t ei_edge_saved_state_bytes(const ei_edge *e);
 int ei_edge_set_context(ei_edge *e, int ctx, int stride);
 /* Tokens full attention can hold (full mode), or -1 when streaming is unbounded. */
 int64_t ei_edge_capacity(const ei_edge *e);
+
+/* Default of ei_edge_set_activation_memory and of train.activation_memory_mb, MiB: a 2,048-token
+ * document of the 100M benchmark model (16 segments of 128) keeps every segment (docs/config.md). */
+#define EI_EDGE_ACTIVATION_MB_DEFAULT 4096
+
+/* Bytes that training graphs kept between the forward and the backward sweep of
+ * ei_edge_doc_train may take (their arenas: activations and forward scratch, plus one set of
+ * gradient buffers they share). 0: every segment is recomputed, peak activation memory one
+ * segment; < 0: no limit. train.activation_memory_mb is this in MiB. The kept graphs stay
+ * allocated for the next document (a training loop reuses them); lowering the budget frees what no
+ * longer fits. Saved states, one per segment, are outside the budget. */
+void ei_edge_set_activation_memory(ei_edge *e, int64_t bytes);
 
 /* Forward + backward of one document (edgeinfinite mode only). Adds d(weight * loss)/d gates to
  * gates->grad; for float64 edges also to grad64 (gates->n doubles) when non-NULL. Routed documents

@@ -45,9 +45,9 @@ static void build_help(void) {
         ei_opts_get_str(&def, i, v, sizeof v);
         /* ei_args prints the unset value of a number as its default, so name it; names print none. */
         const char *unset = d->type == EI_OPT_INT ? "-1" : d->type == EI_OPT_FLOAT ? "nan" : "default";
-        int n = snprintf(NULL, 0, "%s (%s: from --gates, else %s)", d->help, unset, v);
+        int n = snprintf(NULL, 0, "%s (%s = not given: from --gates, else %s)", d->help, unset, v);
         help_text[i] = n > 0 ? malloc((size_t)n + 1) : NULL;
-        if (help_text[i]) snprintf(help_text[i], (size_t)n + 1, "%s (%s: from --gates, else %s)", d->help, unset, v);
+        if (help_text[i]) snprintf(help_text[i], (size_t)n + 1, "%s (%s = not given: from --gates, else %s)", d->help, unset, v);
     }
 }
 

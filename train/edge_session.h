@@ -49,17 +49,18 @@ int ei_cli_opts_any_set(const ei_cli_opts *c);
     {"mode", EI_ARG_STR, &(c)->mode, "MODE",                                                            \
      "attention: full (base model), window (sink + window, nothing compressed), edgeinfinite"}
 
-/* --gates and one row per CLI option of the table. Name, metavar and help come from the table
- * (ei_cli_opt_help adds where an unset value comes from), so the rows are expressions, which an
- * ei_arg array in a function accepts. Defaults are the values in c when the table is parsed. */
+/* --gates and one row per CLI option of the table. Name, metavar, help and range come from the
+ * table (ei_cli_opt_help adds where an unset value comes from), so the rows are expressions, which
+ * an ei_arg array in a function accepts. Defaults are the values in c when the table is parsed; the
+ * range row rejects a given -1 (the "unset" value) like any other value outside the range. */
 #define EI_CLI_KIND_INT EI_ARG_INT
 #define EI_CLI_KIND_FLOAT EI_ARG_FLOAT
 #define EI_CLI_KIND_ENUM EI_ARG_STR
-#define EI_CLI_ROW_CLI(c, name, TYPE)                                                                   \
+#define EI_CLI_ROW_CLI(c, name, TYPE, mn, mx)                                                           \
     , {ei_opt_desc_at(EI_OPT_##name)->cli, EI_CLI_KIND_##TYPE, &(c)->name,                              \
-       ei_opt_desc_at(EI_OPT_##name)->metavar, ei_cli_opt_help(EI_OPT_##name)}
-#define EI_CLI_ROW_NOCLI(c, name, TYPE)
-#define EI_CLI_ROW_(c, name, TYPE, ctype, def, mn, mx, CH, fl, CLI, ...) EI_CLI_ROW_##CLI(c, name, TYPE)
+       ei_opt_desc_at(EI_OPT_##name)->metavar, ei_cli_opt_help(EI_OPT_##name)}, EI_ARG_RANGE(mn, mx)
+#define EI_CLI_ROW_NOCLI(c, name, TYPE, mn, mx)
+#define EI_CLI_ROW_(c, name, TYPE, ctype, def, mn, mx, CH, fl, CLI, ...) EI_CLI_ROW_##CLI(c, name, TYPE, mn, mx)
 #define EI_CLI_ARG_ROWS(c)                                                                              \
     {"gates", EI_ARG_STR, &(c)->gates_path, "FILE", "trained gate parameters (safetensors, ei export)"} \
     EI_OPTS_TABLE(EI_CLI_ROW_, c)

@@ -62,6 +62,7 @@ int ei_metrics_format(const ei_metrics_row *r, char *buf, size_t n) {
         if (r->val_exact >= 0) sb_num(&b, "val_exact", r->val_exact);
     }
     if (r->skipped) sb_printf(&b, ", \"skipped\": true");
+    if (r->empty) sb_printf(&b, ", \"empty\": true");
     sb_printf(&b, ", \"bad_steps\": %d}", r->bad_steps);
     return (int)b.len;
 }

@@ -26,6 +26,7 @@ typedef struct {
     double val_exact;      /* exact-match rate of generated answers; < 0: not written */
     int bad_steps;         /* consecutive skipped steps (non-finite loss/gradient) */
     int skipped;           /* this step was skipped */
+    int empty;             /* skipped because its batch held no loss-masked token (not counted in bad_steps) */
 } ei_metrics_row;
 
 typedef struct ei_metrics ei_metrics;

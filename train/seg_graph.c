@@ -121,6 +121,21 @@ static int build_layer(builder *b, ei_seg_graph *sg, int l, ag_tensor **xp, int 
     return sk && sv ? build_update(b, sg, l, sk, sv) : -1;
 }
 
+/* The loss of a training graph: ei_recipe_logits (final norm, classifier) and the cross-entropy,
+ * with the classifier fused into the loss so that its GEMMs run over the counted rows only
+ * (ag_linear_cross_entropy). Instruction data counts the answer tokens of a long context, and the
+ * vocabulary GEMM is a quarter of the forward FLOPs of the 100M benchmark model (and the same
+ * again in backward). This must stay the maths of ei_recipe_logits; the training tests compare
+ * its loss with the evaluation graphs', which use the recipe itself. */
+static ag_tensor *masked_loss(ei_seg_graph *sg, ag_tensor *x) {
+    ei_emitter *em = &sg->em.base;
+    ag_tensor *nw = ei_ag(em->ops->weight(em, EI_TC_FINAL_NORM, -1));
+    ag_tensor *cls = ei_ag(em->ops->weight(em, EI_TC_CLASSIFIER, -1));
+    if (!x || !nw || !cls) return NULL;
+    ag_tensor *xn = ei_ag(em->ops->rmsnorm(em, ei_val_of(x), ei_val_of(nw), em->cfg->norm_eps));
+    return xn ? ag_linear_cross_entropy(sg->g, xn, cls, sg->targets, sg->mask) : NULL;
+}
+
 static int fail_build(ei_seg_graph *sg, const char *why) {
     ei_error_set("edgeinfinite graph (call of %d tokens at position %lld): %s", sg->plan.n, (long long)sg->plan.pos,
                  why);
@@ -130,6 +145,12 @@ static int fail_build(ei_seg_graph *sg, const char *why) {
 
 ei_seg_graph *ei_seg_graph_build(const ei_model *m, const ei_opts *o, const ei_gates *gates, ei_seg_plan plan,
                                  ei_mode mode, ag_dtype dtype, int kind, int all_params) {
+    return ei_seg_graph_build_pooled(m, o, gates, plan, mode, dtype, kind, all_params, NULL);
+}
+
+ei_seg_graph *ei_seg_graph_build_pooled(const ei_model *m, const ei_opts *o, const ei_gates *gates,
+                                        ei_seg_plan plan, ei_mode mode, ag_dtype dtype, int kind, int all_params,
+                                        ag_grad_pool *pool) {
     const ei_model_config *cfg = &m->cfg;
     if (plan.n < 1 || plan.p < 0 || plan.p + plan.n > o->segment) {
         ei_error_set("edgeinfinite graph: plan of %d tokens after %d does not fit a segment of %d", plan.n, plan.p,
@@ -152,6 +173,10 @@ ei_seg_graph *ei_seg_graph_build(const ei_model *m, const ei_opts *o, const ei_g
         sg->open_in = calloc((size_t)cfg->n_layers * 2, sizeof(ag_tensor *));
         sg->new_kv = calloc((size_t)cfg->n_layers * 2, sizeof(ag_tensor *));
         sg->g = ag_graph_new(dtype, 0);
+    }
+    if (sg && sg->g && pool && ag_graph_share_grads(sg->g, pool) != 0) {
+        ei_seg_graph_free(sg);
+        return NULL;
     }
     if (!sg || !sg->st_in || !sg->st_out || !sg->open_in || !sg->new_kv || !sg->g) {
         ei_seg_graph_free(sg);
@@ -186,7 +211,10 @@ ei_seg_graph *ei_seg_graph_build(const ei_model *m, const ei_opts *o, const ei_g
     int rc = x ? 0 : -1;
     for (int l = 0; rc == 0 && l < cfg->n_layers; l++)
         rc = build_layer(&b, sg, l, &x, state_only && l == cfg->n_layers - 1);
-    if (rc == 0 && !state_only) {
+    if (rc == 0 && sg->train) {
+        sg->loss = masked_loss(sg, x);
+        if (!sg->loss) rc = -1;
+    } else if (rc == 0 && !state_only) {
         sg->logits = ei_ag(ei_recipe_logits(&sg->em.base, ei_val_of(x)));
         sg->loss = ag_cross_entropy(g, sg->logits, sg->targets, sg->mask);
         if (!sg->loss) rc = -1;

@@ -18,7 +18,8 @@
  * caller's open buffer when the segment stays open). Zero-length components are NULL.
  *
  * Kinds: EI_SEG_FORWARD forward only (gates const); EI_SEG_TRAIN with gradients to the gates and
- * the input state (edgeinfinite mode, p = 0: training runs whole segments); EI_SEG_STATE forward
+ * the input state (edgeinfinite mode, p = 0: training runs whole segments; its classifier runs on
+ * the counted rows only, fused with the loss, so it has no logits tensor); EI_SEG_STATE forward
  * computing only the output state (the last layer stops after its K, V; no logits, no loss), what
  * the forward sweep of BPTT needs.
  *
@@ -49,7 +50,7 @@ typedef struct {
     ag_tensor *ids, *targets, *mask; /* i32 [n], i32 [n], u8 [n] */
     ag_tensor *kvalid;               /* u8 [T] (T = S + W + open_slots + n), NULL when T == n */
     ag_tensor *qpos, *kpos;          /* i32 [n], [T] */
-    ag_tensor *logits;               /* [n, V]; NULL for EI_SEG_STATE */
+    ag_tensor *logits;               /* [n, V]; NULL for EI_SEG_STATE and training graphs */
     ag_tensor *loss;                 /* [1], sum of NLL over counted rows; NULL for EI_SEG_STATE */
     ag_tensor **st_in, **st_out;     /* [n_layers * EI_SC_COUNT] */
     ag_tensor **open_in;             /* [n_layers * 2], NULL entries when open_slots == 0 */
@@ -63,6 +64,11 @@ typedef struct {
  * end-to-end gradient self-check; training uses 0). */
 ei_seg_graph *ei_seg_graph_build(const ei_model *m, const ei_opts *o, const ei_gates *gates, ei_seg_plan plan,
                                  ei_mode mode, ag_dtype dtype, int kind, int all_params);
+/* The same with the op-node gradients in a pool shared with other graphs that never run backward
+ * at the same time (ag_graph_share_grads; pool NULL: the graph's own, as ei_seg_graph_build). */
+ei_seg_graph *ei_seg_graph_build_pooled(const ei_model *m, const ei_opts *o, const ei_gates *gates,
+                                        ei_seg_plan plan, ei_mode mode, ag_dtype dtype, int kind, int all_params,
+                                        ag_grad_pool *pool);
 void ei_seg_graph_free(ei_seg_graph *sg);
 
 /* Fills kvalid, kpos and qpos for a plan with the same shapes as the one built (fill levels and p

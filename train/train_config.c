@@ -1,5 +1,6 @@
 #include "train/train_config.h"
 #include "core/ei_error.h"
+#include "train/edge.h"
 
 #include <pthread.h>
 #include <stddef.h>
@@ -7,6 +8,8 @@
 #include <string.h>
 
 #define OFF(f) offsetof(ei_train_config, f)
+#define EI_TC_STR_(x) #x
+#define EI_TC_STR(x) EI_TC_STR_(x)
 #define NORANGE 1, 0
 #define FIXED EI_CFG_FIXED
 #define REQ EI_CFG_REQUIRED
@@ -77,6 +80,11 @@ static const ei_cfg_key tail_rows[] = {
      "OpenMP threads per rank; 0: the OpenMP default"},
     {"train.max_bad_steps", EI_CFG_INT, OFF(train.max_bad_steps), 1, 1000000, "10", NULL, 0, 0,
      "consecutive steps with a non-finite loss or gradient before training stops"},
+    /* a speed / memory trade only: the gradients are the same for every value, so not fixed */
+    {"train.activation_memory_mb", EI_CFG_I64, OFF(train.activation_memory_mb), -1, 1e9,
+     EI_TC_STR(EI_EDGE_ACTIVATION_MB_DEFAULT), NULL, 0, 0,
+     "MiB of segment activations kept from the forward to the backward sweep instead of recomputed; "
+     "0: recompute every segment; -1: no limit"},
     {0},
 };
 
@@ -216,4 +224,9 @@ void ei_train_config_opts(const ei_train_config *cfg, ei_opts *o) { *o = cfg->ei
 void ei_train_config_print_schema(FILE *fp) {
     const ei_cfg_key *keys = schema_or_error();
     if (keys) ei_config_print_schema(keys, fp);
+}
+
+int64_t ei_train_config_activation_bytes(const ei_train_config *cfg) {
+    const int64_t mb = cfg->train.activation_memory_mb;
+    return mb < 0 ? -1 : mb * ((int64_t)1 << 20);
 }

@@ -52,6 +52,7 @@ typedef struct {
         int shuffle;        /* 1: a new seeded order of the training samples every epoch; 0: file order */
         int threads;        /* 0: OpenMP default */
         int max_bad_steps;  /* consecutive non-finite steps before giving up */
+        int64_t activation_memory_mb; /* segment activations kept, MiB; 0: recompute all; -1: no limit */
     } train;
 } ei_train_config;
 
@@ -88,5 +89,8 @@ int ei_train_config_check_resume(const ei_train_config *saved, const ei_train_co
 void ei_train_config_opts(const ei_train_config *cfg, ei_opts *o);
 
 void ei_train_config_print_schema(FILE *fp);
+
+/* train.activation_memory_mb in bytes for ei_edge_set_activation_memory (-1: no limit). */
+int64_t ei_train_config_activation_bytes(const ei_train_config *cfg);
 
 #endif

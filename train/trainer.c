@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 int ei_sample_load(ei_sample_buf *b, ei_dataset *d, int64_t idx, int64_t max_tokens, int64_t *n_out,
                        int64_t *count_out) {
@@ -258,11 +259,66 @@ int ei_check_dataset_tokenizer(ei_dataset *const *d, int n, const ei_model *m, c
     return rc;
 }
 
-static int check_dataset(const ei_dataset *d, const ei_model *m) {
+static int check_dataset(ei_dataset *d, const ei_model *m) {
     int v = ei_dataset_vocab_size(d);
     if (v > m->cfg.vocab_size)
         return ei_error_set("%s: dataset vocabulary (%d) is larger than the model's (%d): wrong tokenizer?",
                             ei_dataset_path(d), v, m->cfg.vocab_size);
+    if (ei_dataset_n_samples(d) > 0 && ei_dataset_max_len(d) < 2)
+        return ei_error_set("%s: every sample has fewer than 2 tokens: nothing to predict", ei_dataset_path(d));
+    /* A dataset that records no vocabulary still cannot index past the embedding. */
+    ei_dataset_limit_vocab(d, m->cfg.vocab_size);
+    return 0;
+}
+
+/* Whether path lies directly in the folder dir (compared by inode, so spellings do not matter). */
+static int in_folder(const char *path, const char *dir) {
+    const char *slash = strrchr(path, '/');
+    char *parent = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    struct stat a, b;
+    int r = parent && stat(parent, &a) == 0 && stat(dir, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+    free(parent);
+    return r;
+}
+
+/* What the run writes into out_dir must not be one of its inputs: metrics.jsonl and
+ * gates.safetensors are replaced, ckpt-<step>.h5 files are replaced and pruned. */
+static int check_outputs(const ei_train_config *cfg) {
+    const char *in[] = {cfg->data.train, cfg->data.val, cfg->model.path, cfg->model.tokenizer};
+    const int n = (int)(sizeof in / sizeof in[0]);
+    static const char *const names[] = {"metrics.jsonl", "gates.safetensors"};
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        char *p = ei_path_join(cfg->train.out_dir, names[k]);
+        int rc = p ? ei_check_not_input(p, in, n) : ei_error_set("out of memory");
+        free(p);
+        if (rc) return ei_error_prefix("train.out_dir: ");
+    }
+    for (int i = 0; i < n; i++) {
+        if (!in[i] || !ei_path_exists(cfg->train.out_dir)) continue;
+        const char *base = strrchr(in[i], '/');
+        base = base ? base + 1 : in[i];
+        size_t bl = strlen(base);
+        if (strncmp(base, "ckpt-", 5) == 0 && bl > 8 && strcmp(base + bl - 3, ".h5") == 0 &&
+            in_folder(in[i], cfg->train.out_dir))
+            return ei_error_set("train.out_dir %s: the input %s has a checkpoint's name there and would be "
+                                "overwritten or pruned; move it or choose another out_dir",
+                                cfg->train.out_dir, in[i]);
+    }
+    return 0;
+}
+
+/* Test hook (tests/cli_train_hostile.sh): EI_TEST_NAN_STEP="k" or "k-m" (comma-separated) makes the
+ * loss of those 1-based steps NaN, as a diverging run would, to exercise the skip-and-count rule. */
+static int test_nan_step(int64_t step) {
+    const char *v = getenv("EI_TEST_NAN_STEP");
+    while (v && *v) {
+        char *end;
+        long long a = strtoll(v, &end, 10), b = a;
+        if (end == v) return 0;
+        if (*end == '-') b = strtoll(end + 1, &end, 10);
+        if (step >= a && step <= b) return 1;
+        v = *end == ',' ? end + 1 : NULL;
+    }
     return 0;
 }
 
@@ -271,7 +327,7 @@ int ei_trainer_update(ei_adamw *adam, float *params, float *grad, size_t n, doub
     if (!isfinite(loss) || !isfinite(grad_norm)) {
         (*bad_run)++;
         if (*bad_run >= max_bad_steps)
-            return ei_error_set("%d consecutive steps with non-finite loss or gradient (train.max_bad_steps = %d): "
+            return ei_error_set("%d consecutive steps with a non-finite loss or gradient (train.max_bad_steps = %d): "
                                 "giving up; lower train.lr or check the data",
                                 *bad_run, max_bad_steps);
         return 0;
@@ -289,6 +345,7 @@ int ei_trainer_run(const ei_train_config *cfg, const ei_trainer_opts *ro) {
     int rc = -1;
     if (cfg->train.threads > 0) ei_k_threads_set(cfg->train.threads);
     if (setup_model(&t, cfg, EI_MODE_EDGEINFINITE, NULL) != 0) goto done;
+    if (check_outputs(cfg) != 0) goto done;
     uint64_t msize = model_file_size(cfg->model.path);
     t.cfg_text = ei_train_config_dump(cfg);
     t.train = ei_dataset_open(cfg->data.train);
@@ -323,7 +380,7 @@ int ei_trainer_run(const ei_train_config *cfg, const ei_trainer_opts *ro) {
     int have_rng = 0;
     if (ro->resume) {
         const char *dir = ro->resume_dir ? ro->resume_dir : cfg->train.out_dir;
-        char *path = ei_ckpt_latest(dir, t.gates->n);
+        char *path = ro->resume_path ? strdup(ro->resume_path) : ei_ckpt_latest(dir, t.gates->n);
         if (!path) {
             ei_error_prefix("--resume: ");
             goto done;
@@ -384,6 +441,7 @@ int ei_trainer_run(const ei_train_config *cfg, const ei_trainer_opts *ro) {
     ei_progress_init(&prog, stderr, step, total);
     int64_t share = ei_dataset_rank_share(B, rank, world);
     int bad_run = 0;
+    int64_t n_empty = 0, n_bad = 0, first_step = step;
     for (; step < total; step++) {
         double t0 = ei_time_now();
         ei_gates_zero_grad(t.gates);
@@ -415,6 +473,7 @@ int ei_trainer_run(const ei_train_config *cfg, const ei_trainer_opts *ro) {
         ei_dist_allreduce_sum_f32(t.gates->grad, t.gates->n);
         ei_dist_allreduce_sum_f64(acc, 3);
         double loss = acc[1] > 0 ? acc[0] / acc[1] : NAN;
+        if (acc[1] > 0 && test_nan_step(step + 1)) loss = NAN;
         if (acc[1] > 0) {
             float inv = (float)(1.0 / acc[1]);
             for (size_t k = 0; k < t.gates->n; k++) t.gates->grad[k] *= inv;
@@ -429,13 +488,25 @@ int ei_trainer_run(const ei_train_config *cfg, const ei_trainer_opts *ro) {
         row.grad_norm = gnorm;
         row.tokens = (int64_t)acc[2];
         row.val_exact = -1;
-        int applied = ei_trainer_update(&t.adam, t.gates->data, t.gates->grad, t.gates->n, loss, gnorm, lr,
-                                        cfg->train.clip_norm, &bad_run, cfg->train.max_bad_steps);
-        if (applied == 0 && root)
-            fprintf(stderr, "\nei train: step %lld: non-finite %s, step skipped (%d in a row)\n", (long long)step + 1,
-                    !isfinite(loss) ? "loss" : "gradient", bad_run);
-        if (applied < 0) goto done;
+        /* No counted token in the whole batch: nothing to learn from, and nothing diverged either. */
+        int empty = acc[1] == 0;
+        int applied = empty ? 0
+                            : ei_trainer_update(&t.adam, t.gates->data, t.gates->grad, t.gates->n, loss, gnorm, lr,
+                                                cfg->train.clip_norm, &bad_run, cfg->train.max_bad_steps);
+        if (applied == 0 && root && empty)
+            fprintf(stderr, "%sei train: step %lld: no loss-masked token in the batch, step skipped\n",
+                    prog.tty ? "\n" : "", (long long)step + 1);
+        else if (applied == 0 && root)
+            fprintf(stderr, "%sei train: step %lld: non-finite %s, step skipped (%d in a row)\n", prog.tty ? "\n" : "",
+                    (long long)step + 1, !isfinite(loss) ? "loss" : "gradient", bad_run);
+        if (applied < 0) {
+            ei_error_prefix("step %lld: ", (long long)step + 1);
+            goto done;
+        }
+        n_empty += empty;
+        n_bad += applied == 0 && !empty;
         row.skipped = applied == 0;
+        row.empty = empty;
         row.bad_steps = bad_run;
         double dt = ei_time_now() - t0;
         row.tokens_per_s = dt > 0 ? acc[2] / dt : 0;
@@ -468,8 +539,14 @@ int ei_trainer_run(const ei_train_config *cfg, const ei_trainer_opts *ro) {
             if (save_checkpoint(&t, cfg, step + 1, msize) != 0) goto done;
         }
     }
+    if (root && !ro->quiet) ei_progress_done(&prog);
+    if (t.adam.t == 0 && step > first_step) {
+        ei_error_set("%s: no optimizer step was applied in %lld steps (%lld had no loss-masked token: samples of "
+                     "0-1 tokens or fully masked; %lld a non-finite loss or gradient); no gates written",
+                     cfg->data.train, (long long)(step - first_step), (long long)n_empty, (long long)n_bad);
+        goto done;
+    }
     if (root) {
-        if (!ro->quiet) ei_progress_done(&prog);
         char *gp = ei_path_join(cfg->train.out_dir, "gates.safetensors");
         int grc = gp ? ei_gates_save_opts(t.gates, &t.opts, gp) : -1;
         if (grc == 0) fprintf(stderr, "ei train: done, gates written to %s\n", gp);

@@ -9,7 +9,12 @@
  * and equals the single-process update up to float summation order.
  *
  * Output in cfg->train.out_dir: metrics.jsonl (one line per step), ckpt-<step>.h5 (the last
- * keep_last), gates.safetensors (the final gates, as `ei export` writes them). */
+ * keep_last), gates.safetensors (the final gates, as `ei export` writes them). None of these may
+ * be an input (dataset, model, tokenizer): that is refused before anything is written.
+ *
+ * Skipped steps: a step whose batch holds no loss-masked token is skipped ("empty" in metrics.jsonl;
+ * not counted towards max_bad_steps); one with a non-finite loss or gradient is skipped and counted
+ * (ei_trainer_update). A run that applied no update at all is an error, not "done". */
 #ifndef EI_TRAINER_H
 #define EI_TRAINER_H
 
@@ -20,7 +25,8 @@
 
 typedef struct {
     int resume;          /* continue from the newest valid checkpoint in out_dir */
-    const char *resume_dir; /* NULL: cfg->train.out_dir */
+    const char *resume_dir; /* NULL: cfg->train.out_dir (the caller makes out_dir the folder it resumes) */
+    const char *resume_path; /* the checkpoint to resume when the caller already found it; NULL: the newest valid one */
     int quiet;           /* no progress line */
     int allow_tokenizer_mismatch; /* a dataset tokenised with another tokenizer: warn instead of failing */
 } ei_trainer_opts;
