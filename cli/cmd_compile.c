@@ -14,20 +14,57 @@
 #include "text/tokenizer.h"
 #include "train/edge_session.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* The plan's scheme for a weight; a w4 group that does not divide the rows falls back (noted). */
+/* The plan's scheme for a weight; a w4 group that does not divide the rows falls back, noted once
+ * per tensor (every graph asks again for the weights it shares). */
+typedef struct {
+    const ei_scenario *sc;
+    uint64_t noted[EI_TC_COUNT][16]; /* bit per layer (layers >= 1024 share the last bits) */
+} scheme_ctx;
+
 static ei_qscheme weight_scheme(void *ctx, ei_tclass c, int layer, int64_t cols) {
-    const ei_scenario *sc = ctx;
+    scheme_ctx *x = ctx;
     int changed = 0;
-    ei_qscheme s = ei_qplan_resolve_fit(&sc->plan, c, layer, cols, &changed);
-    if (changed)
+    ei_qscheme s = ei_qplan_resolve_fit(&x->sc->plan, c, layer, cols, &changed);
+    const unsigned li = (unsigned)(layer + 1) % 1024u;
+    uint64_t *w = &x->noted[c][li / 64], bit = (uint64_t)1 << (li % 64);
+    if (changed && !(*w & bit))
         fprintf(stderr, "compile: note: %s of layer %d (%lld columns) stored as %s: the plan's scheme %s does not fit\n",
                 ei_tclass_name(c), layer, (long long)cols, ei_qscheme_name(s),
-                ei_qscheme_name(ei_qplan_resolve(&sc->plan, c, layer)));
+                ei_qscheme_name(ei_qplan_resolve(&x->sc->plan, c, layer)));
+    if (changed) *w |= bit;
     return s;
+}
+
+/* a8 / a16 plans: the static scales of a linear layer's input and output from the calibration
+ * ranges. Linear layers of the blocks only: the classifier's logits need more range than 8 bits
+ * give, and the memory gate is float32 (DESIGN 6.1). */
+typedef struct {
+    const ei_calib *cal;
+    ei_qact act;
+} act_ctx;
+
+static int act_params(void *ctx, ei_tclass c, int layer, ei_qaparams *in, ei_qaparams *out) {
+    const act_ctx *a = ctx;
+    if (layer < 0 || c == EI_TC_CLASSIFIER || c == EI_TC_MEMORY_GATE) return 0;
+    const ei_calib_entry *r = ei_calib_get(a->cal, c, layer);
+    if (!r || r->in.n == 0 || r->out.n == 0) return 0;
+    return ei_qact_params(a->act, r->in.lo, r->in.hi, in) == 0 && ei_qact_params(a->act, r->out.lo, r->out.hi, out) == 0;
+}
+
+/* i8 K/V caches: symmetric int8 per layer and tensor from the calibrated range of the K / V
+ * projections' outputs. K is cached after RoPE, which rotates pairs of elements: an element can grow
+ * to sqrt(2) times the largest one before it, so K's range is widened by that. */
+static int kv_params(void *ctx, int layer, int is_v, ei_qaparams *p) {
+    const ei_calib *cal = ctx;
+    const ei_calib_entry *r = ei_calib_get(cal, is_v ? EI_TC_V : EI_TC_K, layer);
+    if (!r || r->out.n == 0) return ei_error_set("no calibration range for the %s projection of layer %d", is_v ? "v" : "k", layer);
+    const float a = fmaxf(fabsf(r->out.lo), fabsf(r->out.hi)) * (is_v ? 1.0f : 1.41421356f);
+    return ei_qact_params(EI_QA_A8S, -a, a, p);
 }
 
 /* --sensitivity / --budget-mb: the table, and with a budget the plan it picks (written as YAML and
@@ -119,7 +156,9 @@ int ei_cmd_compile(int argc, char **argv) {
         {"calib", EI_ARG_STR, &calib_path, "DATA.h5",
          "calibration data (ei prepare): the float model runs on it and records activation ranges"},
         {"calib-samples", EI_ARG_INT, &calib_samples, "N", "samples of --calib (and of --val) used"},
+        EI_ARG_RANGE(1, 2147483647),
         {"calib-tokens", EI_ARG_INT, &calib_tokens, "N", "tokens per sample of --calib / --val (0: whole)"},
+        EI_ARG_RANGE(0, 2147483647),
         {"sensitivity", EI_ARG_FLAG, &sensitivity, NULL,
          "print, per layer and tensor class, the validation loss increase of quantising only that tensor "
          "to each candidate scheme"},
@@ -127,6 +166,7 @@ int ei_cmd_compile(int argc, char **argv) {
         {"candidates", EI_ARG_STR, &cands_str, "S,S,...", "schemes --sensitivity / --budget-mb try"},
         {"budget-mb", EI_ARG_FLOAT, &budget_mb, "X",
          "pick a scheme per tensor with the least total loss increase whose weights fit in X MB; writes the plan"},
+        EI_ARG_RANGE(0, 1e9),
         {"plan-out", EI_ARG_STR, &plan_out, "FILE.yaml",
          "--budget-mb: where the chosen plan goes as a scenario YAML (default: OUTPUT.plan.yaml)"},
         {"max-abs", EI_ARG_FLAG, &max_abs, NULL, "plain max-abs scales instead of the MSE clipping search"},
@@ -164,6 +204,17 @@ int ei_cmd_compile(int argc, char **argv) {
     char *def_tok = NULL;
     ei_scenario sc;
     memset(&sc, 0, sizeof sc);
+    ei_calib cal;
+    int have_cal = 0;
+    {
+        /* No output may be an input (`-o model.bin` would replace the model). */
+        const char *in[] = {model_path, gates_path, scen_path, tok_path, calib_path, val_path};
+        char def_plan[4096];
+        snprintf(def_plan, sizeof def_plan, "%s.plan.yaml", out);
+        if (ei_check_not_input(out, in, 6) != 0 ||
+            ei_check_not_input(plan_out ? plan_out : budget_mb > 0 ? def_plan : NULL, in, 6) != 0)
+            goto fail;
+    }
     if (ei_scenario_load(&sc, scen_path, sets.items, sets.n) != 0) goto fail;
     const ei_mode mode = ei_scenario_mode(&sc);
     if (mode == EI_MODE_EDGEINFINITE && !gates_path && !untrained) {
@@ -202,21 +253,25 @@ int ei_cmd_compile(int argc, char **argv) {
         ei_eigw_set_kv(w, "SCEN", EI_SCEN_ACTIVATIONS, ei_qact_name(sc.plan.activations)) != 0 ||
         ei_eigw_set_kv(w, "SCEN", EI_SCEN_KV_CACHE, ei_qkv_name(sc.plan.kv_cache)) != 0)
         goto fail;
-    if (sc.plan.activations != EI_QA_FLOAT || sc.plan.kv_cache != EI_QKV_F32) {
-        ei_error_set("%s: precision.activations %s / kv_cache %s are not lowered yet (float / f32 are)", scen_path,
-                     ei_qact_name(sc.plan.activations), ei_qkv_name(sc.plan.kv_cache));
+    if (sc.plan.kv_cache == EI_QKV_I8 && !calib_path) {
+        ei_error_set("%s: precision.kv_cache i8 needs calibration data for the caches' scales: --calib DATA.h5",
+                     scen_path);
+        goto fail;
+    }
+    if (sc.plan.activations != EI_QA_FLOAT && !calib_path) {
+        ei_error_set("%s: precision.activations %s needs calibration data for its static scales: --calib DATA.h5",
+                     scen_path, ei_qact_name(sc.plan.activations));
         goto fail;
     }
     if (ei_qplan_check(&sc.plan, m->cfg.n_layers) != 0) goto fail;
     if (max_abs) sc.qopts.clip = EI_QCLIP_MAXABS;
     ei_calib_model cm = {m, g, o, mode};
     if (calib_path) {
-        ei_calib cal;
         double t0 = ei_time_now();
         if (ei_calib_run(&cal, &cm, calib_path, calib_samples, calib_tokens) != 0) goto fail;
         fprintf(stderr, "compile: calibrated on %lld samples (%lld tokens) of %s in %.1f s\n", (long long)cal.samples,
                 (long long)cal.tokens, calib_path, ei_time_now() - t0);
-        ei_calib_free(&cal); /* float activations: the ranges are reported, a8 / a16 plans use them */
+        have_cal = 1;
     }
     if (sensitivity || budget_mb > 0) {
         if (plan_budget(&cm, &sc, val_path ? val_path : calib_path, calib_samples, calib_tokens, cands_str, budget_mb,
@@ -227,16 +282,41 @@ int ei_cmd_compile(int argc, char **argv) {
             goto done;
         }
     }
-    ei_lower_spec spec = {m, g, mode, o, sc.tokens_per_call, sc.context, weight_scheme, &sc, &sc.qopts};
-    if (ei_lower(&spec, w) != 0 || ei_eigw_write(w, out) != 0) goto fail;
-    fprintf(stderr, "compile: %s: scenario '%s' (%s, N = %d, %s weights), %.1f MB of constants\n", out,
-            sc.name ? sc.name : "", ei_mode_name(mode), sc.tokens_per_call, ei_scenario_weights_name(&sc),
-            (double)ei_eigw_data_size(w) / 1e6);
+    scheme_ctx sx = {.sc = &sc};
+    act_ctx ax = {&cal, sc.plan.activations};
+    int n_int = 0;
+    ei_lower_spec spec = {.m = m,
+                          .gates = g,
+                          .mode = mode,
+                          .o = o,
+                          .tokens_per_call = sc.tokens_per_call,
+                          .context = sc.context,
+                          .weight_scheme = weight_scheme,
+                          .weight_scheme_ctx = &sx,
+                          .qopts = &sc.qopts,
+                          .act_params = sc.plan.activations != EI_QA_FLOAT ? act_params : NULL,
+                          .act_ctx = &ax,
+                          .act_count = &n_int,
+                          .kv_cache = sc.plan.kv_cache,
+                          .kv_params = kv_params,
+                          .kv_ctx = &cal};
+    if (ei_lower(&spec, w) != 0) goto fail;
+    if (sc.plan.activations != EI_QA_FLOAT && n_int == 0) {
+        ei_error_set("%s: precision.activations %s quantises the activations of layers with integer weights "
+                     "(w8, w4gG), and this plan has none",
+                     scen_path, ei_qact_name(sc.plan.activations));
+        goto fail;
+    }
+    if (ei_eigw_write(w, out) != 0) goto fail;
+    fprintf(stderr, "compile: %s: scenario '%s' (%s, N = %d, %s weights, %s activations), %.1f MB of constants\n",
+            out, sc.name ? sc.name : "", ei_mode_name(mode), sc.tokens_per_call, ei_scenario_weights_name(&sc),
+            ei_qact_name(sc.plan.activations), (double)ei_eigw_data_size(w) / 1e6);
     status = 0;
     goto done;
 fail:
     ei_error_print("compile");
 done:
+    if (have_cal) ei_calib_free(&cal);
     ei_eigw_free(w);
     ei_tokenizer_free(tok);
     free(def_tok);

@@ -20,6 +20,7 @@
 #include "runtime/runner.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,6 +104,7 @@ typedef struct {
     const ei_model *m;           /* eager */
     ei_runner *runner;           /* graph */
     int vocab;
+    int64_t align;               /* streamed feeds are multiples of this (segment boundaries); 0: no streaming */
 } eval_target;
 
 /* --data: mean NLL over the loss-masked tokens of the first max_samples samples (each cut to
@@ -112,6 +114,7 @@ static int score_dataset(const char *path, eval_target *tg, int64_t max_samples,
     ei_dataset *d = ei_dataset_open(path);
     if (!d) return -1;
     int rc = 0;
+    ei_dataset_limit_vocab(d, tg->vocab); /* ids past the model's vocabulary: an error naming the sample */
     if (ei_dataset_vocab_size(d) > tg->vocab)
         rc = ei_error_set("%s: dataset vocabulary (%d) larger than the model's (%d): wrong tokenizer?", path,
                           ei_dataset_vocab_size(d), tg->vocab);
@@ -166,6 +169,170 @@ static int score_dataset(const char *path, eval_target *tg, int64_t max_samples,
     return 0;
 }
 
+/* ------------------------------------------------------------------ --ppl, streamed
+ * The whole file as one document without holding it: the text is read in pieces cut at word
+ * boundaries (ei_text_cut) and each piece encoded on its own, which gives the tokens of the whole
+ * (ei_tokenizer_encode_cont), so memory stays flat however long the file. Pass 1 counts the tokens
+ * (routing and the segment plan need the length), pass 2 feeds them in multiples of the segment,
+ * which makes the result the same as scoring the whole document at once. */
+
+#define PIECE_BYTES (256u << 10)
+#define FEED_MIN ((int64_t)1 << 16)
+
+typedef struct {
+    FILE *fp;
+    char *buf; /* [cap + 1] */
+    size_t cap, len;
+    int eof, first;
+} text_reader;
+
+static int reader_open(text_reader *r, const char *path) {
+    memset(r, 0, sizeof *r);
+    r->first = 1;
+    r->cap = PIECE_BYTES;
+    if (!(r->fp = fopen(path, "rb"))) return ei_error_set("%s: cannot open: %s", path, strerror(errno));
+    if (!(r->buf = malloc(r->cap + 1))) {
+        fclose(r->fp);
+        r->fp = NULL;
+        return ei_error_set("out of memory");
+    }
+    return 0;
+}
+
+static void reader_close(text_reader *r) {
+    if (r->fp) fclose(r->fp);
+    free(r->buf);
+    memset(r, 0, sizeof *r);
+}
+
+/* The next piece is buf[0..*k) (*k = 0: the end); a text without any cut point grows the buffer. */
+static int reader_next(text_reader *r, const char *path, size_t *k) {
+    for (;;) {
+        while (!r->eof && r->len < r->cap) {
+            size_t got = fread(r->buf + r->len, 1, r->cap - r->len, r->fp);
+            if (got == 0) {
+                if (ferror(r->fp)) return ei_error_set("%s: read error", path);
+                r->eof = 1;
+            }
+            r->len += got;
+        }
+        size_t c = r->eof ? r->len : ei_text_cut(r->buf, r->len);
+        if (c > 0 || r->eof) {
+            *k = c;
+            return 0;
+        }
+        char *nb = realloc(r->buf, 2 * r->cap + 1);
+        if (!nb) return ei_error_set("%s: out of memory (%zu bytes without a space)", path, r->len);
+        r->buf = nb;
+        r->cap *= 2;
+    }
+}
+
+/* Encodes piece buf[0..k) the way `ei prepare` reads text (BOM dropped, CRLF -> LF) and drops it. */
+static int reader_encode(text_reader *r, size_t k, const ei_tokenizer *t, int32_t **ids, size_t *n) {
+    char keep = r->buf[k];
+    size_t len = ei_text_normalize(r->buf, k); /* writes a NUL at len <= k */
+    int rc = r->first ? ei_tokenizer_encode(t, r->buf, len, 1, 0, ids, n)
+                      : ei_tokenizer_encode_cont(t, r->buf, len, 0, ids, n);
+    r->buf[k] = keep;
+    memmove(r->buf, r->buf + k, r->len - k);
+    r->len -= k;
+    r->first = 0;
+    return rc;
+}
+
+/* Pass 1 (feed NULL): *total = tokens of the document (BOS included), at most budget. Pass 2: feeds
+ * them. */
+typedef struct {
+    eval_target *tg;
+    int32_t *pend; /* pend[0] is the last token fed as a target, not yet as a position */
+    int64_t n_pend, cap_pend, fed;
+    double nll;
+    int64_t count;
+    progress_state *prog;
+} feeder;
+
+static int feed_some(feeder *f, int64_t n) {
+    if (n <= 0) return 0;
+    /* positions pend[0..n) predict pend[1..n] */
+    if (f->tg->dm.feed(f->tg->dm.impl, f->pend, n, f->pend + 1, &f->nll, &f->count, NULL) != 0) return -1;
+    memmove(f->pend, f->pend + n, (size_t)(f->n_pend - n) * sizeof *f->pend);
+    f->n_pend -= n;
+    f->fed += n;
+    if (!f->tg->edge) progress_print(f->prog, f->count);
+    return 0;
+}
+
+static int feeder_push(feeder *f, const int32_t *ids, int64_t n, int last) {
+    if (f->n_pend + n > f->cap_pend) {
+        int64_t cap = (f->n_pend + n) * 2;
+        int32_t *p = realloc(f->pend, (size_t)cap * sizeof *p);
+        if (!p) return ei_error_set("out of memory");
+        f->pend = p;
+        f->cap_pend = cap;
+    }
+    memcpy(f->pend + f->n_pend, ids, (size_t)n * sizeof *ids);
+    f->n_pend += n;
+    int64_t ready = f->n_pend - 1; /* positions whose target is known */
+    if (last) return feed_some(f, ready);
+    if (ready < FEED_MIN + f->tg->align) return 0;
+    return feed_some(f, (ready - FEED_MIN) / f->tg->align * f->tg->align);
+}
+
+static int score_stream(const char *path, eval_target *tg, const ei_tokenizer *use, int64_t max_tokens,
+                        eval_result *res) {
+    int64_t budget = max_tokens > 0 ? max_tokens : INT64_MAX, total = 0;
+    feeder f = {.tg = tg};
+    text_reader r;
+    progress_state prog;
+    int32_t *ids = NULL;
+    int rc = -1;
+    for (int pass = 0; pass < 2; pass++) {
+        int64_t seen = 0;
+        if (reader_open(&r, path) != 0) goto out;
+        if (pass == 1) {
+            if (total < 2) {
+                ei_error_set("%s: nothing to score (no token after BOS)", path);
+                goto out;
+            }
+            progress_start(&prog, 1);
+            f.prog = &prog;
+            if (tg->edge) ei_edge_set_progress(tg->edge, progress_cb, &prog);
+            tg->dm.begin(tg->dm.impl, total - 1);
+        }
+        while (seen < budget) {
+            size_t k = 0, n = 0;
+            if (reader_next(&r, path, &k) != 0) goto out;
+            if (k == 0 && !r.first) break;
+            free(ids);
+            ids = NULL;
+            if (reader_encode(&r, k, use, &ids, &n) != 0) goto out;
+            if ((int64_t)n > budget - seen) n = (size_t)(budget - seen);
+            seen += (int64_t)n;
+            if (pass == 1 && feeder_push(&f, ids, (int64_t)n, seen == total) != 0) goto out;
+            if (k == 0) break;
+        }
+        reader_close(&r);
+        if (pass == 0) total = seen;
+    }
+    progress_end(&prog);
+    if (f.count == 0) {
+        ei_error_set("%s: nothing to score (no token after BOS)", path);
+        goto out;
+    }
+    res->docs = 1;
+    res->tokens = f.count;
+    res->loss = f.nll / (double)f.count;
+    res->secs = ei_time_now() - prog.t_start;
+    rc = 0;
+out:
+    if (tg->edge) ei_edge_set_progress(tg->edge, NULL, NULL);
+    reader_close(&r);
+    free(ids);
+    free(f.pend);
+    return rc;
+}
+
 /* --ppl: the text file as one BOS-prefixed document, or one per paragraph, at most max_tokens
  * tokens in all (0: no limit). */
 static int score_text(const char *path, eval_target *tg, const char *tok_path, int paragraphs, int64_t max_tokens,
@@ -178,9 +345,6 @@ static int score_text(const char *path, eval_target *tg, const char *tok_path, i
     int rc = -1;
     size_t n_docs = 0;
     progress_state prog;
-    /* the text as `ei prepare` reads it (BOM dropped, CRLF -> LF), split by the same rule */
-    if (ei_file_read_all(path, &text, &len) != 0) goto out;
-    len = ei_text_normalize(text, len);
     const ei_tokenizer *use = NULL; /* the file's tokenizer of a graph, unless --tokenizer */
     if (!tok_path && tg->runner) {
         if (!(use = ei_runner_tokenizer(tg->runner))) {
@@ -205,6 +369,13 @@ static int score_text(const char *path, eval_target *tg, const char *tok_path, i
         ei_error_set("%s: the tokenizer has no BOS token to start documents with", tok_path);
         goto out;
     }
+    if (!paragraphs && tg->align > 0) {
+        rc = score_stream(path, tg, use, max_tokens, res);
+        goto out;
+    }
+    /* the text as `ei prepare` reads it (BOM dropped, CRLF -> LF), split by the same rule */
+    if (ei_file_read_all(path, &text, &len) != 0) goto out;
+    len = ei_text_normalize(text, len);
     if (paragraphs) {
         if (ei_text_paragraphs(text, len, &spans, &n_docs) != 0) goto out;
     } else {
@@ -253,7 +424,8 @@ out:
 int ei_cmd_eval(int argc, char **argv) {
     const char *ppl_path = NULL, *data_path = NULL, *model_path = NULL, *tok_path = NULL, *graph_path = NULL;
     const char *backend = "cpu";
-    int threads = 2;
+    int threads = 2, strict = 0;
+    ei_runner_nnapi_cli nn = {0};
     int max_tokens = 0, paragraphs = 0, json = 0, ctx = 0, stride = 0, max_samples = 0, exact = 0, allow_tok = 0;
     ei_cli_opts eo;
     ei_cli_opts_default(&eo);
@@ -263,6 +435,7 @@ int ei_cmd_eval(int argc, char **argv) {
         {"data", EI_ARG_STR, &data_path, "FILE.h5",
          "instead of --ppl: mean loss over the loss-masked tokens of a dataset (ei prepare)"},
         {"max-samples", EI_ARG_INT, &max_samples, "N", "--data: only the first N samples (0: all)"},
+        EI_ARG_RANGE(0, 2147483647),
         {"exact", EI_ARG_FLAG, &exact, NULL, "--data: also decode each answer greedily and report the exact-match rate"},
         {"allow-tokenizer-mismatch", EI_ARG_FLAG, &allow_tok, NULL,
          "--data: score a dataset tokenised with another tokenizer than the model's (warning instead of an error)"},
@@ -271,14 +444,20 @@ int ei_cmd_eval(int argc, char **argv) {
          "instead of --model: score through the compiled graphs of an `ei compile` file (runner, any backend)"},
         {"backend", EI_ARG_STR, &backend, "cpu|nnapi", "--graph: the backend the graphs run on"},
         {"threads", EI_ARG_INT, &threads, "N", "--graph: cpu backend threads"},
+        EI_ARG_RANGE(1, 256),
+        {"strict", EI_ARG_FLAG, &strict, NULL, "--graph --backend nnapi: fail instead of falling back to cpu"},
+        EI_RUNNER_NNAPI_ARGS(nn),
         {"tokenizer", EI_ARG_STR, &tok_path, "PATH", "--ppl: tokenizer file or folder (default: the model's own)"},
         {"paragraphs", EI_ARG_FLAG, &paragraphs, NULL,
          "--ppl: score each blank-line-separated paragraph as its own BOS-prefixed document"},
         {"max-tokens", EI_ARG_INT, &max_tokens, "N",
          "--ppl: keep only the first N tokens, BOS tokens included; --data: cut each sample to N (0: all)"},
+        EI_ARG_RANGE(0, 2147483647),
         {"ctx", EI_ARG_INT, &ctx, "N", "--mode full: context length (0: the model's trained context)"},
+        EI_ARG_RANGE(0, 1 << 24),
         {"stride", EI_ARG_INT, &stride, "N",
          "--mode full: sliding-window step for documents longer than the context (0: ctx/2)"},
+        EI_ARG_RANGE(0, 1 << 24),
         {"json", EI_ARG_FLAG, &json, NULL, "print one JSON object instead of lines"},
         EI_CLI_ARG_MODE(&eo),
         EI_CLI_ARG_ROWS(&eo),
@@ -309,6 +488,9 @@ int ei_cmd_eval(int argc, char **argv) {
                           ? "--max-samples, --exact and --allow-tokenizer-mismatch apply to --data, not --ppl"
                       : (ctx || stride) && strcmp(eo.mode, "full") != 0
                           ? "--ctx and --stride apply to --mode full (window and edgeinfinite have no context limit)"
+                      : !graph_path && (strcmp(backend, "cpu") != 0 || strict || nn.lib || nn.device || nn.cache_dir ||
+                                        nn.fallback || nn.relax_f16)
+                          ? "--backend, --strict and the --nnapi-* options apply to --graph"
                       : graph_path && (strcmp(eo.mode, "full") != 0 || eo.gates_path || ei_cli_opts_any_set(&eo))
                           ? "--mode, --gates and the EdgeInfinite options are fixed in a graph file (ei compile); "
                             "with --graph give none of them"
@@ -324,10 +506,12 @@ int ei_cmd_eval(int argc, char **argv) {
     eval_result res = {.input_key = data_path ? "data" : "file", .input = data_path ? data_path : ppl_path,
                        .model = graph_path ? graph_path : model_path, .mode = eo.mode};
     if (graph_path) {
-        if (!(tg.runner = ei_runner_open(graph_path, &(ei_runner_options){.backend = backend, .threads = threads})))
-            goto fail;
+        ei_runner_options ro = {.backend = backend, .threads = threads, .strict = strict};
+        if (ei_runner_cli_apply(&nn, &ro) != 0 || !(tg.runner = ei_runner_open(graph_path, &ro))) goto fail;
         tg.dm = ei_runner_docmodel(tg.runner);
         tg.vocab = ei_runner_config(tg.runner)->vocab_size;
+        /* the runner splits into calls of N tokens inside segments: whole multiples of both */
+        tg.align = (int64_t)ei_runner_opts(tg.runner)->segment * ei_runner_tokens_per_call(tg.runner);
         res.mode = ei_mode_name(ei_runner_mode(tg.runner));
     } else {
         if (!(m = ei_model_load(model_path)) || ei_cli_session_open(&s, &eo, m) != 0) goto fail;
@@ -336,14 +520,22 @@ int ei_cmd_eval(int argc, char **argv) {
         tg.m = m;
         tg.dm = ei_edge_docmodel(s.edge);
         tg.vocab = m->cfg.vocab_size;
+        /* full attention scores long documents by a sliding window over the whole: not streamed */
+        tg.align = s.mode == EI_MODE_FULL ? 0 : ei_edge_opts(s.edge)->segment;
     }
     if (data_path ? score_dataset(data_path, &tg, max_samples, max_tokens, exact, allow_tok, &res)
                   : score_text(ppl_path, &tg, tok_path, paragraphs, max_tokens, &res))
         goto fail;
+    if (!isfinite(res.loss)) {
+        /* Finite weights can still overflow to inf; a NaN loss is never a result. */
+        ei_error_set("%s: the loss is not finite (%g): the model produces non-finite logits on this input",
+                     res.input, res.loss);
+        goto fail;
+    }
     if (print_result(&res, json) != 0) goto fail;
-    fprintf(stderr, "eval: %lld %s, %lld tokens in %.2f s (%.0f tok/s)\n", (long long)res.docs,
+    fprintf(stderr, "eval: %lld %s, %lld tokens in %.2f s (%.0f tok/s), peak RSS %.1f MB\n", (long long)res.docs,
             data_path ? "samples" : "documents", (long long)res.tokens, res.secs,
-            (double)res.tokens / fmax(res.secs, 1e-9));
+            (double)res.tokens / fmax(res.secs, 1e-9), (double)ei_peak_rss_bytes() / 1e6);
     status = 0;
     goto done;
 fail:

@@ -20,7 +20,8 @@
 
 int ei_cmd_generate(int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *prompt = NULL, *graph_path = NULL, *backend = "cpu";
-    int threads = 2;
+    int threads = 2, strict = 0;
+    ei_runner_nnapi_cli nn = {0};
     int max_tokens = 256, ctx = 0, print_ids = 0;
     double temperature = 1.0, top_p = 0.9;
     int64_t seed = 0;
@@ -33,13 +34,21 @@ int ei_cmd_generate(int argc, char **argv) {
          "instead of --model: generate with the compiled graphs of an `ei compile` file (runner)"},
         {"backend", EI_ARG_STR, &backend, "cpu|nnapi", "--graph: the backend the graphs run on"},
         {"threads", EI_ARG_INT, &threads, "N", "--graph: cpu backend threads"},
+        EI_ARG_RANGE(1, 256),
+        {"strict", EI_ARG_FLAG, &strict, NULL, "--graph --backend nnapi: fail instead of falling back to cpu"},
+        EI_RUNNER_NNAPI_ARGS(nn),
         {"tokenizer", EI_ARG_STR, &tok_path, "PATH", "tokenizer file or folder (default: the model's own)"},
         {"prompt", EI_ARG_STR, &prompt, "TEXT", "text to continue, encoded after BOS (default: BOS alone)"},
         {"max-tokens", EI_ARG_INT, &max_tokens, "N", "generate at most N tokens"},
+        EI_ARG_RANGE(0, 2147483647),
         {"temperature", EI_ARG_FLOAT, &temperature, "T", "sampling temperature; 0 = greedy"},
+        EI_ARG_RANGE(0, 1e6),
         {"top-p", EI_ARG_FLOAT, &top_p, "P", "nucleus sampling threshold in (0, 1]; 1 = off"},
+        EI_ARG_RANGE(0, 1),
         {"seed", EI_ARG_I64, &seed, "S", "random seed; 0 = from the clock"},
+        EI_ARG_RANGE(0, 9007199254740992.0),
         {"ctx", EI_ARG_INT, &ctx, "N", "--mode full: context length (0: the model's trained context)"},
+        EI_ARG_RANGE(0, 1 << 24),
         {"ids", EI_ARG_FLAG, &print_ids, NULL, "print the token ids (prompt and generated, space-separated) instead of text"},
         EI_CLI_ARG_MODE(&eo),
         EI_CLI_ARG_ROWS(&eo),
@@ -60,6 +69,11 @@ int ei_cmd_generate(int argc, char **argv) {
     if (rc) return rc < 0 ? 2 : 0;
     if (!model_path == !graph_path) {
         fprintf(stderr, "ei generate: error: one of --model PATH or --graph FILE.eig is required (see --help)\n");
+        return 2;
+    }
+    if (!graph_path && (strcmp(backend, "cpu") != 0 || strict || nn.lib || nn.device || nn.cache_dir || nn.fallback ||
+                        nn.relax_f16)) {
+        fprintf(stderr, "ei generate: error: --backend, --strict and the --nnapi-* options apply to --graph\n");
         return 2;
     }
     if (graph_path && (strcmp(eo.mode, "full") != 0 || eo.gates_path || ei_cli_opts_any_set(&eo) || ctx)) {
@@ -87,7 +101,8 @@ int ei_cmd_generate(int argc, char **argv) {
     const ei_model_config *c;
 
     if (graph_path) {
-        if (!(run = ei_runner_open(graph_path, &(ei_runner_options){.backend = backend, .threads = threads}))) goto fail;
+        ei_runner_options ro = {.backend = backend, .threads = threads, .strict = strict};
+        if (ei_runner_cli_apply(&nn, &ro) != 0 || !(run = ei_runner_open(graph_path, &ro))) goto fail;
         c = ei_runner_config(run);
         dm = ei_runner_docmodel(run);
         cap = ei_runner_capacity(run);

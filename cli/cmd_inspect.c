@@ -5,17 +5,20 @@
 #include "core/ei_args.h"
 #include "core/ei_error.h"
 #include "runtime/eig.h"
+#include "runtime/runner.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static const char *DESC =
-    "ei inspect FILE.eig [--verify]\n\n"
+    "ei inspect FILE.eig [--verify] [--tensors] [--nnapi [--nnapi-lib PATH]]\n\n"
     "Opens a graph file written by `ei compile` (checking every offset, size and graph) and prints the\n"
     "model config, the scenario (SCEN) and EdgeInfinite options (OPTS), the tokenizer, and for each graph\n"
     "its input and output tensors, node counts by op, tensor counts by kind and constant bytes by element\n"
-    "type and quantisation scheme, then totals over the shared constant data and the file size.";
+    "type and quantisation scheme, then totals over the shared constant data and the file size.\n"
+    "--tensors lists every stored constant; --nnapi loads the NNAPI library and reports, per graph, which\n"
+    "operations the device would not run and what the lowering did instead.";
 
 /* Bytes per (element type, quantisation scheme). */
 typedef struct {
@@ -140,6 +143,50 @@ static int print_totals(const ei_eig *e) {
     return 0;
 }
 
+/* Every constant once (graphs share them), in file order: what each weight was stored as. */
+static int print_tensors(const ei_eig *e) {
+    size_t n = 0;
+    for (int i = 0; i < ei_eig_n_graphs(e); i++) {
+        const ei_graph *g = ei_eig_graph(e, i);
+        for (int32_t k = 0; k < g->n_tensors; k++) n += g->tensors[k].kind == EI_GK_CONST;
+    }
+    cref *r = malloc((n ? n : 1) * sizeof *r);
+    if (!r) return ei_error_set("out of memory");
+    n = 0;
+    for (int i = 0; i < ei_eig_n_graphs(e); i++) {
+        const ei_graph *g = ei_eig_graph(e, i);
+        for (int32_t k = 0; k < g->n_tensors; k++)
+            if (g->tensors[k].kind == EI_GK_CONST) r[n++] = (cref){g->tensors[k].offset, g->tensors[k].size, &g->tensors[k]};
+    }
+    if (n) qsort(r, n, sizeof *r, cref_cmp);
+    printf("\nconstants (each stored once; offset in the data block)\n");
+    printf("  %-40s %-18s %-26s %12s %12s\n", "name", "shape", "type", "bytes", "offset");
+    for (size_t i = 0; i < n; i++) {
+        if (i && r[i].off == r[i - 1].off && r[i].size == r[i - 1].size) continue;
+        const ei_gtensor *t = r[i].t;
+        char shape[64], type[48];
+        ei_gshape_str(t->rank, t->shape, shape, sizeof shape);
+        switch (t->q.kind) {
+        case EI_GQ_TENSOR:
+            snprintf(type, sizeof type, "%s scale %g zp %d", ei_gtype_name(t->type), (double)t->q.scale,
+                     (int)t->q.zero_point);
+            break;
+        case EI_GQ_CHANNEL:
+            snprintf(type, sizeof type, "%s per-channel axis %d", ei_gtype_name(t->type), (int)t->q.axis);
+            break;
+        case EI_GQ_GROUP:
+            snprintf(type, sizeof type, "%s groups of %d axis %d", ei_gtype_name(t->type), (int)t->q.group,
+                     (int)t->q.axis);
+            break;
+        default: snprintf(type, sizeof type, "%s", ei_gtype_name(t->type)); break;
+        }
+        printf("  %-40s %-18s %-26s %12llu %12llu\n", t->name, shape, type, (unsigned long long)t->size,
+               (unsigned long long)t->offset);
+    }
+    free(r);
+    return 0;
+}
+
 static void print_model(const ei_eig *e) {
     const ei_model_config *c = ei_eig_config(e);
     printf("\nmodel\n");
@@ -162,8 +209,16 @@ static void print_model(const ei_eig *e) {
 }
 
 int ei_cmd_inspect(int argc, char **argv) {
-    int verify = 0;
-    ei_arg opts[] = {{"verify", EI_ARG_FLAG, &verify, NULL, "also check the constant data against its checksum"}, {0}};
+    int verify = 0, nnapi = 0, tensors = 0;
+    ei_runner_nnapi_cli nn = {0};
+    ei_arg opts[] = {{"verify", EI_ARG_FLAG, &verify, NULL, "also check the constant data against its checksum"},
+                     {"tensors", EI_ARG_FLAG, &tensors, NULL,
+                      "list every constant once: name, shape, element type and quantisation scheme, bytes"},
+                     {"nnapi", EI_ARG_FLAG, &nnapi, NULL,
+                      "NNAPI support report: which operations the device would not run, what the lowering did "
+                      "instead (loads the library: --nnapi-lib or $EI_NNAPI_LIB)"},
+                     EI_RUNNER_NNAPI_ARGS(nn),
+                     {0}};
     char **pos = NULL;
     int npos = 0;
     int rc = ei_args_parse(argc, argv, "ei inspect", DESC, opts, &pos, &npos);
@@ -194,8 +249,21 @@ int ei_cmd_inspect(int argc, char **argv) {
     print_kv(e, "SCEN", "scenario");
     print_kv(e, "OPTS", "options");
     for (int i = 0; i < ei_eig_n_graphs(e); i++) print_graph(ei_eig_graph(e, i));
-    rc = print_totals(e);
+    if (tensors) rc = print_tensors(e);
+    if (!rc) rc = print_totals(e);
     if (rc) ei_error_print("inspect");
     ei_eig_close(e);
+    if (!rc && nnapi) {
+        ei_runner_options ro = {.backend = "nnapi", .threads = 1};
+        if (ei_runner_cli_apply(&nn, &ro) != 0) {
+            ei_error_print("inspect");
+            return 2;
+        }
+        printf("\nnnapi support\n");
+        fflush(stdout);
+        int nr = ei_runner_nnapi_report(path, &ro, stdout);
+        if (nr < 0) return 1;
+        printf("  %d NNAPI operation%s in all would not run on the device\n", nr, nr == 1 ? "" : "s");
+    }
     return rc ? 1 : 0;
 }

@@ -342,9 +342,49 @@ static ei_val *rmsnorm(ei_emitter *em, ei_val *x, ei_val *w, double eps) {
     return binary_op(e, EI_OP_MUL, binary_op(e, EI_OP_MUL, x, r), w);
 }
 
+/* The (class, layer) whose weight tensor is w in the current graph; 0 when w is no weight leaf. */
+static int weight_of(const ei_ir_emitter *e, ei_val *w, ei_tclass *c, int *layer) {
+    const int nl = e->m->cfg.n_layers;
+    for (int s = 0; s < EI_TC_COUNT * (nl + 1); s++)
+        if (e->leaf[s] == IDX(w)) {
+            *c = (ei_tclass)(s / (nl + 1));
+            *layer = s % (nl + 1) == nl ? -1 : s % (nl + 1);
+            return 1;
+        }
+    return 0;
+}
+
+static ei_val *quant_node(ei_ir_emitter *e, ei_gop op, ei_val *x, ei_gtype type, const ei_qaparams *p) {
+    const ei_gtensor *t = T(e, x);
+    int32_t in = IDX(x), shape[4];
+    memcpy(shape, t->shape, sizeof shape);
+    ei_val *v = node(e, op, 1, &in, type, t->rank, shape, NULL);
+    if (v && p) e->g->tensors[IDX(v)].q = (ei_gquant){EI_GQ_TENSOR, p->scale, p->zero_point, 0, 0, -1};
+    return v;
+}
+
+/* x [.., K] float -> QUANTIZE -> integer FULLY_CONNECTED -> DEQUANTIZE [M, N] float (+ float bias). */
+static ei_val *linear_int(ei_ir_emitter *e, ei_val *x, ei_val *w, ei_val *b, const ei_qaparams *pin,
+                          const ei_qaparams *pout, int32_t M, int32_t N) {
+    ei_val *xq = quant_node(e, EI_OP_QUANTIZE, x, pin->type, pin);
+    if (!xq) return NULL;
+    int32_t in[2] = {IDX(xq), IDX(w)}, shape[2] = {M, N};
+    ei_val *yq = node(e, EI_OP_FULLY_CONNECTED, 2, in, pout->type, 2, shape, NULL);
+    if (!yq) return NULL;
+    e->g->tensors[IDX(yq)].q = (ei_gquant){EI_GQ_TENSOR, pout->scale, pout->zero_point, 0, 0, -1};
+    ei_val *y = quant_node(e, EI_OP_DEQUANTIZE, yq, EI_GT_F32, NULL);
+    return b && y ? binary_op(e, EI_OP_ADD, y, b) : y;
+}
+
 static ei_val *linear(ei_emitter *em, ei_val *x, ei_val *w, ei_val *b) {
     ei_ir_emitter *e = E(em);
     if (!x || !w) return NULL;
+    ei_tclass wc;
+    int wl;
+    ei_qaparams pin, pout;
+    const ei_gtype wt = T(e, w)->type;
+    const int qact = e->act_params && (wt == EI_GT_I8 || wt == EI_GT_I4) && weight_of(e, w, &wc, &wl) &&
+                     e->act_params(e->act_ctx, wc, wl, &pin, &pout);
     /* tensor pointers do not survive node(): the tensor array may move */
     const ei_gtensor *tx = T(e, x);
     const int rank = tx->rank;
@@ -353,7 +393,14 @@ static ei_val *linear(ei_emitter *em, ei_val *x, ei_val *w, ei_val *b) {
     const int32_t K = os[rank - 1], N = T(e, w)->shape[0];
     const int32_t M = (int32_t)(ei_gtensor_numel(tx) / (K ? K : 1));
     int32_t in[3] = {IDX(x), IDX(w), b ? IDX(b) : -1}, shape[2] = {M, N};
-    ei_val *y = node(e, EI_OP_FULLY_CONNECTED, b ? 3 : 2, in, EI_GT_F32, 2, shape, NULL);
+    ei_val *y;
+    if (qact) {
+        if (rank != 2 && !(x = reshape32(e, x, 2, (const int32_t[]){M, K}))) return NULL;
+        y = linear_int(e, x, w, b, &pin, &pout, M, N);
+        e->n_act_quantised++;
+    } else {
+        y = node(e, EI_OP_FULLY_CONNECTED, b ? 3 : 2, in, EI_GT_F32, 2, shape, NULL);
+    }
     if (rank == 2 || !y) return y;
     os[rank - 1] = N;
     return reshape32(e, y, rank, os);
@@ -371,7 +418,10 @@ ei_val *ei_ir_gather(ei_ir_emitter *e, ei_val *x, ei_val *idx, int axis) {
         return NULL;
     }
     ei_gparams p = {.gather = {axis}};
-    return node(e, EI_OP_GATHER, 2, in, tx->type, r, shape, &p);
+    const ei_gquant q = tx->q; /* a gather moves data: the output keeps the table's quantisation */
+    ei_val *v = node(e, EI_OP_GATHER, 2, in, tx->type, r, shape, &p);
+    if (v && q.kind == EI_GQ_TENSOR) e->g->tensors[IDX(v)].q = q;
+    return v;
 }
 
 static ei_val *embedding(ei_emitter *em, ei_val *table, ei_val *ids) {
@@ -612,4 +662,20 @@ ei_val *ei_ir_output(ei_ir_emitter *e, ei_val *v, const char *name) {
     }
     o->kind = EI_GK_OUTPUT;
     return v;
+}
+
+ei_val *ei_ir_convert(ei_ir_emitter *e, ei_val *x, ei_gtype to, const ei_qaparams *q) {
+    if (!x) return NULL;
+    const ei_gtype from = T(e, x)->type;
+    if (from == to) return x;
+    if (from == EI_GT_F32 && to == EI_GT_F16) return quant_node(e, EI_OP_CAST, x, EI_GT_F16, NULL);
+    if (from == EI_GT_F16 && to == EI_GT_F32) return quant_node(e, EI_OP_CAST, x, EI_GT_F32, NULL);
+    if (from == EI_GT_F32 && (to == EI_GT_I8 || to == EI_GT_I16) && q) return quant_node(e, EI_OP_QUANTIZE, x, to, q);
+    if ((from == EI_GT_I8 || from == EI_GT_I16) && to == EI_GT_F32) return quant_node(e, EI_OP_DEQUANTIZE, x, EI_GT_F32, NULL);
+    record(e, "lowering: no conversion between these element types");
+    return NULL;
+}
+
+void ei_ir_set_quant(ei_ir_emitter *e, ei_val *v, const ei_qaparams *q) {
+    if (v && q) e->g->tensors[IDX(v)].q = (ei_gquant){EI_GQ_TENSOR, q->scale, q->zero_point, 0, 0, -1};
 }

@@ -46,6 +46,13 @@
  * classifier shares its data. */
 typedef ei_qscheme (*ei_ir_weight_scheme_fn)(void *ctx, ei_tclass c, int layer, int64_t cols);
 
+/* Static quantisation of the activations around the linear layer of (class, layer) with integer
+ * weights (a8 / a16 plans, scales from calibration ranges): fills the parameters of its input and
+ * of its output and returns 1; 0 (or a NULL hook): float activations. The layer then lowers to
+ * QUANTIZE(x) -> FULLY_CONNECTED with integer arithmetic (int32 accumulation, requantisation to
+ * the output scale) -> DEQUANTIZE, a float bias added after. */
+typedef int (*ei_ir_act_fn)(void *ctx, ei_tclass c, int layer, ei_qaparams *in, ei_qaparams *out);
+
 typedef struct ei_ir_const ei_ir_const; /* shared constant cache entry */
 
 typedef struct {
@@ -56,6 +63,9 @@ typedef struct {
     const ei_gates *gates;
     ei_ir_weight_scheme_fn weight_scheme;
     void *weight_scheme_ctx;
+    ei_ir_act_fn act_params;
+    void *act_ctx;
+    int n_act_quantised;       /* linear layers lowered with integer activations (all graphs) */
     ei_qopts qopts;            /* scale search of the quantiser */
     double q_sse, q_sum_sq;    /* quantisation error energy of every weight so far */
     ei_ir_const *consts; /* shared across graphs */
@@ -77,6 +87,11 @@ void ei_ir_emitter_begin(ei_ir_emitter *e, ei_graph *g);
  * handle, NULL on failure (recorded). */
 ei_val *ei_ir_input(ei_ir_emitter *e, const char *name, ei_gtype type, int rank, const int32_t *shape);
 ei_val *ei_ir_output(ei_ir_emitter *e, ei_val *v, const char *name);
+/* x converted to element type `to`: CAST between f32 and f16, QUANTIZE f32 -> i8 / i16 with q's
+ * per-tensor parameters, DEQUANTIZE back to f32 (x itself when the types agree). */
+ei_val *ei_ir_convert(ei_ir_emitter *e, ei_val *x, ei_gtype to, const ei_qaparams *q);
+/* Gives a tensor (an input, typically) per-tensor quantisation parameters. */
+void ei_ir_set_quant(ei_ir_emitter *e, ei_val *v, const ei_qaparams *q);
 ei_val *ei_ir_const_f32(ei_ir_emitter *e, const char *key, const float *data, int rank, const int32_t *shape);
 /* GATHER along axis of x by the indices idx. */
 ei_val *ei_ir_gather(ei_ir_emitter *e, ei_val *x, ei_val *idx, int axis);

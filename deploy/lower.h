@@ -19,6 +19,10 @@
 #include "formats/model.h"
 #include "model/options.h"
 
+/* i8 K/V caches: the static per-tensor parameters of layer l's K (is_v = 0) or V (1) cache. 0, or
+ * -1 with ei_error set. */
+typedef int (*ei_lower_kv_fn)(void *ctx, int layer, int is_v, ei_qaparams *p);
+
 typedef struct {
     const ei_model *m;
     const ei_gates *gates; /* edgeinfinite mode */
@@ -29,6 +33,12 @@ typedef struct {
     ei_ir_weight_scheme_fn weight_scheme; /* NULL: float32 */
     void *weight_scheme_ctx;
     const ei_qopts *qopts;  /* scale selection of quantised weights (NULL: the MSE search) */
+    ei_ir_act_fn act_params; /* integer activations around linear layers (NULL: float) */
+    void *act_ctx;
+    int *act_count;          /* receives how many linear layers got integer activations (may be NULL) */
+    ei_qkv kv_cache;         /* element type of the K/V caches: f32 (default), f16, i8 */
+    ei_lower_kv_fn kv_params; /* i8 caches: their scales (required then) */
+    void *kv_ctx;
 } ei_lower_spec;
 
 /* Adds the constants and graphs of spec to w (the caller sets config, keys and vocabulary). The

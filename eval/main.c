@@ -13,6 +13,7 @@
 #include "runtime/cpu_kern.h"
 #include "runtime/eig_abi.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,14 +105,14 @@ static void progress_done(progress *p, uint32_t n) {
 
 /* The runner on the requested backend; a backend this build or device cannot provide falls back
  * to cpu with a notice unless strict (DESIGN 6.4). *used names the backend that runs. */
-static ei_runner *open_runner(const char *graph, const char *backend, int threads, int strict, const char **used) {
-    ei_runner *r = ei_runner_open(graph, &(ei_runner_options){.backend = backend, .threads = threads});
-    *used = backend;
-    if (r || strcmp(backend, "cpu") == 0 || strict) return r;
+static ei_runner *open_runner(const char *graph, const ei_runner_options *ro, const char **used) {
+    ei_runner *r = ei_runner_open(graph, ro);
+    *used = ro->backend;
+    if (r || strcmp(ro->backend, "cpu") == 0 || ro->strict) return r;
     fprintf(stderr, PROG ": notice: backend '%s' unavailable (%s); running on cpu (--strict makes this an error)\n",
-            backend, ei_error_get());
+            ro->backend, ei_error_get());
     *used = "cpu";
-    return ei_runner_open(graph, &(ei_runner_options){.backend = "cpu", .threads = threads});
+    return ei_runner_open(graph, &(ei_runner_options){.backend = "cpu", .threads = ro->threads});
 }
 
 /* The items to run: the first max_tasks of the .eis (0: all), then the passkey grid, copied into
@@ -184,6 +185,19 @@ static int write_json(const char *path, const ei_eval_run_info *info, const ei_e
     return ei_atomic_commit(&f);
 }
 
+/* Appends (the file is a log of runs; rows already there stay). A new or empty file gets the header. */
+static int append_tsv(const char *path, const char *label, const ei_eval_run_info *info, const ei_eval_summary *sum) {
+    FILE *fp = fopen(path, "a");
+    if (!fp) return ei_error_set("%s: cannot open for appending: %s", path, strerror(errno));
+    int header = fseek(fp, 0, SEEK_END) == 0 && ftell(fp) == 0;
+    if (ei_eval_write_tsv(fp, header, label[0] ? label : "-", info, sum) != 0) {
+        fclose(fp);
+        return ei_error_prefix("%s: ", path);
+    }
+    if (fclose(fp) != 0) return ei_error_set("%s: writing failed: %s", path, strerror(errno));
+    return 0;
+}
+
 /* ------------------------------------------------------------------ main */
 
 static const char *DESCRIPTION =
@@ -201,9 +215,10 @@ static const char *DESCRIPTION =
 
 int main(int argc, char **argv) {
     const char *graph = NULL, *eval_set = NULL, *backend = "cpu", *json = NULL, *lengths_s = NULL,
-               *depths_s = NULL, *filler = NULL;
+               *depths_s = NULL, *filler = NULL, *tsv = NULL, *label = NULL;
     int threads = default_threads(), max_tasks = 0, max_new = 0, passkey = 0, per_cell = 1, strict = 0,
-        full_answers = 0, print_tokens = 0, quiet = 0;
+        full_answers = 0, print_tokens = 0, quiet = 0, report = 0;
+    ei_runner_nnapi_cli nn = {0};
     int64_t seed = 0;
     ei_arg opts[] = {
         {"graph", EI_ARG_STR, &graph, "FILE.eig", "graph file made by `ei compile` (required)"},
@@ -211,10 +226,17 @@ int main(int argc, char **argv) {
         {"backend", EI_ARG_STR, &backend, "NAME",
          "cpu or nnapi (nnapi falls back to cpu with a notice unless --strict)"},
         {"strict", EI_ARG_FLAG, &strict, NULL, "fail instead of falling back to cpu"},
+        EI_RUNNER_NNAPI_ARGS(nn),
+        {"report", EI_ARG_FLAG, &report, NULL,
+         "print which NNAPI operations the device would not run and what the lowering did instead (before "
+         "running; alone: only the report)"},
         {"threads", EI_ARG_INT, &threads, "N", "cpu worker threads including the caller [online cores, at most 4]"},
+        EI_ARG_RANGE(1, 256),
         {"max-tasks", EI_ARG_INT, &max_tasks, "N", "run only the first N items of the evaluation set (0: all)"},
+        EI_ARG_RANGE(0, 2147483647),
         {"max-new", EI_ARG_INT, &max_new, "N",
          "generate at most N tokens per answer (0: the scenario's max_new_tokens)"},
+        EI_ARG_RANGE(0, 1 << 20),
         {"full-answers", EI_ARG_FLAG, &full_answers, NULL,
          "QA / choice / passkey: decode to EOS or the limit, not only the answer line (scores do not change)"},
         {"passkey", EI_ARG_FLAG, &passkey, NULL, "also run a passkey grid generated on the device"},
@@ -223,8 +245,13 @@ int main(int argc, char **argv) {
          "--passkey: key depths, percent (0,25,50,75,100) or fractions (0,0.5,1) [0,25,50,75,100]"},
         {"filler", EI_ARG_STR, &filler, "FILE", "--passkey: UTF-8 filler text [the classic grass/sky/sun sentences]"},
         {"per-cell", EI_ARG_INT, &per_cell, "N", "--passkey: samples (keys) per length and depth"},
+        EI_ARG_RANGE(1, 1e6),
         {"seed", EI_ARG_I64, &seed, "N", "--passkey: seed of the keys"},
+        EI_ARG_RANGE(0, 9007199254740992.0),
         {"json", EI_ARG_STR, &json, "FILE", "write the JSON report to FILE ('-': stdout, the table goes to stderr)"},
+        {"tsv", EI_ARG_STR, &tsv, "FILE",
+         "append one tab-separated row per task type to FILE (created with a header), for comparing runs"},
+        {"label", EI_ARG_STR, &label, "NAME", "--tsv: the rows' label [the scenario name]"},
         {"print-tokens", EI_ARG_FLAG, &print_tokens, NULL,
          "print each item's generated token ids (tag, ids, stop reason; tab-separated) before the table"},
         {"quiet", EI_ARG_FLAG, &quiet, NULL, "no progress line"},
@@ -237,7 +264,8 @@ int main(int argc, char **argv) {
     if (prc < 0) return 2;
     if (npos > 0) return usage("unexpected positional argument");
     if (!graph) return usage("--graph FILE.eig is required");
-    if (!eval_set && !passkey) return usage("nothing to run: give --eval-set FILE.eis and/or --passkey");
+    if (!eval_set && !passkey && !report)
+        return usage("nothing to run: give --eval-set FILE.eis and/or --passkey (or --report)");
     if (!passkey && (lengths_s || depths_s || filler || per_cell != 1 || seed != 0))
         return usage("--lengths, --depths, --filler, --per-cell and --seed need --passkey");
     if (strcmp(backend, "cpu") != 0 && strcmp(backend, "nnapi") != 0)
@@ -245,7 +273,18 @@ int main(int argc, char **argv) {
     if (threads < 1 || threads > 256) return usage("--threads must be between 1 and 256");
     if (max_tasks < 0 || max_new < 0) return usage("--max-tasks and --max-new must not be negative");
     if (per_cell < 1) return usage("--per-cell must be at least 1");
+    if (label && !tsv) return usage("--label needs --tsv");
+    if (label && (strchr(label, '\t') || strchr(label, '\n'))) return usage("--label must not hold tabs or newlines");
     if (seed < 0) return usage("--seed must not be negative");
+
+    ei_runner_options rop = {.backend = backend, .threads = threads, .strict = strict};
+    if (ei_runner_cli_apply(&nn, &rop) != 0) return usage(ei_error_get());
+    if (report) {
+        int nr = ei_runner_nnapi_report(graph, &rop, stdout);
+        fflush(stdout);
+        if (!eval_set && !passkey) return nr < 0 ? 1 : 0;
+        if (nr < 0 && strict) return 1;
+    }
 
     ei_pk_grid grid = {.per_cell = per_cell, .seed = (uint64_t)seed};
     if (passkey &&
@@ -256,6 +295,17 @@ int main(int argc, char **argv) {
         return 2;
     }
 
+    {
+        /* --json FILE replaces, --tsv FILE appends: neither may be an input. */
+        const char *in[] = {graph, eval_set, filler};
+        if (ei_check_not_input(json && strcmp(json, "-") != 0 ? json : NULL, in, 3) != 0 ||
+            ei_check_not_input(tsv, in, 3) != 0) {
+            fprintf(stderr, PROG ": error: %s\n", ei_error_get());
+            free(grid.lengths);
+            free(grid.depths);
+            return 1;
+        }
+    }
     int rc = 1;
     double t_start = ei_time_now();
     ei_evalset *file = NULL, *set = NULL;
@@ -266,7 +316,7 @@ int main(int argc, char **argv) {
     uint32_t done = 0, pk_first = 0;
     const char *used = backend;
     if (eval_set && !(file = ei_evalset_read(eval_set))) goto out;
-    if (!(r = open_runner(graph, backend, threads, strict, &used))) goto out;
+    if (!(r = open_runner(graph, &rop, &used))) goto out;
     if (file && check_vocab(file, r, eval_set) != 0) goto out;
     if (!(set = build_items(r, file, (uint32_t)max_tasks, passkey ? &grid : NULL, filler, &pk_first))) goto out;
     if (set->n_items == 0) {
@@ -321,6 +371,7 @@ int main(int argc, char **argv) {
         goto out;
     }
     if (json && write_json(json, &info, set, res, sum, &pk) != 0) goto out;
+    if (tsv && append_tsv(tsv, label ? label : info.scenario, &info, sum) != 0) goto out;
     rc = 0;
 out:
     if (rc != 0) fail();

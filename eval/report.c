@@ -74,6 +74,46 @@ void ei_eval_print_table(FILE *fp, const ei_eval_run_info *info, const ei_eval_s
     }
 }
 
+static const char *quality_metric(int type, const ei_eval_numbers *x, double *v) {
+    switch (type) {
+    case EI_TASK_QA:
+    case EI_TASK_PASSKEY: *v = x->contains; return "contains";
+    case EI_TASK_CHOICE: *v = x->choice; return "accuracy";
+    case EI_TASK_SUMMARY: *v = x->rouge_l; return "rouge_l";
+    default: *v = x->ppl; return "ppl";
+    }
+}
+
+int ei_eval_write_tsv(FILE *fp, int header, const char *label, const ei_eval_run_info *info,
+                      const ei_eval_summary sum[EI_TASK_COUNT_]) {
+    if (header)
+        fprintf(fp, "label\ttask\titems\tskip\tmetric\tquality\tttft_p50_ms\tttft_p90_ms\tprefill_tps\t"
+                    "decode_tps\tpeak_rss_mb\tfile_mb\tbackend\tmode\n");
+    for (int t = 0; t < EI_TASK_COUNT_; t++) {
+        const ei_eval_summary *s = &sum[t];
+        if (s->items == 0) continue;
+        ei_eval_numbers x;
+        ei_eval_summary_numbers(s, t, &x);
+        double q;
+        const char *metric = quality_metric(t, &x, &q);
+        char qs[32], t50[32], t90[32], pf[32], dc[32];
+        fmt_num(qs, sizeof qs, q, "%.4f");
+        fmt_num(t50, sizeof t50, x.ttft_median * 1e3, "%.1f");
+        fmt_num(t90, sizeof t90, x.ttft_p90 * 1e3, "%.1f");
+        fmt_num(pf, sizeof pf, x.prefill_tps, "%.1f");
+        fmt_num(dc, sizeof dc, x.decode_tps, "%.1f");
+        fprintf(fp, "%s\t%s\t%lld\t%lld\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%s\t%s\n", label,
+                ei_task_type_name(t), (long long)s->items, (long long)s->skipped, metric, qs, t50, t90, pf, dc,
+                (double)s->peak_rss / (1024.0 * 1024.0), (double)info->file_bytes / (1024.0 * 1024.0),
+                info->backend, info->mode);
+    }
+    if (ferror(fp)) {
+        ei_error_set("writing the TSV rows failed");
+        return -1;
+    }
+    return 0;
+}
+
 /* Mean of `contains` (which = 0) or `exact` (1) over the scored items of a cell. */
 static double cell_mean(const ei_eval_pk_view *pk, const ei_eval_result *res, int li, int di, int which) {
     const ei_pk_grid *g = pk->grid;

@@ -41,6 +41,13 @@ void ei_eval_print_grid(FILE *fp, const ei_eval_pk_view *pk, const ei_eval_resul
 /* One line per item: "<tag>\t<id> <id> ...\t<stop>" (the exact-comparison output). */
 void ei_eval_print_tokens(FILE *fp, const ei_evalset *set, const ei_eval_result *res, uint32_t n);
 
+/* One tab-separated row per task type of the run, for tables that compare runs (scenarios, precisions,
+ * backends): label, task, items, skipped, metric name, quality, ttft p50 / p90 (ms), prefill and
+ * decode tokens/s, peak RSS and file size (MB), backend, mode. With header != 0 the column names come
+ * first. Undefined numbers are "-". 0, or -1 with ei_error set when writing fails. */
+int ei_eval_write_tsv(FILE *fp, int header, const char *label, const ei_eval_run_info *info,
+                      const ei_eval_summary sum[EI_TASK_COUNT_]);
+
 /* The JSON report of n results. 0, or -1 with ei_error set when writing fails. */
 int ei_eval_write_json(FILE *fp, const ei_eval_run_info *info, const ei_evalset *set, const ei_eval_result *res,
                        uint32_t n, const ei_eval_summary sum[EI_TASK_COUNT_], const ei_eval_pk_view *pk);

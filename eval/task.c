@@ -71,6 +71,9 @@ static int run_lm(ei_runner *r, const ei_eval_item *it, ei_eval_result *res) {
     int rc = ei_runner_feed(r, it->prompt, it->n_prompt, targets, &res->nll, &res->nll_count, NULL);
     res->prefill_s = ei_time_now() - t0;
     free(targets);
+    /* A NaN perplexity would otherwise be reported as a result (null in JSON) with exit status 0. */
+    if (rc == 0 && !isfinite(res->nll))
+        rc = ei_error_set("the loss is not finite (%g): the model produces non-finite logits", res->nll);
     if (rc == 0 && !(res->text = calloc(1, 1))) rc = ei_error_set("out of memory");
     return rc;
 }

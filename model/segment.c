@@ -18,12 +18,9 @@ ei_seg_plan ei_seg_plan_at(const ei_opts *o, ei_mode mode, int64_t pos, int64_t 
     pl.p = (int)(pos % L);
     pl.n = avail < L - pl.p ? (int)avail : L - pl.p;
     pl.commit = pl.p + pl.n == L;
-    int64_t start = pos - pl.p, in_mem = 0;
-    int64_t s = start < o->sink ? start : o->sink, rest = start - s;
-    pl.sf = (int)s;
-    pl.wf = (int)(rest < o->window ? rest : o->window);
-    in_mem = rest - pl.wf;
-    pl.mem = mode == EI_MODE_EDGEINFINITE && in_mem > 0;
+    int64_t in_mem = 0;
+    ei_seg_fill(o, mode, pos - pl.p, &pl.sf, &pl.wf, &in_mem); /* the caches as the segment start left them */
+    pl.mem = in_mem > 0;
     if (pl.commit) {
         pl.take = o->sink - pl.sf < L ? o->sink - pl.sf : L;
         pl.r = L - pl.take;

@@ -75,6 +75,8 @@ typedef struct {
                                 its devices, instead of running on cpu */
     int no_burst;            /* plain executions even where bursts exist */
     int max_feature_level;   /* 1..8: use nothing above this NNAPI feature level; 0: no cap */
+    int report_no_header;    /* ei_nnapi_report: leave out the library and device lines (for the
+                                second and later graphs of one report) */
     ei_cpu_options cpu;      /* the fallback cpu backend */
     FILE *log;               /* notices; NULL: stderr */
 } ei_nnapi_options;

@@ -61,6 +61,7 @@ int ei_cpu_fail(const ei_cpu_exec *x, const ei_cpu_step *s, const char *fmt, ...
 static void exec_free(ei_cpu_exec *x) {
     if (!x) return;
     x->magic = 0;
+    for (int32_t i = 0; x->steps && i < x->n_steps; i++) free(x->steps[i].qmult);
     free(x->tplan);
     free(x->steps);
     free(x->arena);
@@ -84,6 +85,7 @@ static int prepare_step(ei_cpu_exec *x, ei_cpu_step *s) {
     if (n->op == EI_OP_FULLY_CONNECTED) {
         char why[200];
         if (ei_cpu_wmat_init(g, x->blob, n->in[1], &s->w, why, sizeof why)) return ei_cpu_fail(x, s, "%s", why);
+        if (ei_cpu_qfc_prepare(x, s, why, sizeof why)) return ei_cpu_fail(x, s, "%s", why);
         const ei_gtensor *out = &g->tensors[n->out];
         if (out->type == EI_GT_I4) return ei_cpu_fail(x, s, "i4 output not supported");
     }

@@ -43,6 +43,7 @@ uint64_t ei_cpu_step_scratch(const ei_cpu_exec *x, const ei_cpu_step *s) {
         if (!ei_cpu_is_f32(&g->tensors[s->in[i]])) b += f32_bytes(&g->tensors[s->in[i]]);
     }
     if (!ei_cpu_is_f32(out)) b += f32_bytes(out);
+    if (!s->fused && n->op == EI_OP_FULLY_CONNECTED) b += ei_cpu_qfc_scratch(x, s); /* Q8 / int16 activations */
     return b;
 }
 

@@ -26,6 +26,10 @@ typedef struct {
 
 enum { EI_CPU_FUSE_NONE = 0, EI_CPU_FUSE_RMSNORM, EI_CPU_FUSE_SWIGLU };
 
+/* How a FULLY_CONNECTED runs: float kernels (F32 / F16 / I8 weights with float input, and the
+ * float fallback for quantised input), Q8 activations (I4 weights with float input), integer. */
+enum { EI_CPU_QFC_FLOAT = 0, EI_CPU_QFC_Q8, EI_CPU_QFC_INT };
+
 typedef struct {
     int32_t node;  /* graph node run (fused: the pattern's last node) */
     int32_t first; /* fused: the pattern's first node (for messages); else node */
@@ -35,6 +39,8 @@ typedef struct {
     int32_t out;
     float eps;          /* EI_CPU_FUSE_RMSNORM */
     ei_cpu_wmat w;      /* FULLY_CONNECTED: the weight, data resolved at execute when not CONST */
+    int qpath;          /* FULLY_CONNECTED: EI_CPU_QFC_* (cpu_ops_qfc.c) */
+    int32_t *qmult;     /* EI_CPU_QFC_INT with I8 weights: [2 N] multipliers then shifts (owned) */
     uint64_t scratch;   /* bytes of step scratch this step may use */
 } ei_cpu_step;
 
@@ -117,6 +123,13 @@ int ei_cpu_op_convert(ei_cpu_exec *x, const ei_cpu_step *s); /* CAST, QUANTIZE, 
 /* cpu_ops_math.c */
 int ei_cpu_wmat_init(const ei_graph *g, const uint8_t *blob, int32_t wt, ei_cpu_wmat *w, char *why, int nwhy);
 int ei_cpu_op_fc(ei_cpu_exec *x, const ei_cpu_step *s);
+/* cpu_ops_qfc.c: picks s->qpath and sets up the requantisation (after ei_cpu_wmat_init); the
+ * step scratch those paths need; the two paths; TFLite's QuantizeMultiplier. */
+int ei_cpu_qfc_prepare(const ei_cpu_exec *x, ei_cpu_step *s, char *why, int nwhy);
+uint64_t ei_cpu_qfc_scratch(const ei_cpu_exec *x, const ei_cpu_step *s);
+int ei_cpu_op_fc_q8(ei_cpu_exec *x, const ei_cpu_step *s);
+int ei_cpu_op_fc_int(ei_cpu_exec *x, const ei_cpu_step *s);
+void ei_cpu_quantize_multiplier(double m, int32_t *mult, int32_t *shift);
 int ei_cpu_op_bmm(ei_cpu_exec *x, const ei_cpu_step *s);
 int ei_cpu_op_mean(ei_cpu_exec *x, const ei_cpu_step *s);
 int ei_cpu_op_softmax(ei_cpu_exec *x, const ei_cpu_step *s);

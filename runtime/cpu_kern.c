@@ -2,6 +2,8 @@
 #include "runtime/cpu_kern.h"
 
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
 #if defined(__x86_64__)
 #include <cpuid.h>
 
@@ -11,6 +13,15 @@ static int has_f16c(void) {
     unsigned a, b, c, d;
     return __get_cpuid(1, &a, &b, &c, &d) && ((c >> 29) & 1);
 }
+
+/* AVX-VNNI (VEX vpdpbusd): CPUID leaf 7 sub-leaf 1, EAX bit 4. EI_CPU_NO_VNNI=1 in the environment
+ * keeps the avx2 table (to compare the two, or to run as a CI machine without it would). */
+static int has_avxvnni(void) {
+    unsigned a, b, c, d;
+    const char *off = getenv("EI_CPU_NO_VNNI");
+    if (off && *off && strcmp(off, "0") != 0) return 0;
+    return __get_cpuid_max(0, NULL) >= 7 && __get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 4) & 1);
+}
 #endif
 
 const ei_cpu_kernels *ei_cpu_kernels_portable(void) { return &ei_cpu_kernels_tab_portable; }
@@ -18,8 +29,12 @@ const ei_cpu_kernels *ei_cpu_kernels_portable(void) { return &ei_cpu_kernels_tab
 const ei_cpu_kernels *ei_cpu_kernels_simd(void) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c())
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c()) {
+#if defined(EI_CPU_HAVE_AVXVNNI)
+        if (has_avxvnni()) return &ei_cpu_kernels_tab_avxvnni;
+#endif
         return &ei_cpu_kernels_tab_avx2;
+    }
     return NULL;
 #elif defined(__aarch64__) && defined(__ARM_NEON)
     return &ei_cpu_kernels_tab_neon;

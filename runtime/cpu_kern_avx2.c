@@ -15,6 +15,7 @@
 #include "runtime/cpu_kern.h"
 #include "runtime/cpu_v8.h"
 #include "runtime/cpu_kern_body.inc"
+#include "runtime/cpu_kern_int.inc"
 
 #if defined(__clang__)
 #pragma clang attribute pop

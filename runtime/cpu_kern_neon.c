@@ -6,6 +6,7 @@
 #include "runtime/cpu_kern.h"
 #include "runtime/cpu_v8.h"
 #include "runtime/cpu_kern_body.inc"
+#include "runtime/cpu_kern_int.inc"
 
 const ei_cpu_kernels ei_cpu_kernels_tab_neon = KSUF_TABLE("neon");
 

@@ -72,6 +72,8 @@ static void fc_range(void *p, int64_t lo, int64_t hi) {
 }
 
 int ei_cpu_op_fc(ei_cpu_exec *x, const ei_cpu_step *s) {
+    if (s->qpath == EI_CPU_QFC_Q8) return ei_cpu_op_fc_q8(x, s);
+    if (s->qpath == EI_CPU_QFC_INT) return ei_cpu_op_fc_int(x, s);
     const ei_gnode *n = &x->g->nodes[s->node];
     const ei_gtensor *tx = ei_cpu_t(x, n->in[0]), *tw = ei_cpu_t(x, n->in[1]);
     fc_ctx c = {.k = x->k, .w = s->w};
@@ -80,10 +82,9 @@ int ei_cpu_op_fc(ei_cpu_exec *x, const ei_cpu_step *s) {
     c.M = ei_gtensor_numel(tx) / c.K;
     if (!c.w.data) c.w.data = x->ptr[n->in[1]];
     if (c.w.type >= EI_CPU_W_I8 && !c.w.scales) c.w.scales = &c.w.tscale;
-    /* Quantised activations run in float for now: (q - zp) * scale in, requantised out. The integer
-     * path (int32 accumulation, NNAPI requantisation) belongs here, before these conversions: a
-     * quantised x with I8 / I4 weights dispatched to an integer tile of ei_cpu_kernels, with the
-     * same partitioning below. */
+    /* Quantised activations reach this float path only where the integer path cannot take them
+     * (cpu_ops_qfc.c: I16 input with a zero point, whose x - zp may leave int16): dequantised in,
+     * requantised out. */
     c.x = ei_cpu_in_f32(x, n->in[0]);
     c.y = ei_cpu_out_f32(x, n->out);
     if (n->n_in > 2) {

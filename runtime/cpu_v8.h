@@ -8,6 +8,12 @@
  * either exactly rounded (add, sub, mul, div, fma, conversions) or exact (select, max as a > b ? a :
  * b, round to nearest even, integer bit tricks), and horizontal sums use one fixed tree.
  *
+ * v8i, 8 int32 lanes (also seen as 32 bytes), carries the integer kernels (cpu_kern_int.inc):
+ * integer sums are exact, so only which products a lane receives is specified (v8i_dpbusd: bytes
+ * 4 l .. 4 l + 3; the int16 dot products: any two of the 16, only their total is used), and the
+ * implementations may reach them differently: vpmaddubsw + vpmaddwd or AVX-VNNI's vpdpbusd
+ * (EI_V8_VNNI), NEON sdot (__ARM_FEATURE_DOTPROD) or widening multiplies.
+ *
  * Include this header once per translation unit after defining EI_V8_IMPL (and, for 1, after
  * enabling the avx2/fma/f16c target). Everything is static inline. */
 #ifndef EI_V8_IMPL
@@ -74,6 +80,82 @@ static inline v8 v8_load_i4(const uint8_t *p) {
 }
 /* one f16 -> f32 (exact; FULLY_CONNECTED group scales) */
 static inline float s_f16(uint16_t h) { return ei_f16_to_f32(h); }
+/* ---- integer lanes (cpu_kern_int.inc) ---- */
+static inline v8 v8_trunc(v8 a) { V8_MAP(truncf(a.v[l])); }
+static inline v8 v8_abs(v8 a) { V8_MAP(fabsf(a.v[l])); }
+static inline v8 v8_perm(v8 a, v8i idx) { V8_MAP(a.v[idx.v[l] & 7]); }
+/* lanes p[off[l]] (built in registers: a stack array loaded as a vector stalls on store forwarding) */
+static inline v8 v8_gather(const float *p, const int64_t *off) { V8_MAP(p[off[l]]); }
+static inline v8 v8_gather_f16(const uint16_t *p, const int64_t *off) { V8_MAP(ei_f16_to_f32(p[off[l]])); }
+/* even lanes of a then of b, odd lanes of a then of b */
+static inline void v8_deinterleave(v8 a, v8 b, v8 *ev, v8 *od) {
+    for (int l = 0; l < 4; l++) {
+        ev->v[l] = a.v[2 * l], ev->v[4 + l] = b.v[2 * l];
+        od->v[l] = a.v[2 * l + 1], od->v[4 + l] = b.v[2 * l + 1];
+    }
+}
+/* integral lanes in [-128, 127] as 8 bytes */
+static inline void v8_store_i8(int8_t *p, v8 a) {
+    for (int l = 0; l < 8; l++) p[l] = (int8_t)a.v[l];
+}
+static inline v8 v8i_cvt(v8i a) { V8_MAP((float)a.v[l]); }
+static inline v8i v8_cvt_i(v8 a) {
+    v8i r;
+    for (int l = 0; l < 8; l++) r.v[l] = (int32_t)a.v[l];
+    return r;
+}
+static inline v8i v8i_zero(void) {
+    v8i r;
+    memset(&r, 0, sizeof r);
+    return r;
+}
+static inline v8i v8i_load(const void *p) {
+    v8i r;
+    memcpy(r.v, p, 32);
+    return r;
+}
+static inline void v8i_store(void *p, v8i a) { memcpy(p, a.v, 32); }
+static inline v8i v8i_add(v8i a, v8i b) {
+    for (int l = 0; l < 8; l++) a.v[l] = (int32_t)((uint32_t)a.v[l] + (uint32_t)b.v[l]);
+    return a;
+}
+static inline v8i v8i_sub(v8i a, v8i b) {
+    for (int l = 0; l < 8; l++) a.v[l] = (int32_t)((uint32_t)a.v[l] - (uint32_t)b.v[l]);
+    return a;
+}
+static inline v8i v8i_set1_u8(uint8_t b) {
+    v8i r;
+    memset(r.v, b, 32);
+    return r;
+}
+static inline void v8i_u4split(v8i w, v8i *lo, v8i *hi) {
+    uint8_t b[32], l8[32], h8[32];
+    memcpy(b, w.v, 32);
+    for (int i = 0; i < 32; i++) l8[i] = (uint8_t)((b[i] ^ 0x88) & 15), h8[i] = (uint8_t)((b[i] ^ 0x88) >> 4);
+    memcpy(lo->v, l8, 32), memcpy(hi->v, h8, 32);
+}
+static inline v8i v8i_dpbusd(v8i acc, v8i u, v8i s) {
+    uint8_t ub[32];
+    int8_t sb[32];
+    memcpy(ub, u.v, 32), memcpy(sb, s.v, 32);
+    for (int l = 0; l < 8; l++) {
+        int32_t t = 0;
+        for (int j = 0; j < 4; j++) t += (int32_t)ub[4 * l + j] * sb[4 * l + j];
+        acc.v[l] += t;
+    }
+    return acc;
+}
+static inline v8i v8i_madd_i16i8(v8i acc, const int16_t *x, const int8_t *w) {
+    for (int l = 0; l < 8; l++) acc.v[l] += (int32_t)x[2 * l] * w[2 * l] + (int32_t)x[2 * l + 1] * w[2 * l + 1];
+    return acc;
+}
+static inline v8i v8i_madd_i16i4(v8i acc, const int16_t *x, const uint8_t *w) {
+    for (int l = 0; l < 8; l++) {
+        const int32_t lo = (int32_t)((uint32_t)w[l] << 28) >> 28, hi = (int32_t)((uint32_t)w[l] << 24) >> 28;
+        acc.v[l] += x[2 * l] * lo + x[2 * l + 1] * hi;
+    }
+    return acc;
+}
 #undef V8_MAP
 
 #elif EI_V8_IMPL == 1
@@ -112,6 +194,63 @@ static inline v8 v8_load_i4(const uint8_t *p) {
     return _mm256_cvtepi32_ps(_mm256_srai_epi32(s, 28));
 }
 static inline float s_f16(uint16_t h) { return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h))); }
+/* ---- integer lanes (cpu_kern_int.inc) ---- */
+typedef __m256i v8i;
+static inline v8 v8_trunc(v8 a) { return _mm256_round_ps(a, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC); }
+static inline v8 v8_abs(v8 a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
+static inline v8 v8_perm(v8 a, v8i idx) { return _mm256_permutevar8x32_ps(a, idx); }
+static inline v8 v8_gather(const float *p, const int64_t *off) {
+    return _mm256_setr_ps(p[off[0]], p[off[1]], p[off[2]], p[off[3]], p[off[4]], p[off[5]], p[off[6]], p[off[7]]);
+}
+static inline v8 v8_gather_f16(const uint16_t *p, const int64_t *off) {
+    return _mm256_cvtph_ps(_mm_setr_epi16((short)p[off[0]], (short)p[off[1]], (short)p[off[2]], (short)p[off[3]],
+                                          (short)p[off[4]], (short)p[off[5]], (short)p[off[6]], (short)p[off[7]]));
+}
+static inline void v8_deinterleave(v8 a, v8 b, v8 *ev, v8 *od) {
+    *ev = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xd8));
+    *od = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xdd)), 0xd8));
+}
+static inline void v8_store_i8(int8_t *p, v8 a) {
+    const __m256i i = _mm256_cvttps_epi32(a), w = _mm256_packs_epi32(i, i), b = _mm256_packs_epi16(w, w);
+    const __m256i lo = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4));
+    _mm_storel_epi64((__m128i *)p, _mm256_castsi256_si128(lo)); /* bytes 0-3 of each 128-bit half */
+}
+static inline v8 v8i_cvt(v8i a) { return _mm256_cvtepi32_ps(a); }
+static inline v8i v8_cvt_i(v8 a) { return _mm256_cvttps_epi32(a); }
+static inline v8i v8i_zero(void) { return _mm256_setzero_si256(); }
+static inline v8i v8i_load(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
+static inline void v8i_store(void *p, v8i a) { _mm256_storeu_si256((__m256i *)p, a); }
+static inline v8i v8i_add(v8i a, v8i b) { return _mm256_add_epi32(a, b); }
+static inline v8i v8i_sub(v8i a, v8i b) { return _mm256_sub_epi32(a, b); }
+static inline v8i v8i_set1_u8(uint8_t b) { return _mm256_set1_epi8((char)b); }
+static inline void v8i_u4split(v8i w, v8i *lo, v8i *hi) {
+    const __m256i m = _mm256_set1_epi8(0x0f), t = _mm256_xor_si256(w, _mm256_set1_epi8((char)0x88));
+    *lo = _mm256_and_si256(t, m);
+    *hi = _mm256_and_si256(_mm256_srli_epi16(t, 4), m);
+}
+/* u8 x s8, four per lane. vpmaddubsw saturates pairs to int16, which u <= 127 rules out (2 x 127 x
+ * 128 < 32768), so it equals AVX-VNNI's vpdpbusd, which does not saturate. */
+static inline v8i v8i_dpbusd(v8i acc, v8i u, v8i s) {
+#if defined(EI_V8_VNNI)
+    return _mm256_dpbusd_avx_epi32(acc, u, s);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+#endif
+}
+static inline v8i v8i_madd_i16i8(v8i acc, const int16_t *x, const int8_t *w) {
+    __m256i wv = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)x), wv));
+}
+/* 16 nibbles: byte j into lane j, a copy 12 bits up puts the high nibble at bit 16, and shifting
+ * each 16-bit half up by 12 and back (arithmetic) sign-extends the low / high nibble in place. */
+static inline v8i v8i_madd_i16i4(v8i acc, const int16_t *x, const uint8_t *w) {
+    int64_t b;
+    memcpy(&b, w, 8);
+    __m256i v = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(b));
+    v = _mm256_or_si256(v, _mm256_slli_epi32(v, 12));
+    v = _mm256_srai_epi16(_mm256_slli_epi16(v, 12), 12);
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)x), v));
+}
 
 #elif EI_V8_IMPL == 2
 #include <arm_neon.h>
@@ -160,6 +299,98 @@ static inline v8 v8_load_i4(const uint8_t *p) {
     return (v8){vcvtq_f32_s32(lo), vcvtq_f32_s32(hi)};
 }
 static inline float s_f16(uint16_t h) { return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0); }
+/* ---- integer lanes (cpu_kern_int.inc) ---- */
+typedef struct {
+    int32x4_t lo, hi;
+} v8i;
+static inline v8 v8_trunc(v8 a) { return (v8){vrndq_f32(a.lo), vrndq_f32(a.hi)}; }
+static inline v8 v8_abs(v8 a) { return (v8){vabsq_f32(a.lo), vabsq_f32(a.hi)}; }
+static inline float32x4_t perm4(uint8x16x2_t t, int32x4_t idx) { /* bytes 4 i .. 4 i + 3 of the pair */
+    uint32x4_t b = vmlaq_n_u32(vdupq_n_u32(0x03020100u), vandq_u32(vreinterpretq_u32_s32(idx), vdupq_n_u32(7)),
+                               0x04040404u);
+    return vreinterpretq_f32_u8(vqtbl2q_u8(t, vreinterpretq_u8_u32(b)));
+}
+static inline v8 v8_perm(v8 a, v8i idx) {
+    uint8x16x2_t t = {{vreinterpretq_u8_f32(a.lo), vreinterpretq_u8_f32(a.hi)}};
+    return (v8){perm4(t, idx.lo), perm4(t, idx.hi)};
+}
+static inline v8 v8_gather(const float *p, const int64_t *off) {
+    float32x4_t lo = vdupq_n_f32(p[off[0]]), hi = vdupq_n_f32(p[off[4]]);
+    lo = vsetq_lane_f32(p[off[1]], lo, 1), lo = vsetq_lane_f32(p[off[2]], lo, 2), lo = vsetq_lane_f32(p[off[3]], lo, 3);
+    hi = vsetq_lane_f32(p[off[5]], hi, 1), hi = vsetq_lane_f32(p[off[6]], hi, 2), hi = vsetq_lane_f32(p[off[7]], hi, 3);
+    return (v8){lo, hi};
+}
+static inline v8 v8_gather_f16(const uint16_t *p, const int64_t *off) {
+    uint16x8_t h = vdupq_n_u16(p[off[0]]);
+    h = vsetq_lane_u16(p[off[1]], h, 1), h = vsetq_lane_u16(p[off[2]], h, 2), h = vsetq_lane_u16(p[off[3]], h, 3);
+    h = vsetq_lane_u16(p[off[4]], h, 4), h = vsetq_lane_u16(p[off[5]], h, 5), h = vsetq_lane_u16(p[off[6]], h, 6);
+    h = vsetq_lane_u16(p[off[7]], h, 7);
+    float16x8_t f = vreinterpretq_f16_u16(h);
+    return (v8){vcvt_f32_f16(vget_low_f16(f)), vcvt_f32_f16(vget_high_f16(f))};
+}
+static inline void v8_deinterleave(v8 a, v8 b, v8 *ev, v8 *od) {
+    *ev = (v8){vuzp1q_f32(a.lo, a.hi), vuzp1q_f32(b.lo, b.hi)};
+    *od = (v8){vuzp2q_f32(a.lo, a.hi), vuzp2q_f32(b.lo, b.hi)};
+}
+static inline void v8_store_i8(int8_t *p, v8 a) {
+    int16x8_t w = vcombine_s16(vmovn_s32(vcvtq_s32_f32(a.lo)), vmovn_s32(vcvtq_s32_f32(a.hi)));
+    vst1_s8(p, vmovn_s16(w));
+}
+static inline v8 v8i_cvt(v8i a) { return (v8){vcvtq_f32_s32(a.lo), vcvtq_f32_s32(a.hi)}; }
+static inline v8i v8_cvt_i(v8 a) { return (v8i){vcvtq_s32_f32(a.lo), vcvtq_s32_f32(a.hi)}; }
+static inline v8i v8i_zero(void) { return (v8i){vdupq_n_s32(0), vdupq_n_s32(0)}; }
+static inline v8i v8i_load(const void *p) {
+    const uint8_t *b = p;
+    return (v8i){vreinterpretq_s32_u8(vld1q_u8(b)), vreinterpretq_s32_u8(vld1q_u8(b + 16))};
+}
+static inline void v8i_store(void *p, v8i a) {
+    uint8_t *b = p;
+    vst1q_u8(b, vreinterpretq_u8_s32(a.lo)), vst1q_u8(b + 16, vreinterpretq_u8_s32(a.hi));
+}
+static inline v8i v8i_add(v8i a, v8i b) { return (v8i){vaddq_s32(a.lo, b.lo), vaddq_s32(a.hi, b.hi)}; }
+static inline v8i v8i_sub(v8i a, v8i b) { return (v8i){vsubq_s32(a.lo, b.lo), vsubq_s32(a.hi, b.hi)}; }
+static inline v8i v8i_set1_u8(uint8_t b) {
+    int32x4_t v = vreinterpretq_s32_u8(vdupq_n_u8(b));
+    return (v8i){v, v};
+}
+static inline int32x4_t u4lo(int32x4_t w) {
+    return vreinterpretq_s32_u8(vandq_u8(veorq_u8(vreinterpretq_u8_s32(w), vdupq_n_u8(0x88)), vdupq_n_u8(15)));
+}
+static inline int32x4_t u4hi(int32x4_t w) {
+    return vreinterpretq_s32_u8(vshrq_n_u8(veorq_u8(vreinterpretq_u8_s32(w), vdupq_n_u8(0x88)), 4));
+}
+static inline void v8i_u4split(v8i w, v8i *lo, v8i *hi) {
+    *lo = (v8i){u4lo(w.lo), u4lo(w.hi)};
+    *hi = (v8i){u4hi(w.lo), u4hi(w.hi)};
+}
+/* sdot where the compiler targets it (-march=armv8.2-a+dotprod, __ARM_FEATURE_DOTPROD); otherwise
+ * widening products, pairs added in int16 (|2 x 127 x 128| < 32768) and pairs of pairs in int32:
+ * lane l gets bytes 4 l .. 4 l + 3 either way. */
+static inline int32x4_t dot4(int32x4_t acc, int32x4_t u, int32x4_t s) {
+    int8x16_t a = vreinterpretq_s8_s32(u), b = vreinterpretq_s8_s32(s);
+#if defined(__ARM_FEATURE_DOTPROD)
+    return vdotq_s32(acc, a, b);
+#else
+    int16x8_t p = vmull_s8(vget_low_s8(a), vget_low_s8(b)), q = vmull_high_s8(a, b);
+    return vpadalq_s16(acc, vpaddq_s16(p, q));
+#endif
+}
+static inline v8i v8i_dpbusd(v8i acc, v8i u, v8i s) { return (v8i){dot4(acc.lo, u.lo, s.lo), dot4(acc.hi, u.hi, s.hi)}; }
+static inline v8i madd16(v8i acc, const int16_t *x, int16x8_t wl, int16x8_t wh) {
+    int16x8_t x0 = vld1q_s16(x), x1 = vld1q_s16(x + 8);
+    acc.lo = vmlal_high_s16(vmlal_s16(acc.lo, vget_low_s16(x0), vget_low_s16(wl)), x0, wl);
+    acc.hi = vmlal_high_s16(vmlal_s16(acc.hi, vget_low_s16(x1), vget_low_s16(wh)), x1, wh);
+    return acc;
+}
+static inline v8i v8i_madd_i16i8(v8i acc, const int16_t *x, const int8_t *w) {
+    int8x16_t b = vld1q_s8(w);
+    return madd16(acc, x, vmovl_s8(vget_low_s8(b)), vmovl_high_s8(b));
+}
+static inline v8i v8i_madd_i16i4(v8i acc, const int16_t *x, const uint8_t *w) {
+    int16x8_t b = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(w)));
+    int16x8x2_t z = vzipq_s16(vshrq_n_s16(vshlq_n_s16(b, 12), 12), vshrq_n_s16(vshlq_n_s16(b, 8), 12));
+    return madd16(acc, x, z.val[0], z.val[1]);
+}
 #undef V8_2
 #else
 #error "EI_V8_IMPL must be 0, 1 or 2"
@@ -193,6 +424,45 @@ static inline float v8_hmax(v8 a) {
     for (int j = 0; j < 4; j++) t[j] = l[j] > l[j + 4] ? l[j] : l[j + 4];
     for (int j = 0; j < 2; j++) u[j] = t[j] > t[j + 2] ? t[j] : t[j + 2];
     return u[0] > u[1] ? u[0] : u[1];
+}
+
+/* Lane e of the result: the sum of the 8 lanes of a[e] (each sum below 2^31 in magnitude). */
+static inline v8i v8i_hsum8(const v8i *a) {
+#if EI_V8_IMPL == 1
+    const __m256i h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
+    const __m256i h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[4], a[5]), _mm256_hadd_epi32(a[6], a[7]));
+    return _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20), _mm256_permute2x128_si256(h0, h1, 0x31));
+#elif EI_V8_IMPL == 2
+    int32x4_t p[8];
+    for (int e = 0; e < 8; e++) p[e] = vpaddq_s32(a[e].lo, a[e].hi);
+    return (v8i){vpaddq_s32(vpaddq_s32(p[0], p[1]), vpaddq_s32(p[2], p[3])),
+                 vpaddq_s32(vpaddq_s32(p[4], p[5]), vpaddq_s32(p[6], p[7]))};
+#else
+    v8i r;
+    for (int e = 0; e < 8; e++) {
+        int64_t s = 0;
+        for (int l = 0; l < 8; l++) s += a[e].v[l];
+        r.v[e] = (int32_t)s;
+    }
+    return r;
+#endif
+}
+
+/* The exact int64 sum of the 8 int32 lanes. */
+static inline int64_t v8i_hsum64(v8i a) {
+    int32_t t[8];
+    v8i_store(t, a);
+    int64_t s = 0;
+    for (int l = 0; l < 8; l++) s += t[l];
+    return s;
+}
+
+/* Round half away from zero (C's roundf), exactly: trunc(a) +- 1 when the fraction a - trunc(a)
+ * (exact for |a| < 2^23; 0 above, where a is integral) reaches one half. */
+static inline v8 v8_round_away(v8 a) {
+    const v8 t = v8_trunc(a), f = v8_sub(a, t), z = v8_zero();
+    const v8 up = v8_sel_lt(f, v8_set1(0.5f), z, v8_set1(1.0f)), dn = v8_sel_lt(v8_set1(-0.5f), f, z, v8_set1(-1.0f));
+    return v8_add(v8_add(t, up), dn);
 }
 
 /* Partial loads / stores of n < 8 lanes through a stack buffer (never touching memory past n);

@@ -556,17 +556,19 @@ int ei_nnapi_report(const ei_graph *g, const uint8_t *blob, uint64_t blob_size, 
         return -1;
     }
     const ei_nn_api *a = &be->api;
-    fprintf(out, "nnapi: %s: runtime feature level %d (code %lld%s)", a->path, a->fl_runtime, (long long)a->fl_code,
-            a->fl_inferred ? ", inferred from its symbols" : "");
-    if (a->fl < a->fl_runtime) fprintf(out, ", capped at %d", a->fl);
-    fprintf(out, "\n");
-    for (int i = 0; i < be->n_devs; i++)
-        fprintf(out, "  device %d: %s (%s, version %s, feature level %d)%s\n", i, be->devs[i].name,
-                ei_nn_device_type_name(be->devs[i].type), be->devs[i].version, be->devs[i].fl,
-                i == be->dev ? "  <- chosen" : "");
-    if (be->dev < 0)
-        fprintf(out, "  %s\n", be->n_devs ? "no accelerator: the runtime chooses the device"
-                                          : "no device enumeration below feature level 3: the runtime chooses");
+    if (!o->report_no_header) {
+        fprintf(out, "nnapi: %s: runtime feature level %d (code %lld%s)", a->path, a->fl_runtime, (long long)a->fl_code,
+                a->fl_inferred ? ", inferred from its symbols" : "");
+        if (a->fl < a->fl_runtime) fprintf(out, ", capped at %d", a->fl);
+        fprintf(out, "\n");
+        for (int i = 0; i < be->n_devs; i++)
+            fprintf(out, "  device %d: %s (%s, version %s, feature level %d)%s\n", i, be->devs[i].name,
+                    ei_nn_device_type_name(be->devs[i].type), be->devs[i].version, be->devs[i].fl,
+                    i == be->dev ? "  <- chosen" : "");
+        if (be->dev < 0)
+            fprintf(out, "  %s\n", be->n_devs ? "no accelerator: the runtime chooses the device"
+                                              : "no device enumeration below feature level 3: the runtime chooses");
+    }
     int ret = -1;
     ei_nn_lowered L;
     memset(&L, 0, sizeof L);

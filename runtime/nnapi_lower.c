@@ -185,7 +185,7 @@ int nl_ty_of(nl_ctx *c, int32_t t, nl_ty *ty) {
     memset(ty, 0, sizeof *ty);
     ty->rank = x->rank ? (uint32_t)x->rank : 1;
     for (int32_t i = 0; i < (int32_t)ty->rank; i++) ty->dims[i] = x->rank ? (uint32_t)x->shape[i] : 1;
-    const char *hint = "set fallback_f16 to run this graph in float16, or use the cpu backend";
+    const char *hint = "--nnapi-fallback f16 (fallback_f16) runs this graph in float16; else it runs on the cpu backend";
     switch (x->type) {
     case EI_GT_F32: ty->type = c->f16 ? ANEURALNETWORKS_TENSOR_FLOAT16 : ANEURALNETWORKS_TENSOR_FLOAT32; break;
     case EI_GT_F16: ty->type = ANEURALNETWORKS_TENSOR_FLOAT16; break;

@@ -25,10 +25,11 @@ typedef struct {
     int32_t *kc, *vc, *M, *z, *knew, *vnew, *Mout, *zout; /* [n_layers] */
 } rgraph;
 
-/* K/V caches of one attention state: per layer [slots, Hkv, d]. */
+/* K/V caches of one attention state: per layer [slots, Hkv, d] of the graphs' cache element type
+ * (f32, f16 or i8: the runner only moves rows of kv_elem-byte elements). */
 typedef struct {
     int slots;
-    float **k, **v;
+    unsigned char **k, **v;
     int64_t pos; /* tokens of the document in this state */
 } rcache;
 
@@ -40,7 +41,8 @@ struct ei_runner {
     ei_opts o;
     ei_mode mode;
     int N, slots, base_slots, L, S, W, R;
-    size_t row; /* floats per K (or V) row: Hkv * d */
+    size_t row; /* elements per K (or V) row: Hkv * d */
+    size_t kv_elem; /* bytes per cache element */
     rgraph gr[G_COUNT];
     rcache ei, base; /* ei: the mode's own state (full mode: the only one) */
     float **M[2], **z[2];
@@ -52,7 +54,7 @@ struct ei_runner {
     /* scratch inputs and outputs */
     int32_t *tokens, *qpos, *kpos, *rows;
     float *kbias, *nbias, *rowmask, *memflag, *logits;
-    float **knew, **vnew;
+    unsigned char **knew, **vnew;
     ei_runner_stats stats;
     void **allocs; /* every buffer bound to a graph (ralloc) */
     int n_allocs, cap_allocs;
@@ -89,11 +91,11 @@ static void release_buffers(ei_runner *r) {
     r->n_allocs = r->cap_allocs = 0;
 }
 
-static float **alloc_layers(ei_runner *r, int n_layers, size_t floats) {
-    float **p = calloc((size_t)n_layers, sizeof *p);
+static void **alloc_layers(ei_runner *r, int n_layers, size_t bytes) {
+    void **p = calloc((size_t)n_layers, sizeof *p);
     if (!p) return NULL;
     for (int l = 0; l < n_layers; l++)
-        if (!(p[l] = ralloc(r, floats * sizeof(float)))) {
+        if (!(p[l] = ralloc(r, bytes))) {
             free(p);
             return NULL;
         }
@@ -153,6 +155,32 @@ static int bind_graph(ei_runner *r, int which, const uint8_t *blob, uint64_t blo
     return 0;
 }
 
+/* The caches' element type: every graph's K/V cache inputs and new-row outputs must agree on it. */
+static int cache_types(ei_runner *r) {
+    r->kv_elem = 0;
+    for (int i = 0; i < G_COUNT; i++) {
+        const rgraph *q = &r->gr[i];
+        if (!q->g) continue;
+        for (int l = 0; l < r->cfg.n_layers; l++) {
+            int32_t ids[4] = {q->kc[l], q->vc[l], i == G_COMPRESS ? -1 : q->knew[l], i == G_COMPRESS ? -1 : q->vnew[l]};
+            for (int j = 0; j < 4; j++) {
+                if (ids[j] < 0) continue;
+                const ei_gtensor *t = &q->g->tensors[ids[j]];
+                size_t e = ei_gtype_size(t->type);
+                if (t->type != EI_GT_F32 && t->type != EI_GT_F16 && t->type != EI_GT_I8)
+                    return ei_error_set("graph '%s': cache tensor '%s' is %s (f32, f16 or i8 expected)", q->g->name,
+                                        t->name, ei_gtype_name(t->type));
+                if (r->kv_elem && e != r->kv_elem)
+                    return ei_error_set("graph '%s': cache tensor '%s' is %s, other cache tensors have %zu-byte "
+                                        "elements", q->g->name, t->name, ei_gtype_name(t->type), r->kv_elem);
+                r->kv_elem = e;
+            }
+        }
+    }
+    if (!r->kv_elem) r->kv_elem = sizeof(float);
+    return 0;
+}
+
 static long scen_int(const ei_eig *e, const char *key, long def) {
     const char *v = ei_eig_kv_get(e, "SCEN", key);
     if (!v) return def;
@@ -181,7 +209,7 @@ void ei_runner_close(ei_runner *r) {
     }
     release_buffers(r); /* before the backend: NNAPI memory belongs to it */
     if (r->be) r->be->ops->destroy(r->be);
-    float **lists[] = {r->ei.k, r->ei.v, r->base.k, r->base.v, r->M[0], r->M[1], r->z[0], r->z[1], r->knew, r->vnew};
+    void *lists[] = {r->ei.k, r->ei.v, r->base.k, r->base.v, r->M[0], r->M[1], r->z[0], r->z[1], r->knew, r->vnew};
     for (size_t i = 0; i < sizeof lists / sizeof *lists; i++) free(lists[i]);
     free(r->hist);
     ei_tokenizer_free(r->tok);
@@ -224,14 +252,7 @@ ei_runner *ei_runner_open(const char *path, const ei_runner_options *opt) {
     ei_backend_options bo = {0};
     bo.strict = opt->strict;
     bo.cpu = (ei_cpu_options){.threads = opt->threads, .no_fuse = opt->no_fuse};
-    bo.nnapi.lib = opt->nnapi_lib;
-    bo.nnapi.device = opt->nnapi_device;
-    bo.nnapi.cache_dir = opt->cache_dir;
-    bo.nnapi.blob_path = path;
-    bo.nnapi.blob_offset = ei_eig_data_offset(r->eig);
-    bo.nnapi.blob_hash = ei_eig_data_checksum(r->eig);
-    bo.nnapi.relax_f16 = opt->relax_f16;
-    bo.nnapi.fallback_f16 = opt->fallback_f16;
+    ei_runner_nnapi_options(opt, path, r->eig, &bo.nnapi);
     if (!(r->be = ei_backend_open(bname, &bo))) goto fail;
     {
         void *probe = ei_backend_nnapi_alloc(r->be, 64);
@@ -249,18 +270,21 @@ ei_runner *ei_runner_open(const char *path, const ei_runner_options *opt) {
     }
     const int nl = r->cfg.n_layers, Hkv = r->cfg.n_kv_heads, d = r->cfg.head_dim;
     r->row = (size_t)Hkv * d;
+    if (cache_types(r) != 0) goto fail;
+    const size_t kvb = r->row * r->kv_elem;
     const int nmax = r->N > 1 ? r->N : 1, smax = r->slots > r->base_slots ? r->slots : r->base_slots;
     r->ei.slots = r->slots;
     r->base.slots = r->base_slots;
-    int fail = !(r->ei.k = alloc_layers(r, nl, (size_t)r->slots * r->row)) ||
-               !(r->ei.v = alloc_layers(r, nl, (size_t)r->slots * r->row)) ||
-               !(r->knew = alloc_layers(r, nl, (size_t)nmax * r->row)) ||
-               !(r->vnew = alloc_layers(r, nl, (size_t)nmax * r->row));
+    int fail = !(r->ei.k = (unsigned char **)alloc_layers(r, nl, (size_t)r->slots * kvb)) ||
+               !(r->ei.v = (unsigned char **)alloc_layers(r, nl, (size_t)r->slots * kvb)) ||
+               !(r->knew = (unsigned char **)alloc_layers(r, nl, (size_t)nmax * kvb)) ||
+               !(r->vnew = (unsigned char **)alloc_layers(r, nl, (size_t)nmax * kvb));
     if (!fail && r->base_slots > 0)
-        fail = !(r->base.k = alloc_layers(r, nl, (size_t)r->base_slots * r->row)) ||
-               !(r->base.v = alloc_layers(r, nl, (size_t)r->base_slots * r->row));
+        fail = !(r->base.k = (unsigned char **)alloc_layers(r, nl, (size_t)r->base_slots * kvb)) ||
+               !(r->base.v = (unsigned char **)alloc_layers(r, nl, (size_t)r->base_slots * kvb));
     for (int b = 0; !fail && b < 2 && r->mode == EI_MODE_EDGEINFINITE; b++)
-        fail = !(r->M[b] = alloc_layers(r, nl, r->row * d)) || !(r->z[b] = alloc_layers(r, nl, r->row));
+        fail = !(r->M[b] = (float **)alloc_layers(r, nl, r->row * d * sizeof(float))) ||
+               !(r->z[b] = (float **)alloc_layers(r, nl, r->row * sizeof(float)));
     r->tokens = ralloc(r, sizeof *r->tokens * (size_t)nmax);
     r->qpos = ralloc(r, sizeof *r->qpos * (size_t)nmax);
     r->kpos = ralloc(r, sizeof *r->kpos * (size_t)smax);
@@ -374,13 +398,13 @@ static void bind_step(ei_runner *r, rgraph *q, rcache *c) {
 
 /* The call's real K/V rows into their slots. */
 static void store_rows(ei_runner *r, rcache *c, int k, int64_t pos0, int ring) {
-    const size_t bytes = r->row * sizeof(float);
+    const size_t bytes = r->row * r->kv_elem;
     for (int t = 0; t < k; t++) {
         const int64_t j = pos0 + t;
         const int64_t slot = !ring ? j : j < r->S ? j : r->S + (j - r->S) % r->R;
         for (int l = 0; l < r->cfg.n_layers; l++) {
-            memcpy(c->k[l] + (size_t)slot * r->row, r->knew[l] + (size_t)t * r->row, bytes);
-            memcpy(c->v[l] + (size_t)slot * r->row, r->vnew[l] + (size_t)t * r->row, bytes);
+            memcpy(c->k[l] + (size_t)slot * bytes, r->knew[l] + (size_t)t * bytes, bytes);
+            memcpy(c->v[l] + (size_t)slot * bytes, r->vnew[l] + (size_t)t * bytes, bytes);
         }
     }
 }

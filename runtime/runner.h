@@ -27,13 +27,16 @@
 #ifndef EI_RUNTIME_RUNNER_H
 #define EI_RUNTIME_RUNNER_H
 
+#include "core/ei_args.h"
 #include "model/config.h"
 #include "model/docmodel.h"
 #include "model/options.h"
+#include "runtime/backend.h"
 #include "runtime/eig.h"
 #include "text/tokenizer.h"
 
 #include <stdint.h>
+#include <stdio.h>
 
 typedef struct {
     const char *backend; /* "cpu" (default) or "nnapi" */
@@ -46,6 +49,30 @@ typedef struct {
     int relax_f16;            /* nnapi: let the driver compute float32 graphs in float16 */
     int fallback_f16;         /* nnapi: int16 / int4 graphs run in float16 instead of on cpu */
 } ei_runner_options;
+
+/* The NNAPI options of every tool that runs graphs (ei-eval, ei generate / eval --graph, ei inspect
+ * --nnapi), one table: put EI_RUNNER_NNAPI_ARGS(cli) in the tool's ei_arg list, then
+ * ei_runner_cli_apply(&cli, &runner_options) after parsing. */
+typedef struct {
+    const char *lib, *device, *cache_dir, *fallback;
+    int relax_f16;
+} ei_runner_nnapi_cli;
+#define EI_RUNNER_NNAPI_ARGS(c)                                                                                  \
+    {"nnapi-lib", EI_ARG_STR, &(c).lib, "PATH", "nnapi: the library to load [$EI_NNAPI_LIB, else libneuralnetworks.so]"}, \
+    {"nnapi-device", EI_ARG_STR, &(c).device, "NAME", "nnapi: compile for this device [the first accelerator]"},       \
+    {"nnapi-cache", EI_ARG_STR, &(c).cache_dir, "DIR", "nnapi: compilation cache directory [none]"},                  \
+    {"nnapi-relax-f16", EI_ARG_FLAG, &(c).relax_f16, NULL, "nnapi: let the driver compute float32 graphs in float16"}, \
+    {"nnapi-fallback", EI_ARG_STR, &(c).fallback, "cpu|f16",                                                           \
+     "nnapi: where graphs with int16 / int4 tensors NNAPI cannot take run: the cpu backend, or NNAPI in float16 [cpu]"}
+/* Copies the parsed options into o. -1 with ei_error set for a bad --nnapi-fallback value. */
+int ei_runner_cli_apply(const ei_runner_nnapi_cli *c, ei_runner_options *o);
+/* The backend options the runner gives NNAPI for the .eig at path (opened as e). */
+void ei_runner_nnapi_options(const ei_runner_options *o, const char *path, const ei_eig *e, ei_nnapi_options *no);
+/* `ei inspect --nnapi` / `ei-eval --report`: for every graph of the file, which NNAPI operations the
+ * chosen device would not run and what the lowering did instead (ei_nnapi_report). Returns the
+ * number of operations the device does not take (0: all), or -1 (library missing, file unreadable
+ * or a graph NNAPI cannot express; printed to out, ei_error set). */
+int ei_runner_nnapi_report(const char *path, const ei_runner_options *o, FILE *out);
 
 typedef struct {
     int64_t calls[5];        /* graph runs: prefill, decode, compress, base_prefill, base_decode */

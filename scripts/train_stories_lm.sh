@@ -7,6 +7,7 @@
 #
 # Data: tinystories.txt cut into 24 documents of about 4.2K tokens (whole stories kept together);
 # 6 go to validation. Segment 128, window 256, sink 4 (configs/train/stories_lm.yaml).
+# Data: $RUNS/data/stories_lm/{ds.train.h5, ds.val.h5, val_lm.eis (the validation documents for ei-eval)}
 # Output (RUNS=runs by default): $RUNS/stories_lm/{metrics.jsonl, ckpt-*.h5, gates.safetensors, loss.png, export/, results.txt}
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -24,7 +25,7 @@ awk -v n=24 -v total="$(wc -c < "$FIXTURES/text/tinystories.txt")" -v dir="$DATA
   BEGIN { doc = 0; size = 0; RS = ""; ORS = "\n\n" }
   { f = sprintf("%s/doc%02d.txt", dir, doc); print > f; size += length($0) + 2
     if (size >= (doc + 1) * total / n && doc < n - 1) { close(f); doc++ } }' "$FIXTURES/text/tinystories.txt"
-"$EI" prepare --tokenizer "$TOKENIZER" --output "$DATA/ds.h5" --doc-mode whole --val-fraction 0.25 \
+"$EI" prepare --tokenizer "$TOKENIZER" --output "$DATA/ds.h5" --eval-set "$DATA/val_lm.eis" --doc-mode whole --val-fraction 0.25 \
   --max-tokens 16384 --seed 1234 "$DATA"/docs/doc*.txt
 
 train_and_export "stories260K gate training (LM, 4K-token documents)" "$@"

@@ -23,6 +23,28 @@ done
   --set precision.weights=f16 -o "$tmp/f16.eig" 2>/dev/null || fail "compile f16"
 a=$(stat -c %s "$tmp/stories.eig"); b=$(stat -c %s "$tmp/f16.eig")
 [ "$b" -lt $(( a * 7 / 10 )) ] || fail "f16 file not smaller: $b vs $a bytes"  # graphs and vocabulary are ~0.4 MB of it
+# --tensors: every constant once with its stored type; w4g32 weights are i4 in groups of 32
+"$EI_BIN" compile --model "$MODEL" --scenario configs/scenarios/stories.yaml --untrained-gates \
+  --set precision.weights=w4g32 -o "$tmp/w4.eig" 2>/dev/null || fail "compile w4g32"
+"$EI_BIN" inspect --tensors "$tmp/w4.eig" > "$tmp/w4.txt" || fail "inspect --tensors"
+grep -Eq '^  w\.q\.0\.w4g32 +\[64,64\] +i4 groups of 32 axis 1 +2048 ' "$tmp/w4.txt" || fail "--tensors: q of layer 0: $(grep 'w.q.0' "$tmp/w4.txt")"
+grep -Eq '^  w\.down\.0\.w8 +\[64,172\] +i8 per-channel axis 0 +11008 ' "$tmp/w4.txt" || fail "--tensors: down falls back to w8"
+[ "$(grep -c '^  w\.q\.0\.w4g32 ' "$tmp/w4.txt")" = 1 ] || fail "--tensors lists a shared constant twice"
+# --nnapi: the support report on the conformance library (when built), a clear error without one
+NN=$(dirname "$EI_BIN")/tests/nnapi/libei_fake_nnapi_fl7.so
+if [ -f "$NN" ]; then
+  "$EI_BIN" inspect "$tmp/stories.eig" --nnapi --nnapi-lib "$NN" > "$tmp/nn.txt" || fail "inspect --nnapi: $(cat "$tmp/nn.txt")"
+  grep -q "^graph 'decode': [0-9]* IR nodes -> [0-9]* NNAPI operations" "$tmp/nn.txt" || fail "inspect --nnapi: $(cat "$tmp/nn.txt")"
+  grep -q "NNAPI operations in all would not run on the device" "$tmp/nn.txt" || fail "inspect --nnapi: no total"
+  # int4 weights: refused for NNAPI, naming the tensor; with --nnapi-fallback f16 they run in float16
+  "$EI_BIN" inspect "$tmp/w4.eig" --nnapi --nnapi-lib "$NN" > "$tmp/nn4.txt" && fail "int4 report should fail"
+  grep -q "w.q.0.w4g32' is i4" "$tmp/nn4.txt" || fail "int4 refusal: $(head -5 "$tmp/nn4.txt")"
+  "$EI_BIN" inspect "$tmp/w4.eig" --nnapi --nnapi-lib "$NN" --nnapi-fallback f16 > "$tmp/nn4.txt" ||
+    fail "--nnapi-fallback f16: $(cat "$tmp/nn4.txt")"
+  grep -q "int16 / int4 tensors run as float16" "$tmp/nn4.txt" || fail "f16 fallback not reported"
+fi
+EI_NNAPI_LIB=/nonexistent.so "$EI_BIN" inspect "$tmp/stories.eig" --nnapi > "$tmp/nn.txt" 2>&1 && fail "--nnapi without a library"
+grep -q "nnapi: unavailable" "$tmp/nn.txt" || fail "--nnapi without a library: $(tail -3 "$tmp/nn.txt")"
 # window and full attention scenarios need no gates
 "$EI_BIN" compile --model "$MODEL" --scenario configs/scenarios/stories.yaml --set scenario.mode=window \
   -o "$tmp/w.eig" 2>/dev/null || fail "window"

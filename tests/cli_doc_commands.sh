@@ -66,6 +66,15 @@ setup docs/ei-eval.md '^ei compile --model stories260K\.bin .*--gates gates\.saf
 "ei train --quiet --config configs/train/stories_lm.yaml --set data.train=runs/g/ds.h5 --set data.val= "\
 "--set train.steps=1 --set train.warmup_steps=0 --set train.threads=1 --set train.out_dir=runs/g; "\
 "cp runs/g/gates.safetensors ."
+# docs/deploy.md compiles the gates of scripts/train_stories_lm.sh: one training step stands in.
+setup docs/deploy.md '^ei compile .*--gates runs/stories_lm/gates\.safetensors' \
+  "ei prepare --quiet --tokenizer $tok --doc-mode paragraphs --max-docs 8 -o runs/g/ds.h5 "\
+"../shared/fixtures/text/tinystories.txt > /dev/null; "\
+"ei train --quiet --config configs/train/stories_lm.yaml --set data.train=runs/g/ds.h5 --set data.val= "\
+"--set train.steps=1 --set train.warmup_steps=0 --set train.threads=1 --set train.out_dir=runs/stories_lm"
+rewrite docs/deploy.md '^(ei eval --graph .*)--max-tokens [0-9]+' '\1--max-tokens 1024'
+skip docs/reliability.md '^(FUZZ_[A-Z]+=[^ ]+ )*scripts/fuzz\.sh' \
+  "configures a clang libFuzzer tree and fuzzes for minutes (cli_fuzz.sh replays the corpus and runs each target briefly)"
 setup docs/ei-eval.md '^ei-eval --graph s\.eig --eval-set qm\.eis' "ln -sf m.eig s.eig; ln -sf qmsum.eis qm.eis"
 setup docs/datasets.md 'quality_flat\.jsonl' \
   "printf '%s\n' '{\"article\": \"Tom had a red ball.\", \"question1\": \"What colour was the ball?\", "\

@@ -169,6 +169,41 @@ rc=$?
 set -e
 [ $rc = 0 ] || { [ $rc = 1 ] && grep -qi 'nnapi' "$TMP/strict.err"; } || fail "--strict: exit $rc $(cat "$TMP/strict.err")"
 
+# ---- --tsv rows for comparing runs: a header once, then one row per task type and run
+"$EVAL" --graph "$TMP/m.eig" --eval-set "$TMP/lm.eis" --passkey --lengths 200 --depths 50 --max-new 4 "${Q[@]}" \
+    --tsv "$TMP/runs.tsv" --label "first run" > /dev/null || fail "--tsv"
+"$EVAL" --graph "$TMP/m.eig" --eval-set "$TMP/lm.eis" --max-new 4 "${Q[@]}" --tsv "$TMP/runs.tsv" > /dev/null ||
+    fail "--tsv (append)"
+/usr/bin/python3 - "$TMP/runs.tsv" "$TMP/lm.json" "$TMP/m.eig" <<'PY' || fail "--tsv rows: $(cat "$TMP/runs.tsv")"
+import json, os, sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
+head = rows[0]
+assert head[:6] == ["label", "task", "items", "skip", "metric", "quality"] and len(head) == 14, head
+body = [dict(zip(head, r)) for r in rows[1:]]
+assert [(r["label"], r["task"]) for r in body] == [("first run", "lm"), ("first run", "passkey"), ("stories", "lm")], body
+lm = json.load(open(sys.argv[2]))["tasks"]["lm"]
+for r in (body[0], body[2]):
+    assert r["metric"] == "ppl" and abs(float(r["quality"]) - lm["ppl"]) <= 5e-5 * lm["ppl"], (r, lm["ppl"])
+    assert r["backend"] == "cpu" and r["mode"] == "edgeinfinite", r
+assert body[1]["metric"] == "contains" and float(body[1]["decode_tps"]) > 0, body[1]
+assert abs(float(body[0]["file_mb"]) - os.path.getsize(sys.argv[3]) / 1048576) < 0.01, body[0]
+PY
+
+# ---- --report: the NNAPI support report alone (no library here: a clear message, exit 1)
+set +e
+EI_NNAPI_LIB=/nonexistent/libneuralnetworks.so "$EVAL" --graph "$TMP/m.eig" --report > "$TMP/rep.txt" 2>&1
+rc=$?
+set -e
+[ $rc = 1 ] && grep -q 'nnapi: unavailable' "$TMP/rep.txt" || fail "--report without a library: exit $rc $(cat "$TMP/rep.txt")"
+NN=$(dirname "$EI")/tests/nnapi/libei_fake_nnapi_fl7.so
+if [ -f "$NN" ]; then
+  "$EVAL" --graph "$TMP/m.eig" --report --nnapi-lib "$NN" > "$TMP/rep.txt" 2>&1 || fail "--report: $(cat "$TMP/rep.txt")"
+  for g in prefill decode compress; do
+    grep -q "^graph '$g': [0-9]* IR nodes -> [0-9]* NNAPI operations" "$TMP/rep.txt" || fail "--report lacks $g: $(cat "$TMP/rep.txt")"
+  done
+  [ "$(grep -c 'runtime feature level' "$TMP/rep.txt")" = 1 ] || fail "--report: the library header should print once"
+fi
+
 # ---- bad input: exit 1 with a message naming the file
 expect1() { # FILE-IN-MESSAGE ARGS...
   local what=$1; shift
@@ -198,8 +233,8 @@ expect1 'too short' --graph "$TMP/m.eig" --passkey --lengths 8
 # an evaluation set of another vocabulary (ids beyond the model's 512)
 /usr/bin/python3 - "$TMP/big.eis" <<'PY'
 import struct, sys
-def fnv(b):  # as core/ei_io.c's ei_hash_fnv1a (its offset basis is 1469598103934665603)
-    h = 1469598103934665603
+def fnv(b):  # FNV-1a 64, as core/ei_io.c's ei_hash_fnv1a
+    h = 14695981039346656037
     for c in b: h = ((h ^ c) * 0x100000001b3) & 0xffffffffffffffff
     return h
 ident = b"x:y:0"; pad = lambda b: b + b"\0" * (-len(b) % 4)
@@ -230,8 +265,11 @@ expect2 --graph "$TMP/m.eig" --eval-set "$TMP/lm.eis" --lengths 1k
 expect2 --graph "$TMP/m.eig" --passkey --lengths 1x
 expect2 --graph "$TMP/m.eig" --passkey --depths 50,150
 expect2 --graph "$TMP/m.eig" --eval-set "$TMP/lm.eis" extra
+expect2 --graph "$TMP/m.eig" --eval-set "$TMP/lm.eis" --label x
+expect2 --graph "$TMP/m.eig" --eval-set "$TMP/lm.eis" --nnapi-fallback gpu
 "$EVAL" --help > "$TMP/help.txt" || fail "--help exit status"
-for o in graph eval-set backend threads json max-tasks passkey lengths depths filler print-tokens strict max-new; do
+for o in graph eval-set backend threads json max-tasks passkey lengths depths filler print-tokens strict max-new \
+         tsv label report nnapi-lib nnapi-device nnapi-cache nnapi-relax-f16 nnapi-fallback; do
   grep -q -- "--$o" "$TMP/help.txt" || fail "--help lacks --$o"
 done
 echo "cli_ei_eval: ok"

@@ -51,7 +51,7 @@ static ei_runner *compile_open(ei_mode mode, const ei_opts *o, const ei_gates *g
     ei_eigw *w = ei_eigw_new();
     assert_non_null(w);
     assert_int_equal(ei_eigw_set_config(w, &g_model->cfg), 0);
-    ei_lower_spec spec = {g_model, g, mode, *o, N, context, NULL, NULL, NULL};
+    ei_lower_spec spec = {.m = g_model, .gates = g, .mode = mode, .o = *o, .tokens_per_call = N, .context = context};
     if (ei_lower(&spec, w) != 0) fail_msg("lower: %s", ei_error_get());
     strcpy(path, "/tmp/ei_lower_XXXXXX");
     int fd = mkstemp(path);

@@ -12,6 +12,7 @@
 #include "core/ei_error.h"
 #include "core/ei_half.h"
 #include "deploy/quant.h"
+#include "tests/test_runtime_cpu_util.h" /* ref_q8: the Q8 rule of I4 layers */
 #include "runtime/backend.h"
 #include "runtime/graph.h"
 
@@ -485,12 +486,23 @@ static void test_cpu_backend(void **state) {
         bind[xi] = x;
         bind[yi] = y;
         assert_int_equal(b->ops->execute(ex, bind), 0);
+        /* I4 weights with float input run on x quantised per weight group to int8 (Q8, as llama.cpp;
+         * docs/runtime-cpu.md): the reference then uses that x, dequantised */
+        float xr[3 * 96];
+        memcpy(xr, x, sizeof xr);
+        if (in.type == EI_GT_I4)
+            for (int m = 0; m < M; m++) {
+                int8_t q8[96];
+                float xs[96];
+                ref_q8(x + m * K, K, in.group, q8, xs);
+                for (int c = 0; c < K; c++) xr[m * K + c] = (float)q8[c] * xs[c / in.group];
+            }
         for (int m = 0; m < M; m++)
             for (int n = 0; n < N; n++) {
                 double ref = 0, mag = 0;
                 for (int c = 0; c < K; c++) {
-                    ref += (double)x[m * K + c] * d[n * K + c];
-                    mag += fabs((double)x[m * K + c] * d[n * K + c]);
+                    ref += (double)xr[m * K + c] * d[n * K + c];
+                    mag += fabs((double)xr[m * K + c] * d[n * K + c]);
                 }
                 if (fabs(y[m * N + n] - ref) > 1e-5 * mag + 1e-6)
                     fail_msg("%s: y[%d,%d] = %.7g, dequantised reference %.7g", ei_qscheme_name(schemes[k]), m, n,

@@ -1,9 +1,10 @@
 /* cpu backend as a whole: a small transformer block (GATHER, RMSNorm, F16 / I8 / I4 / F32
  * FULLY_CONNECTED, attention with BATCH_MATMUL and SOFTMAX, SwiGLU) gives bit-identical outputs
  * for 1, 2 and 3 threads and for the SIMD and portable kernels, fused equals unfused (1e-5
- * relative), fusion happens exactly where the rules allow; every SIMD kernel equals its portable
- * twin bit for bit on awkward sizes; the arena reuses buffers; the constant blob may be read-only;
- * inputs need no alignment; an idle pool sleeps; run-time errors name graph, node and op. */
+ * relative), fusion happens exactly where the rules allow; every SIMD kernel (float and integer,
+ * every table the CPU runs) equals its portable twin bit for bit on awkward sizes; the arena reuses
+ * buffers; the constant blob may be read-only; inputs need no alignment; an idle pool sleeps;
+ * run-time errors name graph, node and op. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 
 #include "tests/test_runtime_cpu_util.h"
 
+#include "runtime/cpu_internal.h"
 #include "runtime/cpu_kern.h"
 #include "runtime/threadpool.h"
 
@@ -426,6 +428,130 @@ static void test_simd_twins(void **state) {
     free(x), free(w), free(big), free(y1), free(y2), free(raw), free(h);
 }
 
+/* The integer kernels (q8_row, fc_q4, fc_int) of every SIMD table this CPU runs (avx2 and, where
+ * the CPU has AVX-VNNI, avx2-vnni; neon) against the portable table, bit for bit: Q8 rows byte for
+ * byte (special values included), outputs for awkward K, groups, M, N and output sub-ranges, and
+ * GEMM rows equal to GEMV. */
+static void twins_int(const ei_cpu_kernels *s, const ei_cpu_kernels *p) {
+    printf("comparing %s with %s (integer kernels)\n", s->name, p->name);
+    ei_rng r;
+    ei_rng_seed(&r, 11);
+    enum { MAXK = 2100, MAXM = 9, MAXN = 13 };
+    float *x = rnd_f32(&r, MAXM * MAXK, -2, 2), *y1 = zeros_f32(MAXM * MAXN), *y2 = zeros_f32(MAXM * MAXN);
+    uint8_t *raw = malloc(MAXN * MAXK), *r1 = malloc(MAXM * 20000), *r2 = malloc(MAXM * 20000);
+    for (int i = 0; i < MAXN * MAXK; i++) raw[i] = (uint8_t)ei_rng_next(&r);
+    uint16_t sc16[MAXN * 300];
+    float sc32[MAXN * 300];
+    for (int i = 0; i < MAXN * 300; i++) sc32[i] = (float)(0.005 + 0.02 * ei_rng_uniform(&r)), sc16[i] = ei_f32_to_f16(sc32[i]);
+    for (int i = 0; i < MAXK; i++) { /* zero runs, tiny and huge values in row 1; a NaN and an inf in row 2 */
+        if ((i / 24) % 5 == 1) x[MAXK + i] = 0.0f;
+        if (i % 37 == 0) x[MAXK + i] *= 1e-30f;
+        if (i % 53 == 0) x[MAXK + i] *= 1e30f;
+    }
+    x[2 * MAXK + 70] = NAN, x[2 * MAXK + 300] = INFINITY;
+    const int64_t Ks[] = {1, 3, 8, 15, 16, 17, 31, 64, 100, 129, 200, 256, 2100}, Gs[] = {8, 16, 24, 32, 64, 128, 0};
+    const int64_t Ms[] = {1, 2, 4, 5, 9}, Ns[] = {1, 3, 4, 5, 7, 13};
+    for (int ki = 0; ki < 13; ki++)
+        for (int gi = 0; gi < 7; gi++) {
+            const int64_t K = Ks[ki], G = Gs[gi] ? Gs[gi] : K;
+            if (Gs[gi] && Gs[gi] >= K) continue;
+            const int64_t ldq = ei_cpu_q8_row_bytes(K, G), ng = (K + G - 1) / G;
+            const int big = K > 129; /* fewer M, N for long rows (Debug + ASan runs this too) */
+            for (int m = 0; m < MAXM; m++) { /* Q8 rows: the same bytes */
+                memset(r1 + m * ldq, 0xa5, (size_t)ldq), memset(r2 + m * ldq, 0xa5, (size_t)ldq);
+                s->q8_row(x + (m % 3) * MAXK + m, K, G, r1 + m * ldq);
+                p->q8_row(x + (m % 3) * MAXK + m, K, G, r2 + m * ldq);
+            }
+            same("q8_row", r1, r2, (size_t)(MAXM * ldq), K, G, 0);
+            for (int mode = 0; mode < 2; mode++) { /* f16 / f32 scales */
+                ei_cpu_wmat w4 = {.type = EI_CPU_W_I4, .data = raw, .row_bytes = (K + 1) / 2, .scale_f16 = !mode,
+                                  .scales = mode ? (const void *)sc32 : (const void *)sc16, .scale_row = ng, .group = G,
+                                  .tscale = 1.0f};
+                for (int mi = 0; mi < 5; mi += big ? 3 : 1)
+                    for (int ni = big; ni < 6; ni += big ? 4 : 1) {
+                        const int64_t M = Ms[mi], N = Ns[ni];
+                        const float *bias = ni % 2 ? sc32 + 3 : NULL;
+                        memset(y1, 0, (size_t)(M * N) * 4), memset(y2, 0, (size_t)(M * N) * 4);
+                        s->fc_q4(r1, ldq, M, &w4, K, 0, N, bias, y1, N);
+                        p->fc_q4(r1, ldq, M, &w4, K, 0, N, bias, y2, N);
+                        same("fc_q4", y1, y2, (size_t)(M * N) * 4, K, G, M * 100 + N);
+                        if (N > 2) {
+                            s->fc_q4(r1, ldq, M, &w4, K, 1, N - 1, bias, y1, N);
+                            p->fc_q4(r1, ldq, M, &w4, K, 1, N - 1, bias, y2, N);
+                            same("fc_q4 range", y1, y2, (size_t)(M * N) * 4, K, G, M * 100 + N);
+                        }
+                        if (M > 1)
+                            for (int64_t m = 0; m < M; m++) {
+                                float v[MAXN];
+                                s->fc_q4(r1 + m * ldq, ldq, 1, &w4, K, 0, N, bias, v, N);
+                                same("fc_q4 GEMM row vs GEMV", y1 + m * N, v, (size_t)N * 4, K, G, m);
+                            }
+                    }
+            }
+            /* integer activations: int16 rows in the kernel's layout, I8 (with and without a
+             * weight zero point) and I4 weights, every output type */
+            for (int wt = 0; wt < 3; wt++) {
+                const int i4 = wt == 2;
+                if (!i4 && Gs[gi]) continue; /* I8: one pass over K */
+                const int64_t ldx = ei_cpu_int_ldx(K, G, i4), G16 = (G + 15) / 16 * 16;
+                int16_t *xi = calloc((size_t)(MAXM * ldx), 2);
+                int64_t xsum[MAXM] = {0};
+                for (int64_t m = 0; m < MAXM; m++)
+                    for (int64_t k = 0; k < K; k++) {
+                        const int16_t v = (int16_t)(ei_rng_below(&r, 65536) - 32768) / (m % 2 ? 1 : 200);
+                        xi[m * ldx + (i4 ? k / G * G16 + k % G : k)] = v;
+                        xsum[m] += v;
+                    }
+                int32_t mult[MAXN], shift[MAXN], bias[MAXN];
+                for (int n = 0; n < MAXN; n++) {
+                    ei_cpu_quantize_multiplier(exp(-25.0 + 24.0 * ei_rng_uniform(&r)), &mult[n], &shift[n]);
+                    bias[n] = (int32_t)ei_rng_below(&r, 200001) - 100000;
+                }
+                ei_cpu_wmat w = {.type = i4 ? EI_CPU_W_I4 : wt ? EI_CPU_W_I8Z : EI_CPU_W_I8, .data = raw,
+                                 .row_bytes = i4 ? (K + 1) / 2 : K, .zp = wt == 1 ? -7 : 0, .scale_f16 = 1, .scales = sc16,
+                                 .scale_row = ng, .group = G, .tscale = 1.0f};
+                for (int ot = 0; ot < 3; ot++) {
+                    ei_cpu_iq q = {.bias = ot != 1 ? bias : NULL, .xsum = wt == 1 ? xsum : NULL, .wzp = w.zp, .mult = mult,
+                                   .shift = shift, .x_scale = 0.01f, .b_scale = 0.003f, .out_scale = 0.5f + ot,
+                                   .zo = ot == 1 ? 7 : -3, .otype = ot};
+                    q.qmin = ot == 0 ? -128 : ot == 1 ? 0 : -32768, q.qmax = ot == 0 ? 127 : ot == 1 ? 255 : 32767;
+                    for (int mi = 0; mi < 5; mi += big ? 3 : 1)
+                        for (int ni = big; ni < 6; ni += big ? 4 : 1) {
+                            const int64_t M = Ms[mi], N = Ns[ni];
+                            int16_t o1[MAXM * MAXN], o2[MAXM * MAXN], v[MAXN];
+                            memset(o1, 0, sizeof o1), memset(o2, 0, sizeof o2);
+                            s->fc_int(xi, ldx, M, &w, K, 0, N, &q, o1, N);
+                            p->fc_int(xi, ldx, M, &w, K, 0, N, &q, o2, N);
+                            same("fc_int", o1, o2, sizeof o1, K, G, wt * 10000 + ot * 1000 + M * 100 + N);
+                            for (int64_t m = 0; M > 1 && m < M; m++) {
+                                ei_cpu_iq qm = q;
+                                if (qm.xsum) qm.xsum += m;
+                                memset(v, 0, sizeof v);
+                                s->fc_int(xi + m * ldx, ldx, 1, &w, K, 0, N, &qm, v, N);
+                                same("fc_int GEMM row vs GEMV", (const char *)o1 + m * N * (ot == 2 ? 2 : 1), v,
+                                     (size_t)N * (ot == 2 ? 2 : 1), K, G, m);
+                            }
+                        }
+                }
+                free(xi);
+            }
+        }
+    free(x), free(y1), free(y2), free(raw), free(r1), free(r2);
+}
+
+static void test_simd_twins_int(void **state) {
+    (void)state;
+    const ei_cpu_kernels *s = ei_cpu_kernels_simd(), *p = ei_cpu_kernels_portable();
+    if (!s) {
+        printf("no SIMD kernels on this machine: nothing to compare\n");
+        return;
+    }
+    twins_int(s, p);
+#if defined(__x86_64__)
+    if (s != &ei_cpu_kernels_tab_avx2) twins_int(&ei_cpu_kernels_tab_avx2, p); /* the table CI machines run */
+#endif
+}
+
 /* ---------------------------------------------------------------- thread pool */
 static void count_fn(void *ctx, int tid, int nth) {
     int *hits = ctx;
@@ -479,7 +605,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_block_determinism), cmocka_unit_test(test_no_fusion_when_tapped),
         cmocka_unit_test(test_readonly_blob_unaligned_inputs), cmocka_unit_test(test_arena_reuse),
-        cmocka_unit_test(test_errors), cmocka_unit_test(test_simd_twins), cmocka_unit_test(test_threadpool),
+        cmocka_unit_test(test_errors), cmocka_unit_test(test_simd_twins), cmocka_unit_test(test_simd_twins_int),
+        cmocka_unit_test(test_threadpool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,6 +11,11 @@
 
 #include "tests/test_runtime_cpu_util.h"
 
+#if defined(__clang__)
+/* the references spell out separate multiplies and adds; clang would fuse them by default */
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 static int64_t numel(int32_t rank, const int32_t *s) {
     int64_t n = 1;
     for (int32_t i = 0; i < rank; i++) n *= s[i];
@@ -279,10 +284,19 @@ static void fc_case(int32_t M, int32_t K, int32_t N, fc_kind fk, int threads) {
     if (fk.x16)
         for (int64_t i = 0; i < (int64_t)M * N; i++) y[i] = ei_f16_to_f32(y16[i]);
     double *ref = zeros_f64((int64_t)M * N), *mag = zeros_f64((int64_t)M * N);
+    double *xe = zeros_f64((int64_t)M * K); /* what the weights multiply: x, or for I4 its Q8 form */
+    for (int64_t m = 0; m < M; m++) {
+        int8_t *q8 = malloc((size_t)K);
+        float *xs = malloc((size_t)K * sizeof *xs);
+        if (fk.wtype == I4) ref_q8(x + m * K, K, fk.group, q8, xs);
+        for (int64_t k = 0; k < K; k++)
+            xe[m * K + k] = fk.wtype == I4 ? (double)xs[k / (fk.group < K ? fk.group : K)] * q8[k] : x[m * K + k];
+        free(q8), free(xs);
+    }
     for (int64_t m = 0; m < M; m++)
         for (int64_t n = 0; n < N; n++) {
             double s = fk.bias ? bias[n] : 0, a = fabs(s);
-            for (int64_t k = 0; k < K; k++) s += x[m * K + k] * wd[n * K + k], a += fabs(x[m * K + k] * wd[n * K + k]);
+            for (int64_t k = 0; k < K; k++) s += xe[m * K + k] * wd[n * K + k], a += fabs(xe[m * K + k] * wd[n * K + k]);
             ref[m * N + n] = s;
             mag[m * N + n] = a;
         }
@@ -290,7 +304,7 @@ static void fc_case(int32_t M, int32_t K, int32_t N, fc_kind fk, int threads) {
     snprintf(what, sizeof what, "FC M%d K%d N%d w%s q%d g%d", M, K, N, ei_gtype_name((ei_gtype)fk.wtype), fk.qkind, fk.group);
     if (fk.x16) check_close(what, y, ref, NULL, (int64_t)M * N, 1e-3, 1e-3 * (double)K / 64);
     else check_close(what, y, ref, mag, (int64_t)M * N, 1e-5, 1e-7);
-    free(x), free(bias), free(y), free(wd), free(ref), free(mag), free(x16), free(y16);
+    free(x), free(bias), free(y), free(wd), free(ref), free(mag), free(x16), free(y16), free(xe);
     tg_free(&t);
 }
 
@@ -322,6 +336,11 @@ static void test_fc_quant(void **state) {
             fc_case(M, 256, N, (fc_kind){.wtype = I4, .qkind = EI_GQ_GROUP, .group = 128}, 2);
         }
     fc_case(1, 768, 301, (fc_kind){.wtype = I4, .qkind = EI_GQ_GROUP, .group = 32, .scale16 = 1}, 2);
+    /* odd group counts, groups that are not a multiple of 16, a row that ends inside a 64-block */
+    fc_case(1, 40, 9, (fc_kind){.wtype = I4, .qkind = EI_GQ_GROUP, .group = 8, .scale16 = 1, .bias = 1}, 3);
+    fc_case(5, 72, 11, (fc_kind){.wtype = I4, .qkind = EI_GQ_GROUP, .group = 24}, 2);
+    fc_case(1, 224, 33, (fc_kind){.wtype = I4, .qkind = EI_GQ_GROUP, .group = 32, .scale16 = 1}, 2);
+    fc_case(7, 320, 14, (fc_kind){.wtype = I4, .qkind = EI_GQ_GROUP, .group = 64, .scale16 = 1, .bias = 1}, 3);
     fc_case(9, 200, 50, (fc_kind){.wtype = I8, .qkind = EI_GQ_CHANNEL, .x16 = 1}, 2);
 }
 
@@ -739,8 +758,8 @@ static void test_quantized_add(void **state) {
 }
 
 /* FULLY_CONNECTED with quantised activations (I8 x, I8 per-channel w, I32 bias of scale
- * x_scale * w_scale[n], I8 out) runs in float for now: within one output quantum of the exact
- * result. */
+ * x_scale * w_scale[n], I8 out; the integer path, tests/test_runtime_cpu_int.c): within one output
+ * quantum of the exact result. */
 static void test_fc_quantized_activations(void **state) {
     (void)state;
     enum { M = 3, K = 20, N = 6 };

@@ -127,6 +127,28 @@ static inline void check_close(const char *what, const float *got, const double 
     }
 }
 
+/* FULLY_CONNECTED's Q8 activations for I4 weights (runtime/graph.h), written out plainly: per group
+ * of G (G >= K: one group) amax = max |x|, xs = amax / 127 (NaN if the group holds a NaN or an
+ * infinity), q = clamp(roundf(x * (127 / amax)), -127, 127) (0 when amax is 0 or not finite). */
+static inline void ref_q8(const float *x, int64_t K, int64_t G, int8_t *q, float *xs) {
+    if (G <= 0 || G >= K) G = K > 0 ? K : 1;
+    for (int64_t g = 0; g * G < K; g++) {
+        const int64_t k0 = g * G, k1 = k0 + G < K ? k0 + G : K;
+        float amax = 0.0f;
+        int bad = 0;
+        for (int64_t k = k0; k < k1; k++) {
+            if (!isfinite(x[k])) bad = 1;
+            else if (fabsf(x[k]) > amax) amax = fabsf(x[k]);
+        }
+        xs[g] = bad ? NAN : amax / 127.0f;
+        const float r = bad || amax == 0.0f ? 0.0f : 127.0f / amax;
+        for (int64_t k = k0; k < k1; k++) {
+            const float p = x[k] * r, v = roundf(p);
+            q[k] = (int8_t)(v != v || v < -127.0f ? -127 : v > 127.0f ? 127 : (int)v);
+        }
+    }
+}
+
 /* row-major strides of a shape */
 static inline void strides(int32_t rank, const int32_t *shape, int64_t *st) {
     int64_t a = 1;

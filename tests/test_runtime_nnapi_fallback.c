@@ -97,7 +97,7 @@ static void test_graph_fallback(void **state) {
     char text[4096];
     assert_int_equal(nt_log_lines(log, text, sizeof text), 2);
     assert_true(contains(text, "graph 'int16': tensor 0 'x16' is i16: NNAPI general operations take no int16 tensors"));
-    assert_true(contains(text, "set fallback_f16"));
+    assert_true(contains(text, "--nnapi-fallback f16 (fallback_f16)"));
     assert_true(contains(text, "'w4' is i4: NNAPI general operations take no int4 tensors"));
     /* the fallen-back graph gives exactly the cpu backend's outputs */
     ei_rng r;

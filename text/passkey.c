@@ -8,33 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Token vectors grow here with the same rule as data/'s ei_tokvec_push, so callers free them with
- * ei_tokvec_free; calling that one would pull the host library ei_data into the device build
- * (ei-eval generates passkeys on the phone). */
-static int tv_push(ei_tokvec *v, const int32_t *ids, size_t n, uint8_t mask) {
-    if (v->n + n > v->cap) {
-        size_t cap = v->cap ? v->cap : 256;
-        while (cap < v->n + n) cap *= 2;
-        int32_t *ni = realloc(v->ids, cap * sizeof *ni);
-        if (!ni) return ei_error_set("out of memory (%zu tokens)", cap);
-        v->ids = ni;
-        uint8_t *nm = realloc(v->mask, cap);
-        if (!nm) return ei_error_set("out of memory (%zu tokens)", cap);
-        v->mask = nm;
-        v->cap = cap;
-    }
-    if (n) memcpy(v->ids + v->n, ids, n * sizeof *ids);
-    if (n) memset(v->mask + v->n, mask, n);
-    v->n += n;
-    return 0;
-}
-
-static void tv_free(ei_tokvec *v) {
-    free(v->ids);
-    free(v->mask);
-    memset(v, 0, sizeof *v);
-}
-
 const char *const ei_passkey_default_filler =
     "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. ";
 
@@ -43,7 +16,7 @@ static int encode(const ei_tokenizer *tok, const char *s, ei_tokvec *v) {
     size_t n = 0;
     v->n = 0;
     if (ei_tokenizer_encode(tok, s, strlen(s), 0, 0, &ids, &n) != 0) return -1;
-    int rc = tv_push(v, ids, n, 0);
+    int rc = ei_tokvec_push(v, ids, n, 0);
     free(ids);
     return rc;
 }
@@ -59,13 +32,13 @@ static int answer_ids(const ei_tokenizer *tok, const ei_tokvec *q, const char *q
     a->n = 0;
     int rc;
     if (full.n > q->n && memcmp(full.ids, q->ids, q->n * sizeof(int32_t)) == 0) {
-        rc = tv_push(a, full.ids + q->n, full.n - q->n, 1);
+        rc = ei_tokvec_push(a, full.ids + q->n, full.n - q->n, 1);
     } else {
         snprintf(buf, sizeof buf, "%d", key);
         rc = encode(tok, buf, a);
         memset(a->mask, 1, a->n);
     }
-    tv_free(&full);
+    ei_tokvec_free(&full);
     return rc;
 }
 
@@ -90,31 +63,31 @@ int ei_passkey_sample(const ei_tokenizer *tok, const int32_t *filler, size_t n_f
     }
     int64_t nf = length - fixed, at = (int64_t)llround(depth * (double)nf);
     int32_t b = bos;
-    if (bos >= 0 && tv_push(out, &b, 1, 0) != 0) goto done;
+    if (bos >= 0 && ei_tokvec_push(out, &b, 1, 0) != 0) goto done;
     for (int64_t i = 0; i < nf; i++) {
         if (i == at) {
             if (key_at) *key_at = (int64_t)out->n;
-            if (tv_push(out, k.ids, k.n, 0) != 0) goto done;
+            if (ei_tokvec_push(out, k.ids, k.n, 0) != 0) goto done;
         }
-        if (tv_push(out, &filler[(size_t)i % n_filler], 1, 0) != 0) goto done;
+        if (ei_tokvec_push(out, &filler[(size_t)i % n_filler], 1, 0) != 0) goto done;
     }
     if (at == nf) {
         if (key_at) *key_at = (int64_t)out->n;
-        if (tv_push(out, k.ids, k.n, 0) != 0) goto done;
+        if (ei_tokvec_push(out, k.ids, k.n, 0) != 0) goto done;
     }
-    if (tv_push(out, q.ids, q.n, 0) != 0) goto done;
+    if (ei_tokvec_push(out, q.ids, q.n, 0) != 0) goto done;
     if (for_eval) {
         ref->n = 0;
-        rc = tv_push(ref, a.ids, a.n, 0);
+        rc = ei_tokvec_push(ref, a.ids, a.n, 0);
     } else {
         int32_t e = eos;
-        rc = tv_push(out, a.ids, a.n, 1);
-        if (rc == 0 && eos >= 0) rc = tv_push(out, &e, 1, 1);
+        rc = ei_tokvec_push(out, a.ids, a.n, 1);
+        if (rc == 0 && eos >= 0) rc = ei_tokvec_push(out, &e, 1, 1);
     }
 done:
-    tv_free(&k);
-    tv_free(&q);
-    tv_free(&a);
+    ei_tokvec_free(&k);
+    ei_tokvec_free(&q);
+    ei_tokvec_free(&a);
     return rc;
 }
 

@@ -11,8 +11,8 @@
 #ifndef EI_PASSKEY_H
 #define EI_PASSKEY_H
 
-#include "data/prepare.h"
 #include "text/tokenizer.h"
+#include "text/tokvec.h"
 
 #include <stddef.h>
 #include <stdint.h>

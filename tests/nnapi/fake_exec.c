@@ -2,12 +2,14 @@
  * operation reads its inputs as real values in double precision ((q - zero point) x scale for the
  * quantised types, per channel where the operand says so), computes in double and writes its
  * output in the output operand's type, quantised with rounding half away from zero and clamped
- * like NNAPI's reference. A relaxed model rounds every float32 result to float16 precision, as a
+ * like NNAPI's reference. Quantised FULLY_CONNECTED and CONV_2D use NNAPI's integer arithmetic
+ * instead (int32 accumulation, fixed-point requantisation; see fk_requant). A relaxed model rounds every float32 result to float16 precision, as a
  * driver allowed to compute in float16 may. Invalid data found while running (an index out of
  * range) fails the execution with OP_FAILED. */
 #include "tests/nnapi/fake_nnapi.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -244,14 +246,83 @@ static double bias_at(const ex *e, const fk_operand *x, const fk_operand *w, siz
     return v * x->scale * ws;
 }
 
+/* ---- quantised FULLY_CONNECTED / CONV_2D: NNAPI's reference arithmetic (TFLite's kernels):
+ * int32 accumulation of (x - x_zp)(w - w_zp) plus the int32 bias, then the fixed-point
+ * requantisation by the real multiplier x_scale * w_scale / out_scale (in double; per channel for
+ * per-channel filters): QuantizeMultiplier, SaturatingRoundingDoublingHighMul,
+ * RoundingDivideByPOT. Written here from those definitions, independently of the cpu backend. */
+static void fk_quant_mult(double m, int32_t *q, int *shift) {
+    *q = 0, *shift = 0;
+    if (!(m > 0.0)) return;
+    int e;
+    double f = frexp(m, &e);
+    long long qf = llround(f * 2147483648.0);
+    if (qf == 2147483648LL) qf /= 2, e++;
+    if (e < -31) return;
+    if (e > 30) qf = 2147483647LL, e = 30;
+    *q = (int32_t)qf, *shift = e;
+}
+
+static int32_t fk_srdhm(int32_t a, int32_t b) {
+    if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
+    int64_t ab = (int64_t)a * b, nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
+    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+}
+
+static int32_t fk_rdbpot(int32_t x, int exponent) {
+    const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1), rem = x & mask;
+    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> exponent) + (rem > threshold ? 1 : 0);
+}
+
+static int32_t fk_requant(int64_t acc, int32_t q, int shift) {
+    int64_t v = acc < INT32_MIN ? INT32_MIN : acc > INT32_MAX ? INT32_MAX : acc;
+    const int left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
+    v *= (int64_t)1 << left;
+    v = v < INT32_MIN ? INT32_MIN : v > INT32_MAX ? INT32_MAX : v;
+    return fk_rdbpot(fk_srdhm((int32_t)v, q), right);
+}
+
+static int is_q8(int32_t t) {
+    return t == ANEURALNETWORKS_TENSOR_QUANT8_ASYMM || t == ANEURALNETWORKS_TENSOR_QUANT8_ASYMM_SIGNED;
+}
+
+/* The output channel n's value from the integer accumulator (bias included), as a real number the
+ * store quantises back to exactly the requantised integer. */
+static double q_out(const fk_operand *x, const fk_operand *w, const fk_operand *o, size_t n, int64_t acc) {
+    const double ws = w->type == ANEURALNETWORKS_TENSOR_QUANT8_SYMM_PER_CHANNEL ? w->pc_scales[n] : w->scale;
+    int32_t q;
+    int sh;
+    fk_quant_mult((double)x->scale * ws / (double)o->scale, &q, &sh);
+    const double lo = o->type == ANEURALNETWORKS_TENSOR_QUANT8_ASYMM ? 0 : -128, hi = lo + 255;
+    double v = (double)fk_requant(acc, q, sh) + o->zp;
+    v = v < lo ? lo : v > hi ? hi : v;
+    return (v - o->zp) * o->scale;
+}
+
+/* (x - x_zp) and (w - w_zp) as integers, from the dequantised values load() gives. */
+static int64_t qint(double v, double scale) { return llround(v / scale); }
+
+static int64_t q_bias(const ex *e, size_t n) {
+    const fk_operand *b = INO(2);
+    return b->type == ANEURALNETWORKS_TENSOR_INT32 ? (int64_t)ld(b, e->bufs[e->op->in[2]], n) : 0;
+}
+
 static int k_fc(const ex *e, double *y) {
-    const fk_operand *x = INO(0), *w = INO(1);
+    const fk_operand *x = INO(0), *w = INO(1), *o = OUTO(0);
     size_t K = w->dims[1], N = w->dims[0], M = numel(x) / K;
     int fz = (int)scalar(e, 3);
     double *xv = load(e, e->op->in[0]), *wv = load(e, e->op->in[1]);
     if (!xv || !wv) return free(xv), free(wv), ANEURALNETWORKS_OUT_OF_MEMORY;
+    const int quant = is_q8(o->type) && is_q8(x->type);
     for (size_t m = 0; m < M; m++)
         for (size_t n = 0; n < N; n++) {
+            if (quant) {
+                int64_t acc = q_bias(e, n);
+                for (size_t k = 0; k < K; k++) acc += qint(xv[m * K + k], x->scale) * qint(wv[n * K + k], w->scale);
+                y[m * N + n] = fuse(q_out(x, w, o, n, acc), fz);
+                continue;
+            }
             double s = bias_at(e, x, w, n);
             for (size_t k = 0; k < K; k++) s += xv[m * K + k] * wv[n * K + k];
             y[m * N + n] = fuse(s, fz);
@@ -276,20 +347,26 @@ static int k_conv(const ex *e, double *y) {
         pl = pt = 0;
     double *xv = load(e, e->op->in[0]), *fv = load(e, e->op->in[1]);
     if (!xv || !fv) return free(xv), free(fv), ANEURALNETWORKS_OUT_OF_MEMORY;
+    const int quant = is_q8(o->type) && is_q8(x->type);
     for (size_t b = 0; b < B; b++)
         for (size_t oh = 0; oh < OH; oh++)
             for (size_t ow = 0; ow < OW; ow++)
                 for (size_t oc = 0; oc < O; oc++) {
-                    double s = bias_at(e, x, f, oc);
+                    double s = quant ? 0.0 : bias_at(e, x, f, oc);
+                    int64_t acc = quant ? q_bias(e, oc) : 0;
+                    const double fs = f->type == ANEURALNETWORKS_TENSOR_QUANT8_SYMM_PER_CHANNEL ? f->pc_scales[oc] : f->scale;
                     for (size_t kh = 0; kh < KH; kh++)
                         for (size_t kw = 0; kw < KW; kw++) {
                             long ih = (long)(oh * (size_t)sh + kh) - pt, iw = (long)(ow * (size_t)sw + kw) - pl;
                             if (ih < 0 || iw < 0 || ih >= (long)H || iw >= (long)W) continue;
                             const double *xp = xv + ((b * H + (size_t)ih) * W + (size_t)iw) * C;
                             const double *fp = fv + ((oc * KH + kh) * KW + kw) * C;
-                            for (size_t ic = 0; ic < C; ic++) s += xp[ic] * fp[ic];
+                            if (quant)
+                                for (size_t ic = 0; ic < C; ic++) acc += qint(xp[ic], x->scale) * qint(fp[ic], fs);
+                            else
+                                for (size_t ic = 0; ic < C; ic++) s += xp[ic] * fp[ic];
                         }
-                    y[((b * OH + oh) * OW + ow) * O + oc] = fuse(s, fz);
+                    y[((b * OH + oh) * OW + ow) * O + oc] = fuse(quant ? q_out(x, f, o, oc, acc) : s, fz);
                 }
     free(xv);
     free(fv);
