@@ -128,6 +128,23 @@ def main():
     ap.add_argument("--python", default=env("PYTHON", "/usr/bin/python3"), help="(PYTHON)")
     ap.add_argument("--fixtures", default=env("EI_FIXTURES", os.path.join(ROOT, "..", "shared", "fixtures")))
     a = ap.parse_args()
+    # One set of OpenBLAS kernels for every measured process. OpenBLAS 0.3.21 falls back to its
+    # generic Prescott kernels on CPUs it does not know (bench_sgemm: 64 against 300 GFLOP/s on 2
+    # threads of an AVX-512 KVM Xeon); `ei` then switches itself to the best set the CPU runs
+    # (kernels/gemm.c), but PyTorch (Debian's links the same libopenblas) and bench_sgemm would not.
+    # Unless the user chose (OPENBLAS_CORETYPE set), all three get what `ei` would pick.
+    if not os.environ.get("OPENBLAS_CORETYPE"):
+        flags = set()
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+        if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags:
+            os.environ["OPENBLAS_CORETYPE"] = "Cooperlake" if "avx512_bf16" in flags else "SkylakeX"
+        elif {"avx2", "fma"} <= flags:
+            os.environ["OPENBLAS_CORETYPE"] = "Haswell"
+    log(f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')} for ei, PyTorch and bench_sgemm")
     lengths = [int(x) for x in a.doc_len.replace(",", " ").split()]
     scratch = os.path.abspath(a.scratch)
     if scratch == ROOT or scratch.startswith(ROOT + os.sep) and not os.path.relpath(scratch, ROOT).startswith("build"):

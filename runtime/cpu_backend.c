@@ -8,6 +8,63 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+/* ---------------------------------------------------------------- profile */
+/* EI_CPU_PROFILE=N in the environment: each graph's N slowest steps (op, output shape, share of
+ * the graph's time) are printed to stderr when the graph is released. For finding what a decode
+ * or prefill call spends its time on without a profiler on the device. */
+static int profile_top(void) {
+    const char *v = getenv("EI_CPU_PROFILE");
+    return v && *v ? atoi(v) : 0;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void profile_print(const ei_cpu_exec *x) {
+    int top = profile_top();
+    if (!x->prof || !x->prof_runs || top <= 0) return;
+    double total = 0;
+    for (int32_t i = 0; i < x->n_steps; i++) total += x->prof[i];
+    fprintf(stderr, "cpu profile: graph %s, %lld runs, %.3f ms per run\n", x->g->name, (long long)x->prof_runs,
+            1e3 * total / (double)x->prof_runs);
+    double by_op[EI_OP_COUNT + 3] = {0}; /* + RMSNorm, SwiGLU, RoPE */
+    for (int32_t i = 0; i < x->n_steps; i++) {
+        const ei_cpu_step *s = &x->steps[i];
+        int k = s->fused ? EI_OP_COUNT + s->fused - 1 : (int)x->g->nodes[s->node].op;
+        if (k >= 0 && k < EI_OP_COUNT + 3) by_op[k] += x->prof[i];
+    }
+    fprintf(stderr, "  by op:");
+    static const char *const fused_name[] = {"RMSNorm", "SwiGLU", "RoPE"};
+    for (int k = 0; k < EI_OP_COUNT + 3; k++)
+        if (by_op[k] > 0.005 * total)
+            fprintf(stderr, " %s %.1f%%", k >= EI_OP_COUNT ? fused_name[k - EI_OP_COUNT] : ei_gop_name((ei_gop)k),
+                    100 * by_op[k] / total);
+    fprintf(stderr, "\n");
+    uint8_t *done = calloc((size_t)x->n_steps + 1, 1);
+    for (int k = 0; done && k < top; k++) {
+        int32_t best = -1;
+        for (int32_t i = 0; i < x->n_steps; i++)
+            if (!done[i] && (best < 0 || x->prof[i] > x->prof[best])) best = i;
+        if (best < 0 || x->prof[best] <= 0) break;
+        done[best] = 1;
+        const ei_cpu_step *s = &x->steps[best];
+        const ei_gnode *n = &x->g->nodes[s->node];
+        const ei_gtensor *o = &x->g->tensors[n->out];
+        char shape[96] = "";
+        for (int d = 0, at = 0; d < o->rank && at < (int)sizeof shape - 12; d++)
+            at += snprintf(shape + at, sizeof shape - (size_t)at, "%s%lld", d ? "x" : "", (long long)o->shape[d]);
+        fprintf(stderr, "  %5.1f%% %8.3f ms  node %5d %-16s %-14s %s\n", 100 * x->prof[best] / (total > 0 ? total : 1),
+                1e3 * x->prof[best] / (double)x->prof_runs, s->node,
+                s->fused ? fused_name[s->fused - 1] : ei_gop_name(n->op),
+                shape, o->name);
+    }
+    free(done);
+}
 
 /* ---------------------------------------------------------------- parallel helpers */
 typedef struct {
@@ -53,13 +110,16 @@ int ei_cpu_fail(const ei_cpu_exec *x, const ei_cpu_step *s, const char *fmt, ...
     const ei_gnode *n = &x->g->nodes[s->node];
     if (s->fused)
         return ei_error_set("graph '%s': nodes %d..%d (%s, fused %s): %s", x->g->name, s->first, s->node,
-                            ei_gop_name(n->op), s->fused == EI_CPU_FUSE_RMSNORM ? "RMSNorm" : "SwiGLU", msg);
+                            ei_gop_name(n->op),
+                            s->fused == EI_CPU_FUSE_RMSNORM ? "RMSNorm" : s->fused == EI_CPU_FUSE_SWIGLU ? "SwiGLU" : "RoPE", msg);
     return ei_error_set("graph '%s': node %d (%s): %s", x->g->name, s->node, ei_gop_name(n->op), msg);
 }
 
 /* ---------------------------------------------------------------- prepare */
 static void exec_free(ei_cpu_exec *x) {
     if (!x) return;
+    profile_print(x);
+    free(x->prof);
     x->magic = 0;
     for (int32_t i = 0; x->steps && i < x->n_steps; i++) free(x->steps[i].qmult);
     free(x->tplan);
@@ -140,6 +200,7 @@ static ei_backend_exec *cpu_prepare(ei_backend *b, const ei_graph *g, const uint
     x->scratch = alloc64(x->scratch_bytes);
     x->tscratch = malloc((size_t)(x->nth * (x->tscratch_n ? x->tscratch_n : 1)) * sizeof *x->tscratch);
     if (!x->arena || !x->scratch || !x->tscratch) goto oom;
+    if (profile_top() > 0 && !(x->prof = calloc((size_t)x->n_steps + 1, sizeof *x->prof))) goto oom;
     return (ei_backend_exec *)x;
 oom:
     ei_error_set("graph %s: cpu backend: out of memory", g->name);
@@ -152,6 +213,7 @@ fail:
 static int run_step(ei_cpu_exec *x, const ei_cpu_step *s) {
     if (s->fused == EI_CPU_FUSE_RMSNORM) return ei_cpu_op_rmsnorm(x, s);
     if (s->fused == EI_CPU_FUSE_SWIGLU) return ei_cpu_op_swiglu(x, s);
+    if (s->fused == EI_CPU_FUSE_ROPE) return ei_cpu_op_rope(x, s);
     switch (x->g->nodes[s->node].op) {
     case EI_OP_GATHER: return ei_cpu_op_gather(x, s);
     case EI_OP_FULLY_CONNECTED: return ei_cpu_op_fc(x, s);
@@ -203,8 +265,11 @@ static int cpu_execute(ei_backend_exec *xe, void *const *bind) {
         const ei_cpu_step *s = &x->steps[i];
         if (s->view) continue;
         x->scratch_used = 0;
+        const double t0 = x->prof ? now_s() : 0;
         if (run_step(x, s)) return -1;
+        if (x->prof) x->prof[i] += now_s() - t0;
     }
+    x->prof_runs += x->prof != NULL;
     return 0;
 }
 

@@ -5,8 +5,12 @@
  *   RMSNorm  t1 = MUL(x, x); t2 = MEAN(t1, last axis, keep_dims); t3 = ADD(t2, eps[1]);
  *            t4 = RSQRT(t3); t5 = MUL(x, t4); y = MUL(t5, w[D])       (operands in either order)
  *   SwiGLU   s = LOGISTIC(g); a = MUL(g, s); y = MUL(a, u)           (g, u, y of one shape)
+ *   RoPE     a = SLICE(X, last axis [0, w)); b = SLICE(X, last axis [w, 2w)) (a, b read only here);
+ *            y = CONCAT(SUB(MUL(a, c), MUL(b, s)), ADD(MUL(a, s), MUL(b, c)), last axis), with
+ *            X [T, H, ..., 2w] and c, s [T, 1, ...] (deploy/ir_emit.c's rope, both layouts)
  * The fused step sits where y was computed: x, w, g and u were all computed before it. Fusing
- * saves 5 (RMSNorm) or 2 (SwiGLU) passes over the activations and their buffers. */
+ * saves 5 (RMSNorm), 2 (SwiGLU) or 8 (RoPE) passes over the activations and their buffers; the
+ * fused kernels do the same IEEE operations per element, so the results are the same bits. */
 #include "runtime/cpu_internal.h"
 
 #include "core/ei_half.h"
@@ -123,6 +127,75 @@ static int match_swiglu(fctx *c, int32_t ny, ei_cpu_step *s) {
     return 0;
 }
 
+/* The two halves of a RoPE pair: SLICEs of one X along its last axis, read by two MULs each. */
+static int32_t rope_half(const fctx *c, int32_t t, int32_t *x, int32_t *begin, int32_t *width) {
+    const ei_graph *g = c->g;
+    const ei_gtensor *tt = &g->tensors[t];
+    const int32_t p = c->prod[t];
+    if (tt->kind != EI_GK_VALUE || c->readers[t] != 2 || p < 0 || c->used[p] || !f32(tt)) return -1;
+    const ei_gnode *n = &g->nodes[p];
+    if (n->op != EI_OP_SLICE) return -1;
+    const ei_gtensor *tx = &g->tensors[n->in[0]];
+    const int r = tx->rank;
+    if (!f32(tx) || r < 3 || tt->rank != r) return -1;
+    for (int i = 0; i < r - 1; i++)
+        if (n->p.slice.begin[i] != 0 || tt->shape[i] != tx->shape[i]) return -1;
+    *x = n->in[0];
+    *begin = n->p.slice.begin[r - 1];
+    *width = tt->shape[r - 1];
+    return p;
+}
+
+static int mul_of(const ei_gnode *n, int32_t u, int32_t v) {
+    return (n->in[0] == u && n->in[1] == v) || (n->in[0] == v && n->in[1] == u);
+}
+
+static int match_rope(fctx *c, int32_t ny, ei_cpu_step *s) {
+    const ei_graph *g = c->g;
+    const ei_gnode *y = &g->nodes[ny];
+    const ei_gtensor *yt = &g->tensors[y->out];
+    if (y->n_in != 2 || !f32(yt) || ei_cpu_axis(y->p.concat.axis, yt->rank) != yt->rank - 1) return 0;
+    const int32_t nsub = inner(c, y->in[0], EI_OP_SUB), nadd = inner(c, y->in[1], EI_OP_ADD);
+    if (nsub < 0 || nadd < 0) return 0;
+    const int32_t n1 = inner(c, g->nodes[nsub].in[0], EI_OP_MUL), n2 = inner(c, g->nodes[nsub].in[1], EI_OP_MUL);
+    const int32_t n3 = inner(c, g->nodes[nadd].in[0], EI_OP_MUL), n4 = inner(c, g->nodes[nadd].in[1], EI_OP_MUL);
+    if (n1 < 0 || n2 < 0 || n3 < 0 || n4 < 0) return 0;
+    /* n1 = a c, n2 = b s: find a (begin 0) and b (begin w) among their operands */
+    for (int o1 = 0; o1 < 2; o1++)
+        for (int o2 = 0; o2 < 2; o2++) {
+            const int32_t a = g->nodes[n1].in[o1], ct = g->nodes[n1].in[1 - o1];
+            const int32_t b = g->nodes[n2].in[o2], st = g->nodes[n2].in[1 - o2];
+            int32_t xa, xb, ba, bb, wa, wb;
+            const int32_t na = rope_half(c, a, &xa, &ba, &wa), nb = rope_half(c, b, &xb, &bb, &wb);
+            if (na < 0 || nb < 0 || na == nb || xa != xb || ba != 0 || bb != wa || wb != wa) continue;
+            const ei_gtensor *tx = &g->tensors[xa], *tc = &g->tensors[ct], *ts = &g->tensors[st], *ta = &g->tensors[a];
+            const int r = tx->rank;
+            if (tx->shape[r - 1] != 2 * wa || !same_shape(tx, yt) || !f32(tc) || !f32(ts) || !same_shape(tc, ts) ||
+                tc->rank != r || tc->shape[0] != ta->shape[0] || tc->shape[1] != 1)
+                continue;
+            int ok = 1;
+            for (int i = 2; i < r; i++) ok &= tc->shape[i] == ta->shape[i];
+            /* the ADD takes a s and b c (in either order) */
+            if (!ok || !((mul_of(&g->nodes[n3], a, st) && mul_of(&g->nodes[n4], b, ct)) ||
+                         (mul_of(&g->nodes[n4], a, st) && mul_of(&g->nodes[n3], b, ct))))
+                continue;
+            const int32_t nodes[] = {na, nb, n1, n2, n3, n4, nsub, nadd, ny};
+            int32_t first = ny;
+            for (size_t i = 0; i < sizeof nodes / sizeof nodes[0]; i++) {
+                c->used[nodes[i]] = 1;
+                if (nodes[i] < first) first = nodes[i];
+            }
+            s->fused = EI_CPU_FUSE_ROPE;
+            s->first = first;
+            s->n_in = 3;
+            s->in[0] = xa;
+            s->in[1] = ct;
+            s->in[2] = st;
+            return 1;
+        }
+    return 0;
+}
+
 int32_t ei_cpu_fuse(const ei_graph *g, const uint8_t *blob, int enable, ei_cpu_step *steps) {
     const int32_t nn = g->n_nodes;
     fctx c = {g, NULL, NULL, NULL};
@@ -144,6 +217,8 @@ int32_t ei_cpu_fuse(const ei_graph *g, const uint8_t *blob, int enable, ei_cpu_s
             if (g->nodes[i].op != EI_OP_MUL || g->nodes[i].n_in != 2 || c.used[i]) continue;
             if (!match_rmsnorm(&c, blob, i, &fused[i])) match_swiglu(&c, i, &fused[i]);
         }
+        for (int32_t i = 0; i < nn; i++)
+            if (g->nodes[i].op == EI_OP_CONCATENATION && !c.used[i]) match_rope(&c, i, &fused[i]);
     }
     int32_t ns = 0;
     for (int32_t i = 0; i < nn; i++) {

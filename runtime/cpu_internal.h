@@ -24,7 +24,7 @@ typedef struct {
     uint64_t off; /* EI_CPU_ST_ARENA */
 } ei_cpu_tplan;
 
-enum { EI_CPU_FUSE_NONE = 0, EI_CPU_FUSE_RMSNORM, EI_CPU_FUSE_SWIGLU };
+enum { EI_CPU_FUSE_NONE = 0, EI_CPU_FUSE_RMSNORM, EI_CPU_FUSE_SWIGLU, EI_CPU_FUSE_ROPE };
 
 /* How a FULLY_CONNECTED runs: float kernels (F32 / F16 / I8 weights with float input, and the
  * float fallback for quantised input), Q8 activations (I4 weights with float input), integer. */
@@ -71,6 +71,8 @@ typedef struct {
     float *tscratch;  /* per-thread rows: nth x tscratch_n floats */
     int64_t tscratch_n;
     void **ptr; /* [n_tensors]: resolved for the current execute */
+    double *prof; /* [n_steps] seconds per step, summed over executes; NULL unless EI_CPU_PROFILE */
+    int64_t prof_runs;
 } ei_cpu_exec;
 
 /* ---- cpu_backend.c */
@@ -135,6 +137,7 @@ int ei_cpu_op_mean(ei_cpu_exec *x, const ei_cpu_step *s);
 int ei_cpu_op_softmax(ei_cpu_exec *x, const ei_cpu_step *s);
 int ei_cpu_op_rmsnorm(ei_cpu_exec *x, const ei_cpu_step *s);
 int ei_cpu_op_swiglu(ei_cpu_exec *x, const ei_cpu_step *s);
+int ei_cpu_op_rope(ei_cpu_exec *x, const ei_cpu_step *s);
 
 /* Normalised axis (negative counts from the end). */
 static inline int32_t ei_cpu_axis(int32_t axis, int32_t rank) { return axis < 0 ? axis + rank : axis; }

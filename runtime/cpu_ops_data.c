@@ -62,6 +62,14 @@ typedef struct {
 static void concat_range(void *p, int64_t lo, int64_t hi) {
     const concat_ctx *c = p;
     uint8_t *dst = c->x->ptr[c->n->out];
+    /* Two 4-byte pieces per outer index (the halves of RoPE pairs): plain stores, not two memcpy
+     * calls per element. */
+    if (c->n->n_in == 2 && c->chunk[0] == 4 && c->chunk[1] == 4) {
+        const uint32_t *a = c->x->ptr[c->n->in[0]], *b = c->x->ptr[c->n->in[1]];
+        uint32_t *d = (uint32_t *)(void *)dst;
+        for (int64_t o = lo; o < hi; o++) d[2 * o] = a[o], d[2 * o + 1] = b[o];
+        return;
+    }
     for (int64_t o = lo; o < hi; o++) {
         uint8_t *d = dst + o * c->outer_bytes;
         for (int32_t i = 0; i < c->n->n_in; i++) {
@@ -92,11 +100,25 @@ typedef struct {
 
 static void slice_range(void *p, int64_t lo, int64_t hi) {
     const slice_ctx *c = p;
-    const int64_t run = c->dout[3] * c->es;
-    for (int64_t r = lo; r < hi; r++) {
-        int64_t i2 = r % c->dout[2], i1 = (r / c->dout[2]) % c->dout[1], i0 = r / (c->dout[2] * c->dout[1]);
-        int64_t off = (((c->beg[0] + i0) * c->din[1] + c->beg[1] + i1) * c->din[2] + c->beg[2] + i2) * c->din[3] + c->beg[3];
-        memcpy(c->dst + r * run, c->src + off * c->es, (size_t)run);
+    const int64_t run = c->dout[3] * c->es, step = c->din[3] * c->es;
+    int64_t i2 = lo % c->dout[2], i1 = (lo / c->dout[2]) % c->dout[1], i0 = lo / (c->dout[2] * c->dout[1]);
+    for (int64_t r = lo; r < hi;) {
+        /* a run of rows along axis 2: consecutive rows of the input are din[3] elements apart */
+        const int64_t n = c->dout[2] - i2 < hi - r ? c->dout[2] - i2 : hi - r;
+        const int64_t off =
+            (((c->beg[0] + i0) * c->din[1] + c->beg[1] + i1) * c->din[2] + c->beg[2] + i2) * c->din[3] + c->beg[3];
+        const uint8_t *src = c->src + off * c->es;
+        uint8_t *dst = c->dst + r * run;
+        if (run == 4) { /* one float per row (a half of the RoPE pairs): a fixed-size copy the compiler inlines */
+            for (int64_t j = 0; j < n; j++) memcpy(dst + 4 * j, src + j * step, 4);
+        } else {
+            for (int64_t j = 0; j < n; j++) memcpy(dst + j * run, src + j * step, (size_t)run);
+        }
+        r += n, i2 += n;
+        if (i2 == c->dout[2]) {
+            i2 = 0;
+            if (++i1 == c->dout[1]) i1 = 0, i0++;
+        }
     }
 }
 
@@ -110,6 +132,16 @@ int ei_cpu_op_slice(ei_cpu_exec *x, const ei_cpu_step *s) {
         c.din[pad + i] = ti->shape[i];
         c.dout[pad + i] = to->shape[i];
         c.beg[pad + i] = n->p.slice.begin[i];
+    }
+    /* Axis i folds into axis i + 1 when axis i + 1 is taken whole (the rows of axis i are then
+     * contiguous runs of axis i + 1): [388, 4, 32, 2] -> [388, 4, 32, 1] becomes one run of 49,664
+     * rows two elements apart, not 12,416 runs of 4 rows (measured: the index arithmetic per 4-byte
+     * row made each RoPE slice of a 100M model's decode step cost 0.27 ms). Axis 3 stays innermost. */
+    for (int i = 1; i >= 0; i--) {
+        if (c.din[i + 1] != c.dout[i + 1] || c.beg[i + 1] != 0) continue;
+        c.beg[i + 1] = c.beg[i] * c.din[i + 1];
+        c.din[i + 1] *= c.din[i], c.dout[i + 1] *= c.dout[i];
+        c.din[i] = c.dout[i] = 1, c.beg[i] = 0;
     }
     const int64_t rows = c.dout[0] * c.dout[1] * c.dout[2];
     ei_cpu_parallel(x, rows, 1, 1 + 65536 / (c.dout[3] * c.es), slice_range, &c);

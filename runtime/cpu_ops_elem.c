@@ -34,16 +34,35 @@ static void bcast_init(bcast *bc, const ei_gtensor *a, const ei_gtensor *b, cons
         bc->ia = na == no && no > 1, bc->ib = nb == no && no > 1;
         return;
     }
+    /* Collapse the axes first: drop the output's size-1 axes, and merge neighbours along which
+     * each operand is broadcast in the same way (both axes broadcast, or both not). Otherwise a
+     * trailing axis of 1 (RoPE of the cache rows, [slots, heads, half, 1] x [slots, 1, half, 1])
+     * made rows of one element, and every element paid an index computation: measured 0.29 ms for
+     * 50K elements, half of a 100M model's decode step. Same operations per element either way. */
+    int64_t ce[4], cba[4], cbb[4]; /* collapsed extents, broadcast flags of a and b */
+    int nc = 0;
+    for (int i = 0; i < 4; i++) {
+        if (dout[i] == 1) continue;
+        const int ba = da[i] == 1, bb = db[i] == 1;
+        if (nc > 0 && cba[nc - 1] == ba && cbb[nc - 1] == bb) {
+            ce[nc - 1] *= dout[i];
+            continue;
+        }
+        ce[nc] = dout[i], cba[nc] = ba, cbb[nc] = bb;
+        nc++;
+    }
+    int64_t e4[4] = {1, 1, 1, 1}, ba4[4] = {1, 1, 1, 1}, bb4[4] = {1, 1, 1, 1};
+    for (int i = 0; i < nc; i++) e4[4 - nc + i] = ce[i], ba4[4 - nc + i] = cba[i], bb4[4 - nc + i] = cbb[i];
     int64_t stra = 1, strb = 1;
     int64_t sta[4], stb[4];
     for (int i = 3; i >= 0; i--) {
-        sta[i] = da[i] == 1 ? 0 : stra;
-        stb[i] = db[i] == 1 ? 0 : strb;
-        stra *= da[i], strb *= db[i];
+        sta[i] = ba4[i] ? 0 : stra;
+        stb[i] = bb4[i] ? 0 : strb;
+        stra *= ba4[i] ? 1 : e4[i], strb *= bb4[i] ? 1 : e4[i];
     }
-    bc->cols = dout[3];
-    bc->rows = no / dout[3];
-    for (int i = 0; i < 3; i++) bc->ext[i] = dout[i], bc->sa[i] = sta[i], bc->sb[i] = stb[i];
+    bc->cols = e4[3];
+    bc->rows = no / e4[3];
+    for (int i = 0; i < 3; i++) bc->ext[i] = e4[i], bc->sa[i] = sta[i], bc->sb[i] = stb[i];
     bc->ia = sta[3], bc->ib = stb[3];
 }
 

@@ -297,3 +297,42 @@ int ei_cpu_op_swiglu(ei_cpu_exec *x, const ei_cpu_step *s) {
     ei_cpu_parallel(x, ei_gtensor_numel(ei_cpu_t(x, s->out)), 16, 8192, swiglu_range, &c);
     return 0;
 }
+
+/* ---------------------------------------------------------------- fused RoPE (cpu_fuse.c)
+ * y[t, h, r, j] = a c - b s, y[t, h, r, w + j] = a s + b c with a = X[t, h, r, j], b = X[t, h, r, w + j],
+ * c = C[t, r, j], s = S[t, r, j]: each an IEEE product, then the difference or sum, as the unfused
+ * MUL, SUB and ADD compute them (the build contracts no a * b - c into an FMA: -std=c11). */
+typedef struct {
+    const float *x, *c, *s;
+    float *y;
+    int64_t H, R, w;
+} rope_ctx;
+
+static void rope_range(void *p, int64_t lo, int64_t hi) {
+    const rope_ctx *c = p;
+    const int64_t w = c->w, R = c->R;
+    for (int64_t row = lo; row < hi; row++) { /* row = t * H + h */
+        const int64_t t = row / c->H;
+        for (int64_t r = 0; r < R; r++) {
+            const float *xa = c->x + (row * R + r) * 2 * w, *xb = xa + w;
+            const float *cc = c->c + (t * R + r) * w, *ss = c->s + (t * R + r) * w;
+            float *ya = c->y + (row * R + r) * 2 * w, *yb = ya + w;
+            for (int64_t j = 0; j < w; j++) {
+                const float a = xa[j], b = xb[j], cj = cc[j], sj = ss[j];
+                const float ac = a * cj, bs = b * sj, as = a * sj, bc = b * cj;
+                ya[j] = ac - bs;
+                yb[j] = as + bc;
+            }
+        }
+    }
+}
+
+int ei_cpu_op_rope(ei_cpu_exec *x, const ei_cpu_step *s) {
+    const ei_gtensor *tx = ei_cpu_t(x, s->in[0]);
+    const int r = tx->rank;
+    const int64_t T = tx->shape[0], H = tx->shape[1], w = tx->shape[r - 1] / 2;
+    const int64_t R = ei_gtensor_numel(tx) / (T * H * 2 * w);
+    rope_ctx c = {x->ptr[s->in[0]], x->ptr[s->in[1]], x->ptr[s->in[2]], x->ptr[s->out], H, R, w};
+    ei_cpu_parallel(x, T * H, 1, 1 + 16384 / (R * 2 * w), rope_range, &c);
+    return 0;
+}

@@ -41,6 +41,7 @@ skip README.md 'scripts/install-deps\.sh' \
 skip README.md '^scripts/run-tests\.sh' "builds two trees and runs this whole test suite, this test included"
 
 skip docs/ei-eval.md '^adb ' "runs on an Android phone over adb"
+skip docs/benchmarks.md '^scripts/build\.sh release' "builds the release tree the benchmarks after it use (minutes to an hour each, run by hand)"
 
 # ---------------------------------------------------------------- shortening
 # Training: 2 steps, small documents, one validation sample.

@@ -634,6 +634,72 @@ static void test_cast(void **state) {
     tg_free(&t);
 }
 
+/* The fused RoPE step (cpu_fuse.c) against the unfused nodes, bit for bit: both layouts of
+ * deploy/ir_emit.c's rope (interleaved pairs [T, H, d/2, 2], halves [T, H, d]), the operands of the
+ * MULs and of the ADD in either order; a half that is also read elsewhere (an OUTPUT) is not fused. */
+static void rope_case(int interleaved, int swap, int tap) {
+    enum { T = 5, H = 3, HALF = 4 };
+    ei_rng r;
+    ei_rng_seed(&r, 7 + (uint64_t)(interleaved * 4 + swap * 2 + tap));
+    tg t = tg_new("rope");
+    const int32_t rk = interleaved ? 4 : 3;
+    const int32_t *xs = interleaved ? S(T, H, HALF, 2) : S(T, H, 2 * HALF);
+    const int32_t *hs = interleaved ? S(T, H, HALF, 1) : S(T, H, HALF);
+    const int32_t *cs = interleaved ? S(T, 1, HALF, 1) : S(T, 1, HALF);
+    int32_t tx = tg_t(&t, "x", F32, KI, rk, xs), tc = tg_t(&t, "cos", F32, KI, rk, cs), ts = tg_t(&t, "sin", F32, KI, rk, cs);
+    int32_t ta = tg_t(&t, "a", F32, tap ? KO : KV, rk, hs), tb = tg_t(&t, "b", F32, KV, rk, hs);
+    ei_gparams pa = {0}, pb = {0};
+    for (int i = 0; i < rk; i++) pa.slice.size[i] = pb.slice.size[i] = hs[i];
+    pb.slice.begin[rk - 1] = interleaved ? 1 : HALF;
+    tg_n(&t, EI_OP_SLICE, NIN(tx), ta, &pa);
+    tg_n(&t, EI_OP_SLICE, NIN(tx), tb, &pb);
+    int32_t m[4], ya = tg_t(&t, "ya", F32, KV, rk, hs), yb = tg_t(&t, "yb", F32, KV, rk, hs);
+    const int32_t ops[4][2] = {{ta, tc}, {tb, ts}, {ta, ts}, {tb, tc}};
+    for (int i = 0; i < 4; i++) {
+        char nm[8];
+        snprintf(nm, sizeof nm, "m%d", i);
+        m[i] = tg_t(&t, nm, F32, KV, rk, hs);
+        tg_n(&t, EI_OP_MUL, NIN(ops[i][swap], ops[i][1 - swap]), m[i], NULL);
+    }
+    tg_n(&t, EI_OP_SUB, NIN(m[0], m[1]), ya, NULL);
+    tg_n(&t, EI_OP_ADD, NIN(m[swap ? 3 : 2], m[swap ? 2 : 3]), yb, NULL);
+    int32_t ty = tg_t(&t, "y", F32, KO, rk, xs);
+    ei_gparams pc = {.concat = {rk - 1}};
+    tg_n(&t, EI_OP_CONCATENATION, NIN(ya, yb), ty, &pc);
+    float *x = rnd_f32(&r, T * H * 2 * HALF, -3, 3), *c = rnd_f32(&r, T * HALF, -1, 1), *sn = rnd_f32(&r, T * HALF, -1, 1);
+    float *y1 = zeros_f32(T * H * 2 * HALF), *y2 = zeros_f32(T * H * 2 * HALF), *a1 = zeros_f32(T * H * HALF);
+    void *bind_full[16] = {0}; /* by tensor index */
+    bind_full[tx] = x, bind_full[tc] = c, bind_full[ts] = sn, bind_full[ty] = y1;
+    if (tap) bind_full[ta] = a1;
+    ei_cpu_exec_info fi, ui;
+    assert_int_equal(tg_run_opts(&t, (ei_cpu_options){.threads = 2}, bind_full, &fi), 0);
+    bind_full[ty] = y2;
+    assert_int_equal(tg_run_opts(&t, (ei_cpu_options){.threads = 1, .no_fuse = 1}, bind_full, &ui), 0);
+    assert_int_equal(fi.fused, tap ? 0 : 1);
+    assert_int_equal(ui.fused, 0);
+    assert_memory_equal(y1, y2, sizeof(float) * T * H * 2 * HALF);
+    /* and the values: a c - b s, a s + b c per pair */
+    for (int tt = 0; tt < T; tt++)
+        for (int h = 0; h < H; h++)
+            for (int j = 0; j < HALF; j++) {
+                const int64_t ia = interleaved ? ((tt * H + h) * HALF + j) * 2 : (tt * H + h) * 2 * HALF + j;
+                const int64_t ib = interleaved ? ia + 1 : ia + HALF;
+                const float av = x[ia], bv = x[ib], cv = c[tt * HALF + j], sv = sn[tt * HALF + j];
+                const float p0 = av * cv, p1 = bv * sv, p2 = av * sv, p3 = bv * cv;
+                assert_true(y1[ia] == p0 - p1);
+                assert_true(y1[ib] == p2 + p3);
+            }
+    free(x), free(c), free(sn), free(y1), free(y2), free(a1);
+    tg_free(&t);
+}
+
+static void test_rope_fused(void **state) {
+    (void)state;
+    for (int il = 0; il < 2; il++)
+        for (int sw = 0; sw < 2; sw++) rope_case(il, sw, 0);
+    rope_case(1, 0, 1);
+}
+
 static void test_select(void **state) {
     (void)state;
     for (int k = 0; k < 2; k++) {
@@ -797,7 +863,7 @@ int main(void) {
         cmocka_unit_test(test_concat_slice),   cmocka_unit_test(test_transpose),      cmocka_unit_test(test_reshape),
         cmocka_unit_test(test_quantize_dequantize), cmocka_unit_test(test_dequantize_const), cmocka_unit_test(test_cast),
         cmocka_unit_test(test_select),         cmocka_unit_test(test_f16_values),     cmocka_unit_test(test_quantized_add),
-        cmocka_unit_test(test_f16_attention),
+        cmocka_unit_test(test_f16_attention),   cmocka_unit_test(test_rope_fused),
         cmocka_unit_test(test_fc_quantized_activations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
