@@ -7,7 +7,7 @@
 #          w8 and a per-tensor plan under a size budget), run them with ei-eval on the held-out
 #          documents (cpu; nnapi against the conformance library) and print the comparison table
 #          (scripts/deploy_eval.sh).
-# Options are passed to `ei train` (e.g. --set train.steps=50). Takes about 12 minutes on 2 cores.
+# Options are passed to `ei train` (e.g. --set train.steps=50). Takes about 8 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== build"

@@ -37,7 +37,7 @@ in_scope() { [ "$1" = '*' ] || [ "$1" = "$2" ]; }
 # ---------------------------------------------------------------- allow-list
 skip README.md 'scripts/install-deps\.sh' \
   "installs system packages with apt (as root or through sudo); the demo.sh after it rebuilds build/ and "\
-"runs a 10-minute job (its steps are tested by cli_scripts.sh)"
+"runs an 8-minute job (its steps are tested by cli_scripts.sh)"
 skip README.md '^scripts/run-tests\.sh' "builds two trees and runs this whole test suite, this test included"
 
 skip docs/ei-eval.md '^adb ' "runs on an Android phone over adb"
