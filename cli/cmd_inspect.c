@@ -112,16 +112,16 @@ static int cref_cmp(const void *a, const void *b) {
     return x->size < y->size ? -1 : x->size > y->size;
 }
 
-/* Constants once each (graphs share one copy of the weights), by precision. */
-static int print_totals(const ei_eig *e) {
-    size_t n = 0, nodes = 0;
+/* The CONST tensors of every graph sorted by (offset, size): graphs share their weights, so equal
+ * neighbours are one stored constant. A malloc'd array (the caller frees it); NULL when out of memory. */
+static cref *sorted_consts(const ei_eig *e, size_t *count) {
+    size_t n = 0;
     for (int i = 0; i < ei_eig_n_graphs(e); i++) {
         const ei_graph *g = ei_eig_graph(e, i);
-        nodes += (size_t)g->n_nodes;
         for (int32_t k = 0; k < g->n_tensors; k++) n += g->tensors[k].kind == EI_GK_CONST;
     }
     cref *r = malloc((n ? n : 1) * sizeof *r);
-    if (!r) return ei_error_set("out of memory");
+    if (!r) return NULL;
     n = 0;
     for (int i = 0; i < ei_eig_n_graphs(e); i++) {
         const ei_graph *g = ei_eig_graph(e, i);
@@ -129,6 +129,16 @@ static int print_totals(const ei_eig *e) {
             if (g->tensors[k].kind == EI_GK_CONST) r[n++] = (cref){g->tensors[k].offset, g->tensors[k].size, &g->tensors[k]};
     }
     if (n) qsort(r, n, sizeof *r, cref_cmp);
+    *count = n;
+    return r;
+}
+
+/* Constants once each (graphs share one copy of the weights), by precision. */
+static int print_totals(const ei_eig *e) {
+    size_t n = 0, nodes = 0;
+    for (int i = 0; i < ei_eig_n_graphs(e); i++) nodes += (size_t)ei_eig_graph(e, i)->n_nodes;
+    cref *r = sorted_consts(e, &n);
+    if (!r) return ei_error_set("out of memory");
     precision_table prec = {0};
     for (size_t i = 0; i < n; i++)
         if (!i || r[i].off != r[i - 1].off || r[i].size != r[i - 1].size) add_precision(&prec, r[i].t);
@@ -146,19 +156,8 @@ static int print_totals(const ei_eig *e) {
 /* Every constant once (graphs share them), in file order: what each weight was stored as. */
 static int print_tensors(const ei_eig *e) {
     size_t n = 0;
-    for (int i = 0; i < ei_eig_n_graphs(e); i++) {
-        const ei_graph *g = ei_eig_graph(e, i);
-        for (int32_t k = 0; k < g->n_tensors; k++) n += g->tensors[k].kind == EI_GK_CONST;
-    }
-    cref *r = malloc((n ? n : 1) * sizeof *r);
+    cref *r = sorted_consts(e, &n);
     if (!r) return ei_error_set("out of memory");
-    n = 0;
-    for (int i = 0; i < ei_eig_n_graphs(e); i++) {
-        const ei_graph *g = ei_eig_graph(e, i);
-        for (int32_t k = 0; k < g->n_tensors; k++)
-            if (g->tensors[k].kind == EI_GK_CONST) r[n++] = (cref){g->tensors[k].offset, g->tensors[k].size, &g->tensors[k]};
-    }
-    if (n) qsort(r, n, sizeof *r, cref_cmp);
     printf("\nconstants (each stored once; offset in the data block)\n");
     printf("  %-40s %-18s %-26s %12s %12s\n", "name", "shape", "type", "bytes", "offset");
     for (size_t i = 0; i < n; i++) {
