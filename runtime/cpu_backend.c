@@ -10,6 +10,9 @@
 #include <string.h>
 #include <time.h>
 
+/* Names of the fused steps, indexed by EI_CPU_FUSE_* - 1 (profile lines and error messages). */
+static const char *const fused_name[] = {"RMSNorm", "SwiGLU", "RoPE"};
+
 /* ---------------------------------------------------------------- profile */
 /* EI_CPU_PROFILE=N in the environment: each graph's N slowest steps (op, output shape, share of
  * the graph's time) are printed to stderr when the graph is released. For finding what a decode
@@ -39,7 +42,6 @@ static void profile_print(const ei_cpu_exec *x) {
         if (k >= 0 && k < EI_OP_COUNT + 3) by_op[k] += x->prof[i];
     }
     fprintf(stderr, "  by op:");
-    static const char *const fused_name[] = {"RMSNorm", "SwiGLU", "RoPE"};
     for (int k = 0; k < EI_OP_COUNT + 3; k++)
         if (by_op[k] > 0.005 * total)
             fprintf(stderr, " %s %.1f%%", k >= EI_OP_COUNT ? fused_name[k - EI_OP_COUNT] : ei_gop_name((ei_gop)k),
@@ -111,7 +113,7 @@ int ei_cpu_fail(const ei_cpu_exec *x, const ei_cpu_step *s, const char *fmt, ...
     if (s->fused)
         return ei_error_set("graph '%s': nodes %d..%d (%s, fused %s): %s", x->g->name, s->first, s->node,
                             ei_gop_name(n->op),
-                            s->fused == EI_CPU_FUSE_RMSNORM ? "RMSNorm" : s->fused == EI_CPU_FUSE_SWIGLU ? "SwiGLU" : "RoPE", msg);
+                            fused_name[s->fused - 1], msg);
     return ei_error_set("graph '%s': node %d (%s): %s", x->g->name, s->node, ei_gop_name(n->op), msg);
 }
 
