@@ -39,10 +39,15 @@ typedef struct {
     int threads; /* worker threads including the caller; <= 0: 1 */
     int no_fuse; /* 1: run every node as written (the fusion test compares against this) */
     int portable; /* 1: portable C kernels even where AVX2 / NEON exist (they give the same bits) */
+    /* 1: FULLY_CONNECTED with float input and I8 weights multiplies every weight in float, as with
+     * F32 weights; 0 (default): quantises the input per block of 32 first and runs integer dot
+     * products, as TFLite's hybrid kernels (docs/runtime-cpu.md). EI_CPU_EXACT_W8=1 in the
+     * environment sets it too. */
+    int exact_w8;
 } ei_cpu_options;
 
 /* The reference backend: every op of the IR, fused kernels for recognised patterns (RMSNorm,
- * attention, SwiGLU), its own blocked GEMM / GEMV with AVX2 (x86-64) and NEON (aarch64) behind
+ * SwiGLU, RoPE, attention's products with the transposed K / V caches), its own blocked GEMM / GEMV with AVX2 (x86-64) and NEON (aarch64) behind
  * portable C that gives the same results for any thread count. */
 ei_backend *ei_backend_cpu_new(const ei_cpu_options *o);
 /* Name of the kernel set a cpu backend uses ("avx2", "neon", "portable"); NULL if b is not one. */

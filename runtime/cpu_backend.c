@@ -11,7 +11,7 @@
 #include <time.h>
 
 /* Names of the fused steps, indexed by EI_CPU_FUSE_* - 1 (profile lines and error messages). */
-static const char *const fused_name[] = {"RMSNorm", "SwiGLU", "RoPE"};
+static const char *const fused_name[] = {"RMSNorm", "SwiGLU", "RoPE", "BATCH_MATMUL(TRANSPOSE)"};
 
 /* ---------------------------------------------------------------- profile */
 /* EI_CPU_PROFILE=N in the environment: each graph's N slowest steps (op, output shape, share of
@@ -35,14 +35,15 @@ static void profile_print(const ei_cpu_exec *x) {
     for (int32_t i = 0; i < x->n_steps; i++) total += x->prof[i];
     fprintf(stderr, "cpu profile: graph %s, %lld runs, %.3f ms per run\n", x->g->name, (long long)x->prof_runs,
             1e3 * total / (double)x->prof_runs);
-    double by_op[EI_OP_COUNT + 3] = {0}; /* + RMSNorm, SwiGLU, RoPE */
+    enum { NF = (int)(sizeof fused_name / sizeof fused_name[0]) };
+    double by_op[EI_OP_COUNT + NF] = {0}; /* + the fused steps */
     for (int32_t i = 0; i < x->n_steps; i++) {
         const ei_cpu_step *s = &x->steps[i];
         int k = s->fused ? EI_OP_COUNT + s->fused - 1 : (int)x->g->nodes[s->node].op;
-        if (k >= 0 && k < EI_OP_COUNT + 3) by_op[k] += x->prof[i];
+        if (k >= 0 && k < EI_OP_COUNT + NF) by_op[k] += x->prof[i];
     }
     fprintf(stderr, "  by op:");
-    for (int k = 0; k < EI_OP_COUNT + 3; k++)
+    for (int k = 0; k < EI_OP_COUNT + NF; k++)
         if (by_op[k] > 0.005 * total)
             fprintf(stderr, " %s %.1f%%", k >= EI_OP_COUNT ? fused_name[k - EI_OP_COUNT] : ei_gop_name((ei_gop)k),
                     100 * by_op[k] / total);
@@ -216,6 +217,7 @@ static int run_step(ei_cpu_exec *x, const ei_cpu_step *s) {
     if (s->fused == EI_CPU_FUSE_RMSNORM) return ei_cpu_op_rmsnorm(x, s);
     if (s->fused == EI_CPU_FUSE_SWIGLU) return ei_cpu_op_swiglu(x, s);
     if (s->fused == EI_CPU_FUSE_ROPE) return ei_cpu_op_rope(x, s);
+    if (s->fused == EI_CPU_FUSE_BMM_T) return ei_cpu_op_bmm(x, s);
     switch (x->g->nodes[s->node].op) {
     case EI_OP_GATHER: return ei_cpu_op_gather(x, s);
     case EI_OP_FULLY_CONNECTED: return ei_cpu_op_fc(x, s);
@@ -307,6 +309,8 @@ ei_backend *ei_backend_cpu_new(const ei_cpu_options *o) {
     }
     if (o) be->opt = *o;
     if (be->opt.threads < 1) be->opt.threads = 1;
+    const char *ex = getenv("EI_CPU_EXACT_W8");
+    if (ex && ex[0] && strcmp(ex, "0") != 0) be->opt.exact_w8 = 1;
     be->base.ops = &cpu_ops;
     be->k = be->opt.portable ? ei_cpu_kernels_portable() : ei_cpu_kernels_best();
     be->tp = ei_tp_new(be->opt.threads);

@@ -8,9 +8,13 @@
  *   RoPE     a = SLICE(X, last axis [0, w)); b = SLICE(X, last axis [w, 2w)) (a, b read only here);
  *            y = CONCAT(SUB(MUL(a, c), MUL(b, s)), ADD(MUL(a, s), MUL(b, c)), last axis), with
  *            X [T, H, ..., 2w] and c, s [T, 1, ...] (deploy/ir_emit.c's rope, both layouts)
+ *   BATCH_MATMUL of a transposed operand  y = BATCH_MATMUL(a, TRANSPOSE(X, perm {1, 0, 2})), not
+ *            adj_x: the kernel reads X [T, B, d] in place with strides (deploy/ir_emit.c's attention
+ *            over the K and V caches, which would otherwise be copied whole per call)
  * The fused step sits where y was computed: x, w, g and u were all computed before it. Fusing
- * saves 5 (RMSNorm), 2 (SwiGLU) or 8 (RoPE) passes over the activations and their buffers; the
- * fused kernels do the same IEEE operations per element, so the results are the same bits. */
+ * saves 5 (RMSNorm), 2 (SwiGLU) or 8 (RoPE) passes over the activations and their buffers, or the
+ * copy of the transposed operand; the fused kernels do the same IEEE operations per element, so
+ * the results are the same bits. */
 #include "runtime/cpu_internal.h"
 
 #include "core/ei_half.h"
@@ -196,6 +200,28 @@ static int match_rope(fctx *c, int32_t ny, ei_cpu_step *s) {
     return 0;
 }
 
+/* y = BATCH_MATMUL(a, t), t = TRANSPOSE(X, {1, 0, 2}) read only here: the step reads X. The
+ * transpose keeps the element type and quantisation, so X converts to F32 exactly as t would. */
+static int match_bmm_t(fctx *c, int32_t ny, ei_cpu_step *s) {
+    const ei_graph *g = c->g;
+    const ei_gnode *y = &g->nodes[ny];
+    if (y->n_in != 2 || y->p.bmm.adj_x) return 0;
+    const int32_t t = y->in[1], p = c->prod[t];
+    const ei_gtensor *tt = &g->tensors[t];
+    if (tt->kind != EI_GK_VALUE || c->readers[t] != 1 || p < 0 || c->used[p] || tt->rank != 3) return 0;
+    const ei_gnode *tr = &g->nodes[p];
+    if (tr->op != EI_OP_TRANSPOSE || tr->p.transpose.perm[0] != 1 || tr->p.transpose.perm[1] != 0 ||
+        tr->p.transpose.perm[2] != 2 || g->tensors[y->in[0]].rank != 3)
+        return 0;
+    c->used[p] = c->used[ny] = 1;
+    s->fused = EI_CPU_FUSE_BMM_T;
+    s->first = p;
+    s->n_in = 2;
+    s->in[0] = y->in[0];
+    s->in[1] = tr->in[0];
+    return 1;
+}
+
 int32_t ei_cpu_fuse(const ei_graph *g, const uint8_t *blob, int enable, ei_cpu_step *steps) {
     const int32_t nn = g->n_nodes;
     fctx c = {g, NULL, NULL, NULL};
@@ -219,6 +245,8 @@ int32_t ei_cpu_fuse(const ei_graph *g, const uint8_t *blob, int enable, ei_cpu_s
         }
         for (int32_t i = 0; i < nn; i++)
             if (g->nodes[i].op == EI_OP_CONCATENATION && !c.used[i]) match_rope(&c, i, &fused[i]);
+        for (int32_t i = 0; i < nn; i++)
+            if (g->nodes[i].op == EI_OP_BATCH_MATMUL && !c.used[i]) match_bmm_t(&c, i, &fused[i]);
     }
     int32_t ns = 0;
     for (int32_t i = 0; i < nn; i++) {

@@ -24,11 +24,12 @@ typedef struct {
     uint64_t off; /* EI_CPU_ST_ARENA */
 } ei_cpu_tplan;
 
-enum { EI_CPU_FUSE_NONE = 0, EI_CPU_FUSE_RMSNORM, EI_CPU_FUSE_SWIGLU, EI_CPU_FUSE_ROPE };
+enum { EI_CPU_FUSE_NONE = 0, EI_CPU_FUSE_RMSNORM, EI_CPU_FUSE_SWIGLU, EI_CPU_FUSE_ROPE, EI_CPU_FUSE_BMM_T };
 
-/* How a FULLY_CONNECTED runs: float kernels (F32 / F16 / I8 weights with float input, and the
- * float fallback for quantised input), Q8 activations (I4 weights with float input), integer. */
-enum { EI_CPU_QFC_FLOAT = 0, EI_CPU_QFC_Q8, EI_CPU_QFC_INT };
+/* How a FULLY_CONNECTED runs: float kernels (F32 / F16 weights, I8 weights with a zero point or
+ * group scales, and the float fallback for quantised input), Q8 activations (I4 weights with float
+ * input), Q8 blocks (I8 weights with one scale per row and float input), integer. */
+enum { EI_CPU_QFC_FLOAT = 0, EI_CPU_QFC_Q8, EI_CPU_QFC_Q8B, EI_CPU_QFC_INT };
 
 typedef struct {
     int32_t node;  /* graph node run (fused: the pattern's last node) */

@@ -46,6 +46,18 @@ static inline int64_t ei_cpu_q8_row_bytes(int64_t K, int64_t G) {
     return (nb * 160 + ng8 * 4 + 63) / 64 * 64;
 }
 
+/* Q8 blocks for I8 weights with float input (as TFLite's hybrid kernels: the activations are
+ * quantised on the fly, the weights read in place): each row of x [K] in nb = ceil(K / 32) blocks
+ * of 32 k, block b quantised with its own scale as q8_row quantises a group (amax / 127, round half
+ * away, clamp to [-127, 127]; zero: scale 0; a NaN or an infinity: scale NaN). A row takes
+ * ei_cpu_q8b_row_bytes(K) bytes:
+ *   int8  q[nb][32]   zeros past K
+ *   float xs[nb]      the x scale of each block. */
+static inline int64_t ei_cpu_q8b_row_bytes(int64_t K) {
+    const int64_t nb = (K + 31) / 32;
+    return (nb * 36 + 63) / 64 * 64;
+}
+
 /* Integer FULLY_CONNECTED (fc_int). x is int16 (the input minus its zero point) in rows of ldx
  * elements laid out for the weight: I8 weights: k at k, zeros up to ldx >= ei_cpu_int_ldx; I4:
  * group g at g * G16 (G16 = G rounded up to 16), zeros between groups. Per output (m, n):
@@ -100,7 +112,8 @@ typedef struct {
      * is one dot product with 8 partial sums (lane l takes k = l mod 8, fused multiply-add; integer
      * weights: per group, then scaled into the total), combined by v8_hsum, then + bias: the same
      * bits whatever M, the tiling or the thread split. Exact float products for every weight type:
-     * FULLY_CONNECTED takes it for F32 / F16 / I8 weights, and Q8 (fc_q4) for I4 ones. */
+     * FULLY_CONNECTED takes it for F32 / F16 weights and for I8 ones with a zero point, group
+     * scales or ei_cpu_options.exact_w8; Q8 blocks (fc_q8i8) for other I8 ones, Q8 (fc_q4) for I4. */
     void (*fc)(const float *x, int64_t ldx, int64_t M, const ei_cpu_wmat *w, int64_t K, int64_t n0, int64_t n1,
                const float *bias, float *y, int64_t ldy);
     /* y[i * ldy + j] = sum_k a[i * a_ri + k * a_rk] b[k * ldb + j] for i < M, j < N: one fused
@@ -123,6 +136,15 @@ typedef struct {
      * v8_hsum(acc) (+ bias[n]). Integer sums are exact, so every table gives the same bits. */
     void (*fc_q4)(const uint8_t *xq, int64_t ldq, int64_t M, const ei_cpu_wmat *w, int64_t K, int64_t n0, int64_t n1,
                   const float *bias, float *y, int64_t ldy);
+    /* Q8 blocks (layout above): quantises x [K] into row. */
+    void (*q8b_row)(const float *x, int64_t K, uint8_t *row);
+    /* y[m * ldy + n] for m < M, n0 <= n < n1 from Q8 block rows xq + m * ldq and I8 weights w with
+     * one scale per row (per channel or per tensor, no zero point): per block b ascending,
+     * acc_l = fma((float)(sum of w x q over the lane's 4 k), x_scale(b), acc_l); then
+     * v8_hsum(acc) * w_scale(n) (+ bias[n]). Integer sums are exact, so every table gives the same
+     * bits. */
+    void (*fc_q8i8)(const uint8_t *xq, int64_t ldq, int64_t M, const ei_cpu_wmat *w, int64_t K, int64_t n0,
+                    int64_t n1, const float *bias, float *y, int64_t ldy);
     /* Integer FULLY_CONNECTED (ei_cpu_iq above): x int16 rows ldx apart, y of q->otype, ldy apart. */
     void (*fc_int)(const int16_t *x, int64_t ldx, int64_t M, const ei_cpu_wmat *w, int64_t K, int64_t n0, int64_t n1,
                    const ei_cpu_iq *q, void *y, int64_t ldy);

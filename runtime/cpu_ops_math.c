@@ -72,7 +72,7 @@ static void fc_range(void *p, int64_t lo, int64_t hi) {
 }
 
 int ei_cpu_op_fc(ei_cpu_exec *x, const ei_cpu_step *s) {
-    if (s->qpath == EI_CPU_QFC_Q8) return ei_cpu_op_fc_q8(x, s);
+    if (s->qpath == EI_CPU_QFC_Q8 || s->qpath == EI_CPU_QFC_Q8B) return ei_cpu_op_fc_q8(x, s);
     if (s->qpath == EI_CPU_QFC_INT) return ei_cpu_op_fc_int(x, s);
     const ei_gnode *n = &x->g->nodes[s->node];
     const ei_gtensor *tx = ei_cpu_t(x, n->in[0]), *tw = ei_cpu_t(x, n->in[1]);
@@ -122,6 +122,7 @@ typedef struct {
     const float *a, *b;
     float *y;
     int64_t M, K, N;
+    int64_t b_batch, b_row; /* b: elements between batch entries and between rows */
     int adj_x, adj_y;
 } bmm_ctx;
 
@@ -131,15 +132,15 @@ static void bmm_range(void *p, int64_t lo, int64_t hi) {
         int64_t m0 = lo - bt * c->M, m1 = hi - bt * c->M;
         if (m0 < 0) m0 = 0;
         if (m1 > c->M) m1 = c->M;
-        const float *a = c->a + bt * c->M * c->K, *b = c->b + bt * c->K * c->N;
+        const float *a = c->a + bt * c->M * c->K, *b = c->b + bt * c->b_batch;
         float *y = c->y + bt * c->M * c->N + m0 * c->N;
         if (c->adj_y) { /* b is [N, K]: dot products, the FULLY_CONNECTED kernel (a already [M, K]) */
-            ei_cpu_wmat w = {.type = EI_CPU_W_F32, .data = b, .row_bytes = c->K * 4, .group = c->K, .tscale = 1.0f};
+            ei_cpu_wmat w = {.type = EI_CPU_W_F32, .data = b, .row_bytes = c->b_row * 4, .group = c->K, .tscale = 1.0f};
             c->k->fc(a + m0 * c->K, c->K, m1 - m0, &w, c->K, 0, c->N, NULL, y, c->N);
         } else if (c->adj_x) { /* a is [K, M] */
-            c->k->mm_nn(a + m0, 1, c->M, m1 - m0, b, c->N, c->K, c->N, y, c->N);
+            c->k->mm_nn(a + m0, 1, c->M, m1 - m0, b, c->b_row, c->K, c->N, y, c->N);
         } else {
-            c->k->mm_nn(a + m0 * c->K, c->K, 1, m1 - m0, b, c->N, c->K, c->N, y, c->N);
+            c->k->mm_nn(a + m0 * c->K, c->K, 1, m1 - m0, b, c->b_row, c->K, c->N, y, c->N);
         }
     }
 }
@@ -160,17 +161,23 @@ static void tr_range(void *p, int64_t lo, int64_t hi) { /* [B, K, M] -> [B, M, K
     }
 }
 
+/* Also the fused step EI_CPU_FUSE_BMM_T: its b is X [T, B, d] of b = TRANSPOSE(X, {1, 0, 2}),
+ * read in place: batch entries d apart, rows B * d apart. */
 int ei_cpu_op_bmm(ei_cpu_exec *x, const ei_cpu_step *s) {
     const ei_gnode *n = &x->g->nodes[s->node];
-    const ei_gtensor *ta = ei_cpu_t(x, n->in[0]), *tb = ei_cpu_t(x, n->in[1]);
-    const int r = ta->rank;
+    const ei_gtensor *ta = ei_cpu_t(x, s->in[0]), *tb = ei_cpu_t(x, s->in[1]);
+    const int r = ta->rank, bt = s->fused == EI_CPU_FUSE_BMM_T;
+    /* b's last two axes as the op sees them */
+    const int64_t b_rows = bt ? tb->shape[0] : tb->shape[tb->rank - 2], b_cols = tb->shape[tb->rank - 1];
     bmm_ctx c = {.k = x->k, .adj_x = n->p.bmm.adj_x != 0, .adj_y = n->p.bmm.adj_y != 0};
     c.M = c.adj_x ? ta->shape[r - 1] : ta->shape[r - 2];
     c.K = c.adj_x ? ta->shape[r - 2] : ta->shape[r - 1];
-    c.N = c.adj_y ? tb->shape[tb->rank - 2] : tb->shape[tb->rank - 1];
+    c.N = c.adj_y ? b_rows : b_cols;
+    c.b_batch = bt ? b_cols : b_rows * b_cols;
+    c.b_row = bt ? tb->shape[1] * b_cols : b_cols;
     const int64_t batch = ei_gtensor_numel(ta) / (c.M * c.K);
-    c.a = ei_cpu_in_f32(x, n->in[0]);
-    c.b = ei_cpu_in_f32(x, n->in[1]);
+    c.a = ei_cpu_in_f32(x, s->in[0]);
+    c.b = ei_cpu_in_f32(x, s->in[1]);
     c.y = ei_cpu_out_f32(x, n->out);
     if (!c.a || !c.b || !c.y) return ei_cpu_fail(x, s, "internal: step scratch exhausted");
     if (c.adj_x && c.adj_y) {
@@ -308,31 +315,50 @@ typedef struct {
     int64_t H, R, w;
 } rope_ctx;
 
-static void rope_range(void *p, int64_t lo, int64_t hi) {
-    const rope_ctx *c = p;
-    const int64_t w = c->w, R = c->R;
-    for (int64_t row = lo; row < hi; row++) { /* row = t * H + h */
-        const int64_t t = row / c->H;
+/* One (t, h) row: x, y [R][2w], c, s [R][w]. */
+static void rope_row(const float *xr, const float *cc, const float *ss, float *yr, int64_t R, int64_t w) {
+    if (w == 1) { /* interleaved pairs: one loop over the row, which the compiler vectorises
+                   * (an AVX2 kernel with permutes measured the same: the step streams the cache) */
         for (int64_t r = 0; r < R; r++) {
-            const float *xa = c->x + (row * R + r) * 2 * w, *xb = xa + w;
-            const float *cc = c->c + (t * R + r) * w, *ss = c->s + (t * R + r) * w;
-            float *ya = c->y + (row * R + r) * 2 * w, *yb = ya + w;
-            for (int64_t j = 0; j < w; j++) {
-                const float a = xa[j], b = xb[j], cj = cc[j], sj = ss[j];
-                const float ac = a * cj, bs = b * sj, as = a * sj, bc = b * cj;
-                ya[j] = ac - bs;
-                yb[j] = as + bc;
-            }
+            const float a = xr[2 * r], b = xr[2 * r + 1], cj = cc[r], sj = ss[r];
+            const float ac = a * cj, bs = b * sj, as = a * sj, bc = b * cj;
+            yr[2 * r] = ac - bs;
+            yr[2 * r + 1] = as + bc;
+        }
+        return;
+    }
+    for (int64_t r = 0; r < R; r++) {
+        const float *xa = xr + r * 2 * w, *xb = xa + w, *cr = cc + r * w, *sr = ss + r * w;
+        float *ya = yr + r * 2 * w, *yb = ya + w;
+        for (int64_t j = 0; j < w; j++) {
+            const float a = xa[j], b = xb[j], cj = cr[j], sj = sr[j];
+            const float ac = a * cj, bs = b * sj, as = a * sj, bc = b * cj;
+            ya[j] = ac - bs;
+            yb[j] = as + bc;
         }
     }
 }
 
+static void rope_range(void *p, int64_t lo, int64_t hi) {
+    const rope_ctx *c = p;
+    const int64_t d = c->R * 2 * c->w;
+    for (int64_t row = lo; row < hi; row++) { /* row = t * H + h */
+        const int64_t t = row / c->H;
+        rope_row(c->x + row * d, c->c + t * c->R * c->w, c->s + t * c->R * c->w, c->y + row * d, c->R, c->w);
+    }
+}
+
+/* The geometry of a RoPE input X [T, H, ..., 2w] (cpu_fuse.c checked the shapes). */
+static rope_ctx rope_geometry(ei_cpu_exec *x, const int32_t *in) {
+    const ei_gtensor *tx = ei_cpu_t(x, in[0]);
+    const int64_t T = tx->shape[0], H = tx->shape[1], w = tx->shape[tx->rank - 1] / 2;
+    rope_ctx c = {x->ptr[in[0]], x->ptr[in[1]], x->ptr[in[2]], NULL, H, ei_gtensor_numel(tx) / (T * H * 2 * w), w};
+    return c;
+}
+
 int ei_cpu_op_rope(ei_cpu_exec *x, const ei_cpu_step *s) {
-    const ei_gtensor *tx = ei_cpu_t(x, s->in[0]);
-    const int r = tx->rank;
-    const int64_t T = tx->shape[0], H = tx->shape[1], w = tx->shape[r - 1] / 2;
-    const int64_t R = ei_gtensor_numel(tx) / (T * H * 2 * w);
-    rope_ctx c = {x->ptr[s->in[0]], x->ptr[s->in[1]], x->ptr[s->in[2]], x->ptr[s->out], H, R, w};
-    ei_cpu_parallel(x, T * H, 1, 1 + 16384 / (R * 2 * w), rope_range, &c);
+    rope_ctx c = rope_geometry(x, s->in);
+    c.y = x->ptr[s->out];
+    ei_cpu_parallel(x, ei_cpu_t(x, s->in[0])->shape[0] * c.H, 1, 1 + 16384 / (c.R * 2 * c.w), rope_range, &c);
     return 0;
 }

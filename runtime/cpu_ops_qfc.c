@@ -40,6 +40,7 @@ int ei_cpu_qfc_prepare(const ei_cpu_exec *x, ei_cpu_step *s, char *why, int nwhy
     s->qpath = EI_CPU_QFC_FLOAT;
     if (tx->q.kind == EI_GQ_NONE && (tx->type == EI_GT_F32 || tx->type == EI_GT_F16)) {
         if (s->w.type == EI_CPU_W_I4) s->qpath = EI_CPU_QFC_Q8;
+        if (s->w.type == EI_CPU_W_I8 && s->w.group >= tw->shape[1] && !x->be->opt.exact_w8) s->qpath = EI_CPU_QFC_Q8B;
         return 0;
     }
     /* int16 x minus its zero point must fit int16: I16 only when symmetric (a16); otherwise the
@@ -72,6 +73,7 @@ uint64_t ei_cpu_qfc_scratch(const ei_cpu_exec *x, const ei_cpu_step *s) {
     const ei_gtensor *tw = &g->tensors[n->in[1]];
     const int64_t K = tw->shape[1], M = ei_gtensor_numel(&g->tensors[n->in[0]]) / (K > 0 ? K : 1);
     if (s->qpath == EI_CPU_QFC_Q8) return a64((uint64_t)(M * ei_cpu_q8_row_bytes(K, s->w.group)));
+    if (s->qpath == EI_CPU_QFC_Q8B) return a64((uint64_t)(M * ei_cpu_q8b_row_bytes(K)));
     if (s->qpath == EI_CPU_QFC_INT)
         return a64((uint64_t)(M * ei_cpu_int_ldx(K, s->w.group, s->w.type == EI_CPU_W_I4) * 2)) + a64((uint64_t)M * 8);
     return 0;
@@ -137,19 +139,34 @@ static void q4_range(void *p, int64_t lo, int64_t hi) {
     else c->k->fc_q4(c->xq, c->ldq, c->M, &c->w, c->K, lo, hi, c->bias, c->yf, c->N);
 }
 
+static void q8b_range(void *p, int64_t lo, int64_t hi) {
+    const q8_ctx *c = p;
+    for (int64_t m = lo; m < hi; m++) c->k->q8b_row(c->x + m * c->K, c->K, c->xq + m * c->ldq);
+}
+
+static void q8i8_range(void *p, int64_t lo, int64_t hi) {
+    const qfc_ctx *c = p;
+    if (c->by_rows)
+        c->k->fc_q8i8(c->xq + lo * c->ldq, c->ldq, hi - lo, &c->w, c->K, 0, c->N, c->bias, c->yf + lo * c->N, c->N);
+    else c->k->fc_q8i8(c->xq, c->ldq, c->M, &c->w, c->K, lo, hi, c->bias, c->yf, c->N);
+}
+
+/* EI_CPU_QFC_Q8 (I4 weights) and EI_CPU_QFC_Q8B (I8 weights, one scale per row): x quantised once
+ * per call, then integer dot products against the weights in place. */
 int ei_cpu_op_fc_q8(ei_cpu_exec *x, const ei_cpu_step *s) {
     const ei_gnode *n = &x->g->nodes[s->node];
+    const int blocks = s->qpath == EI_CPU_QFC_Q8B;
     qfc_ctx c;
     setup(x, s, &c);
     const float *xf = ei_cpu_in_f32(x, n->in[0]);
-    c.ldq = ei_cpu_q8_row_bytes(c.K, c.w.group);
+    c.ldq = blocks ? ei_cpu_q8b_row_bytes(c.K) : ei_cpu_q8_row_bytes(c.K, c.w.group);
     c.xq = (uint8_t *)ei_cpu_scratch(x, c.M * c.ldq / 4);
     c.bias = n->n_in > 2 ? ei_cpu_in_f32(x, n->in[2]) : NULL;
     c.yf = ei_cpu_out_f32(x, n->out);
     if (!xf || !c.xq || !c.yf || (n->n_in > 2 && !c.bias)) return ei_cpu_fail(x, s, "internal: step scratch exhausted");
     q8_ctx qc = {x->k, xf, (uint8_t *)(uintptr_t)c.xq, c.K, c.w.group, c.ldq};
-    ei_cpu_parallel(x, c.M, 1, 1 + 16384 / c.K, q8_range, &qc);
-    split(x, &c, q4_range);
+    ei_cpu_parallel(x, c.M, 1, 1 + 16384 / c.K, blocks ? q8b_range : q8_range, &qc);
+    split(x, &c, blocks ? q8i8_range : q4_range);
     ei_cpu_out_commit(x, n->out, c.yf);
     return 0;
 }

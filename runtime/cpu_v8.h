@@ -134,6 +134,18 @@ static inline void v8i_u4split(v8i w, v8i *lo, v8i *hi) {
     for (int i = 0; i < 32; i++) l8[i] = (uint8_t)((b[i] ^ 0x88) & 15), h8[i] = (uint8_t)((b[i] ^ 0x88) >> 4);
     memcpy(lo->v, l8, 32), memcpy(hi->v, h8, 32);
 }
+/* signed x signed bytes, four per lane: acc_l + sum_j a[4 l + j] b[4 l + j]; exact for any a and
+ * for b in [-127, 127] (which the AVX2 form needs) */
+static inline v8i v8i_dot_s8(v8i acc, v8i a, v8i b) {
+    int8_t ab[32], bb[32];
+    memcpy(ab, a.v, 32), memcpy(bb, b.v, 32);
+    for (int l = 0; l < 8; l++) {
+        int32_t t = 0;
+        for (int j = 0; j < 4; j++) t += (int32_t)ab[4 * l + j] * bb[4 * l + j];
+        acc.v[l] += t;
+    }
+    return acc;
+}
 static inline v8i v8i_dpbusd(v8i acc, v8i u, v8i s) {
     uint8_t ub[32];
     int8_t sb[32];
@@ -236,6 +248,11 @@ static inline v8i v8i_dpbusd(v8i acc, v8i u, v8i s) {
 #else
     return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
 #endif
+}
+/* |a| as u8 (128 for -128) times b with a's sign: vpsignb(b, a) keeps b in [-127, 127] exact,
+ * and the vpmaddubsw pairs stay below 2 x 128 x 127 < 32768 */
+static inline v8i v8i_dot_s8(v8i acc, v8i a, v8i b) {
+    return v8i_dpbusd(acc, _mm256_abs_epi8(a), _mm256_sign_epi8(b, a));
 }
 static inline v8i v8i_madd_i16i8(v8i acc, const int16_t *x, const int8_t *w) {
     __m256i wv = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w));
@@ -376,6 +393,8 @@ static inline int32x4_t dot4(int32x4_t acc, int32x4_t u, int32x4_t s) {
 #endif
 }
 static inline v8i v8i_dpbusd(v8i acc, v8i u, v8i s) { return (v8i){dot4(acc.lo, u.lo, s.lo), dot4(acc.hi, u.hi, s.hi)}; }
+/* dot4 is a signed x signed dot product already */
+static inline v8i v8i_dot_s8(v8i acc, v8i a, v8i b) { return (v8i){dot4(acc.lo, a.lo, b.lo), dot4(acc.hi, a.hi, b.hi)}; }
 static inline v8i madd16(v8i acc, const int16_t *x, int16x8_t wl, int16x8_t wh) {
     int16x8_t x0 = vld1q_s16(x), x1 = vld1q_s16(x + 8);
     acc.lo = vmlal_high_s16(vmlal_s16(acc.lo, vget_low_s16(x0), vget_low_s16(wl)), x0, wl);

@@ -20,7 +20,13 @@
  *                           w may be F32, F16, I8 (per-channel or per-tensor) or I4 (per group of
  *                           the K axis); x and out float, or quantised per tensor (I8/U8/I16).
  *                           Arithmetic (the cpu backend; docs/runtime-cpu.md), per output (m, n):
- *                           float x, F32 / F16 / I8 w: the float sum of x[k] w(n, k), w = (q - zp) scale.
+ *                           float x, F32 / F16 w, I8 w with a zero point or group scales (and any I8 w
+ *                             with ei_cpu_options.exact_w8): the float sum of x[k] w(n, k), w = (q - zp) scale.
+ *                           float x, I8 w with one scale per row, no zero point ("Q8 blocks", as TFLite's
+ *                             hybrid kernels and llama.cpp's Q8_0): each row of x quantised per block b
+ *                             of 32 k by the rule below (xs_b); per block, acc_l = fma((float)(the exact
+ *                             sum of q q8 over lane l's 4 k), xs_b, acc_l); y = the 8-lane tree of acc
+ *                             times w_scale(n) (+ b[n]).
  *                           float x, I4 w of group G ("Q8", as llama.cpp's Q4_0 x Q8_0): each row of
  *                             x is quantised per group g of G (the weight's groups): amax = max |x|,
  *                             xs_g = amax / 127, q8 = clamp(round_half_away(x (127 / amax)), -127, 127)

@@ -67,7 +67,7 @@ head -c 1500 "$FIX/text/tinystories.txt" > "$TMP/lm.txt"
 # stop), LM (scoring), passkey (the device tokenizer encoding the filler); 2 threads
 run() { # BINARY... -- NAME SET
   local name=$1 set=$2; shift 2
-  "$@" --graph "$TMP/m.eig" --eval-set "$set" --threads 2 --max-new 40 --max-tasks 3 --quiet \
+  "$@" --graph "${GRAPH:-$TMP/m.eig}" --eval-set "$set" --threads 2 --max-new 40 --max-tasks 3 --quiet \
       --print-tokens --json "$TMP/$name.json" > "$TMP/$name.txt" 2> "$TMP/$name.err" ||
     fail "$name: exit $? $(cat "$TMP/$name.err")"
 }
@@ -82,7 +82,18 @@ pk=(--graph "$TMP/m.eig" --passkey --lengths 128,300 --depths 0,50,100 --filler 
 "$EVAL" "${pk[@]}" --json "$TMP/x86-pk.json" > "$TMP/x86-pk.txt" || fail "x86-64 passkey grid"
 "$QEMU" "$ARM" "${pk[@]}" --json "$TMP/arm-pk.json" > "$TMP/arm-pk.txt" || fail "aarch64 passkey grid"
 
-for s in sum qa lm pk; do
+# quantised weights: the integer dot products (Q8 blocks x I8, Q8 x I4) of the NEON table
+for q in w8 w4g32; do
+  "$EI" compile --model "$FIX/models/stories260K/stories260K.bin" --scenario "$SRC/configs/scenarios/stories.yaml" \
+      --untrained-gates --set precision.weights=$q -o "$TMP/m-$q.eig" > /dev/null 2>&1 || fail "ei compile $q"
+  log "$q weights, summaries and LM: x86-64 and aarch64 (qemu)"
+  for s in sum lm; do
+    GRAPH=$TMP/m-$q.eig run "x86-$q$s" "$TMP/$s.eis" "$EVAL"
+    GRAPH=$TMP/m-$q.eig run "arm-$q$s" "$TMP/$s.eis" "$QEMU" "$ARM"
+  done
+done
+
+for s in sum qa lm pk w8sum w8lm w4g32sum w4g32lm; do
   diff <(grep -P '\t' "$TMP/x86-$s.txt") <(grep -P '\t' "$TMP/arm-$s.txt") > "$TMP/diff.txt" ||
     { head -20 "$TMP/diff.txt"; fail "$s: greedy tokens differ between x86-64 and aarch64"; }
 done
@@ -94,7 +105,7 @@ QUALITY = ("exact", "contains", "correct", "rouge_l", "ppl", "nll", "scored_toke
 TASKQ = ("items", "skipped", "exact", "contains", "accuracy", "rouge_l", "ppl", "nll", "scored_tokens",
          "prompt_tokens", "generated_tokens")
 n = 0
-for s in ("sum", "qa", "lm", "pk"):
+for s in ("sum", "qa", "lm", "pk", "w8sum", "w8lm", "w4g32sum", "w4g32lm"):
     x, a = (json.load(open(f"{tmp}/{arch}-{s}.json")) for arch in ("x86", "arm"))
     assert x["arch"] == "x86_64" and a["arch"] == "aarch64", (x["arch"], a["arch"])
     assert a["kernels"] == "neon", a["kernels"]

@@ -242,6 +242,10 @@ static int teardown(void **s) {
 }
 
 int main(void) {
+    /* NNAPI runs a float-input FULLY_CONNECTED of I8 weights (the layers a w8a8 plan leaves in
+     * float) as DEQUANTIZE + float products; the cpu backend's default quantises such inputs per
+     * block of 32 first (docs/runtime-cpu.md), so bit equality needs its exact mode */
+    setenv("EI_CPU_EXACT_W8", "1", 1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scenarios_f32),
         cmocka_unit_test(test_scenarios_f16),

@@ -490,12 +490,14 @@ static void test_cpu_backend(void **state) {
          * docs/runtime-cpu.md): the reference then uses that x, dequantised */
         float xr[3 * 96];
         memcpy(xr, x, sizeof xr);
-        if (in.type == EI_GT_I4)
+        /* (I8 weights: per block of 32, ei_cpu_options.exact_w8 aside) */
+        const int qg = in.type == EI_GT_I4 ? in.group : in.type == EI_GT_I8 ? 32 : 0;
+        if (qg)
             for (int m = 0; m < M; m++) {
                 int8_t q8[96];
                 float xs[96];
-                ref_q8(x + m * K, K, in.group, q8, xs);
-                for (int c = 0; c < K; c++) xr[m * K + c] = (float)q8[c] * xs[c / in.group];
+                ref_q8(x + m * K, K, qg, q8, xs);
+                for (int c = 0; c < K; c++) xr[m * K + c] = (float)q8[c] * xs[c / qg];
             }
         for (int m = 0; m < M; m++)
             for (int n = 0; n < N; n++) {

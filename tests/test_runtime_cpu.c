@@ -184,7 +184,8 @@ static void test_block_determinism(void **state) {
         uint64_t hsh = 1469598103934665603ull; /* FNV-1a of the logits: compare across machines by eye */
         for (size_t i = 0; i < (size_t)T * V * 4; i++) hsh = (hsh ^ ((const uint8_t *)ref.logits)[i]) * 1099511628211ull;
         printf("block T=%d logits fnv1a %016llx\n", T, (unsigned long long)hsh);
-        assert_int_equal(ref.info.fused, 3); /* two RMSNorms (both operand orders), one SwiGLU */
+        /* two RMSNorms (both operand orders), one SwiGLU, two BATCH_MATMULs of a transposed K / V */
+        assert_int_equal(ref.info.fused, 5);
         for (int th = 2; th <= 3; th++) {
             block_run b = run_block(&t, &ids, T, (ei_cpu_options){.threads = th});
             assert_memory_equal(b.out, ref.out, (size_t)T * D * 4);
@@ -213,7 +214,7 @@ static void test_no_fusion_when_tapped(void **state) {
     block_ids ids = {0};
     tg t = build_block(5, 1, &ids); /* the first RMSNorm's t4 is an OUTPUT */
     block_run a = run_block(&t, &ids, 5, (ei_cpu_options){.threads = 2});
-    assert_int_equal(a.info.fused, 2);
+    assert_int_equal(a.info.fused, 4); /* the other RMSNorm, SwiGLU, the two BATCH_MATMULs */
     block_run b = run_block(&t, &ids, 5, (ei_cpu_options){.threads = 2, .no_fuse = 1});
     double *rd = zeros_f64(5 * V);
     for (int i = 0; i < 5 * V; i++) rd[i] = b.logits[i];
@@ -428,7 +429,7 @@ static void test_simd_twins(void **state) {
     free(x), free(w), free(big), free(y1), free(y2), free(raw), free(h);
 }
 
-/* The integer kernels (q8_row, fc_q4, fc_int) of every SIMD table this CPU runs (avx2 and, where
+/* The integer kernels (q8_row, fc_q4, q8b_row, fc_q8i8, fc_int) of every SIMD table this CPU runs (avx2 and, where
  * the CPU has AVX-VNNI, avx2-vnni; neon) against the portable table, bit for bit: Q8 rows byte for
  * byte (special values included), outputs for awkward K, groups, M, N and output sub-ranges, and
  * GEMM rows equal to GEMV. */
@@ -487,6 +488,40 @@ static void twins_int(const ei_cpu_kernels *s, const ei_cpu_kernels *p) {
                                 same("fc_q4 GEMM row vs GEMV", y1 + m * N, v, (size_t)N * 4, K, G, m);
                             }
                     }
+            }
+            if (!Gs[gi]) { /* Q8 blocks of 32 x I8 weights with one scale per row (-128 among the bytes) */
+                const int64_t ldb = ei_cpu_q8b_row_bytes(K);
+                for (int m = 0; m < MAXM; m++) {
+                    memset(r1 + m * ldb, 0xa5, (size_t)ldb), memset(r2 + m * ldb, 0xa5, (size_t)ldb);
+                    s->q8b_row(x + (m % 3) * MAXK + m, K, r1 + m * ldb);
+                    p->q8b_row(x + (m % 3) * MAXK + m, K, r2 + m * ldb);
+                }
+                same("q8b_row", r1, r2, (size_t)(MAXM * ldb), K, 0, 0);
+                for (int mode = 0; mode < 3; mode++) { /* f16, f32 per-channel scales; per-tensor */
+                    ei_cpu_wmat w8 = {.type = EI_CPU_W_I8, .data = raw, .row_bytes = K, .scale_f16 = mode == 0,
+                                      .scales = mode == 0 ? (const void *)sc16 : (const void *)sc32,
+                                      .scale_row = mode == 2 ? 0 : 1, .group = K, .tscale = 0.02f};
+                    if (mode == 2) w8.scales = &w8.tscale;
+                    for (int mi = 0; mi < 5; mi += big ? 3 : 1)
+                        for (int ni = big; ni < 6; ni += big ? 4 : 1) {
+                            const int64_t M = Ms[mi], N = Ns[ni];
+                            const float *bias = ni % 2 ? sc32 + 3 : NULL;
+                            memset(y1, 0, (size_t)(M * N) * 4), memset(y2, 0, (size_t)(M * N) * 4);
+                            s->fc_q8i8(r1, ldb, M, &w8, K, 0, N, bias, y1, N);
+                            p->fc_q8i8(r1, ldb, M, &w8, K, 0, N, bias, y2, N);
+                            same("fc_q8i8", y1, y2, (size_t)(M * N) * 4, K, mode, M * 100 + N);
+                            if (N > 2) {
+                                s->fc_q8i8(r1, ldb, M, &w8, K, 1, N - 1, bias, y1, N);
+                                p->fc_q8i8(r1, ldb, M, &w8, K, 1, N - 1, bias, y2, N);
+                                same("fc_q8i8 range", y1, y2, (size_t)(M * N) * 4, K, mode, M * 100 + N);
+                            }
+                            for (int64_t m = 0; M > 1 && m < M; m++) {
+                                float v[MAXN];
+                                s->fc_q8i8(r1 + m * ldb, ldb, 1, &w8, K, 0, N, bias, v, N);
+                                same("fc_q8i8 GEMM row vs GEMV", y1 + m * N, v, (size_t)N * 4, K, mode, m);
+                            }
+                        }
+                }
             }
             /* integer activations: int16 rows in the kernel's layout, I8 (with and without a
              * weight zero point) and I4 weights, every output type */

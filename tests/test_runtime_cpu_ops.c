@@ -212,6 +212,7 @@ typedef struct {
     int scale16; /* F16 scales */
     int bias;
     int x16; /* F16 activations (and output) */
+    int exact; /* ei_cpu_options.exact_w8 */
 } fc_kind;
 
 static void fc_case(int32_t M, int32_t K, int32_t N, fc_kind fk, int threads) {
@@ -246,7 +247,7 @@ static void fc_case(int32_t M, int32_t K, int32_t N, fc_kind fk, int threads) {
         const int32_t zp = fk.qkind == EI_GQ_TENSOR ? 3 : 0;
         for (int64_t n = 0; n < N; n++)
             for (int64_t k = 0; k < K; k++) {
-                int v = fk.wtype == I4 ? (int)ei_rng_below(&r, 16) - 8 : (int)ei_rng_below(&r, 255) - 127;
+                int v = fk.wtype == I4 ? (int)ei_rng_below(&r, 16) - 8 : (int)ei_rng_below(&r, 256) - 128; /* -128 too */
                 if (fk.wtype == I4) q[n * rb + k / 2] |= (uint8_t)((v & 15) << (4 * (k & 1)));
                 else q[n * rb + k] = (uint8_t)(int8_t)v;
                 double s = fk.qkind == EI_GQ_TENSOR ? 0.02 : fk.qkind == EI_GQ_CHANNEL ? sc[n] : sc[n * ng + k / fk.group];
@@ -280,17 +281,20 @@ static void fc_case(int32_t M, int32_t K, int32_t N, fc_kind fk, int threads) {
     void *bind[8] = {0};
     bind[tx] = fk.x16 ? (void *)x16 : (void *)x;
     bind[ty] = fk.x16 ? (void *)y16 : (void *)y;
-    tg_run(&t, threads, bind);
+    assert_int_equal(tg_run_opts(&t, (ei_cpu_options){.threads = threads, .exact_w8 = fk.exact}, bind, NULL), 0);
     if (fk.x16)
         for (int64_t i = 0; i < (int64_t)M * N; i++) y[i] = ei_f16_to_f32(y16[i]);
     double *ref = zeros_f64((int64_t)M * N), *mag = zeros_f64((int64_t)M * N);
-    double *xe = zeros_f64((int64_t)M * K); /* what the weights multiply: x, or for I4 its Q8 form */
+    /* what the weights multiply: x, or its Q8 form: per weight group for I4, per block of 32 for I8
+     * with one scale per row (no zero point) unless exact_w8 */
+    const int64_t qg = fk.wtype == I4 ? fk.group : fk.wtype == I8 && fk.qkind == EI_GQ_CHANNEL && !fk.exact ? 32 : 0;
+    double *xe = zeros_f64((int64_t)M * K);
     for (int64_t m = 0; m < M; m++) {
         int8_t *q8 = malloc((size_t)K);
         float *xs = malloc((size_t)K * sizeof *xs);
-        if (fk.wtype == I4) ref_q8(x + m * K, K, fk.group, q8, xs);
+        if (qg) ref_q8(x + m * K, K, qg, q8, xs);
         for (int64_t k = 0; k < K; k++)
-            xe[m * K + k] = fk.wtype == I4 ? (double)xs[k / (fk.group < K ? fk.group : K)] * q8[k] : x[m * K + k];
+            xe[m * K + k] = qg ? (double)xs[k / (qg < K ? qg : K)] * q8[k] : x[m * K + k];
         free(q8), free(xs);
     }
     for (int64_t m = 0; m < M; m++)
@@ -342,6 +346,11 @@ static void test_fc_quant(void **state) {
     fc_case(1, 224, 33, (fc_kind){.wtype = I4, .qkind = EI_GQ_GROUP, .group = 32, .scale16 = 1}, 2);
     fc_case(7, 320, 14, (fc_kind){.wtype = I4, .qkind = EI_GQ_GROUP, .group = 64, .scale16 = 1, .bias = 1}, 3);
     fc_case(9, 200, 50, (fc_kind){.wtype = I8, .qkind = EI_GQ_CHANNEL, .x16 = 1}, 2);
+    /* I8 in float (exact_w8); Q8 blocks over a row that ends inside a block, several row blocks */
+    fc_case(1, 37, 7, (fc_kind){.wtype = I8, .qkind = EI_GQ_CHANNEL, .exact = 1}, 2);
+    fc_case(6, 64, 29, (fc_kind){.wtype = I8, .qkind = EI_GQ_CHANNEL, .scale16 = 1, .bias = 1, .exact = 1}, 3);
+    fc_case(1, 768, 301, (fc_kind){.wtype = I8, .qkind = EI_GQ_CHANNEL, .scale16 = 1}, 2);
+    fc_case(11, 1000, 500, (fc_kind){.wtype = I8, .qkind = EI_GQ_CHANNEL, .bias = 1}, 2);
 }
 
 /* ---------------------------------------------------------------- BATCH_MATMUL */
@@ -700,6 +709,63 @@ static void test_rope_fused(void **state) {
     rope_case(1, 0, 1);
 }
 
+/* BATCH_MATMUL of TRANSPOSE(X, {1, 0, 2}) fused into one strided step (cpu_fuse.c), as
+ * deploy/ir_emit.c's attention reads the caches: scores a [B, M, d] x X [T, B, d] (adj_y) and the
+ * weighted sum p [B, M, T] x X [T, B, d], F32 and F16 X; fused equals unfused bit for bit and a
+ * float64 reference; a transpose that is also an OUTPUT is not fused. */
+static void bmm_t_case(int adj_y, int half, int tap) {
+    enum { B = 3, M = 2, T = 7, DD = 16 };
+    ei_rng r;
+    ei_rng_seed(&r, 31 + (uint64_t)(adj_y * 4 + half * 2 + tap));
+    const int32_t K = adj_y ? DD : T, N = adj_y ? T : DD, et = half ? F16 : F32;
+    float *a = rnd_f32(&r, B * M * K, -2, 2), *xf = rnd_f32(&r, T * B * DD, -2, 2);
+    uint16_t ah[B * M * K], xh[T * B * DD], xt_h[T * B * DD], y1h[B * M * N], y2h[B * M * N];
+    float xt_f[T * B * DD], y1f[B * M * N], y2f[B * M * N];
+    for (int i = 0; i < B * M * K; i++) ah[i] = ei_f32_to_f16(a[i]), a[i] = half ? ei_f16_to_f32(ah[i]) : a[i];
+    for (int i = 0; i < T * B * DD; i++) xh[i] = ei_f32_to_f16(xf[i]), xf[i] = half ? ei_f16_to_f32(xh[i]) : xf[i];
+    tg t = tg_new("bmm_t");
+    int32_t ta = tg_t(&t, "a", et, KI, R(B, M, K)), tx = tg_t(&t, "x", et, KI, R(T, B, DD));
+    int32_t tt = tg_t(&t, "xt", et, tap ? KO : KV, R(B, T, DD)), ty = tg_t(&t, "y", et, KO, R(B, M, N));
+    ei_gparams pt = {.transpose = {{1, 0, 2}}}, pb = {.bmm = {0, adj_y}};
+    tg_n(&t, EI_OP_TRANSPOSE, NIN(tx), tt, &pt);
+    tg_n(&t, EI_OP_BATCH_MATMUL, NIN(ta, tt), ty, &pb);
+    void *bind[4] = {0};
+    bind[ta] = half ? (void *)ah : (void *)a, bind[tx] = half ? (void *)xh : (void *)xf;
+    bind[ty] = half ? (void *)y1h : (void *)y1f;
+    if (tap) bind[tt] = half ? (void *)xt_h : (void *)xt_f;
+    ei_cpu_exec_info fi, ui;
+    assert_int_equal(tg_run_opts(&t, (ei_cpu_options){.threads = 2}, bind, &fi), 0);
+    bind[ty] = half ? (void *)y2h : (void *)y2f;
+    assert_int_equal(tg_run_opts(&t, (ei_cpu_options){.threads = 1, .no_fuse = 1}, bind, &ui), 0);
+    assert_int_equal(fi.fused, tap ? 0 : 1);
+    assert_int_equal(ui.fused, 0);
+    if (half) assert_memory_equal(y1h, y2h, sizeof y1h);
+    else assert_memory_equal(y1f, y2f, sizeof y1f);
+    for (int b = 0; b < B; b++)
+        for (int m = 0; m < M; m++)
+            for (int n = 0; n < N; n++) {
+                double want = 0;
+                for (int k = 0; k < K; k++) {
+                    /* the op's b[b][k][n] is X[k][b][n]; with adj_y it is b^T: X[n][b][k] */
+                    const double xv = adj_y ? xf[(n * B + b) * DD + k] : xf[(k * B + b) * DD + n];
+                    want += (double)a[(b * M + m) * K + k] * xv;
+                }
+                const int64_t i = (b * M + m) * N + n;
+                const double got = half ? ei_f16_to_f32(y1h[i]) : y1f[i];
+                assert_true(fabs(got - want) <= (half ? 2e-3 : 1e-5) * (1 + fabs(want)));
+            }
+    free(a), free(xf);
+    tg_free(&t);
+}
+
+static void test_bmm_transposed_fused(void **state) {
+    (void)state;
+    for (int adj = 0; adj < 2; adj++)
+        for (int h = 0; h < 2; h++) bmm_t_case(adj, h, 0);
+    bmm_t_case(1, 1, 1);
+    bmm_t_case(0, 0, 1);
+}
+
 static void test_select(void **state) {
     (void)state;
     for (int k = 0; k < 2; k++) {
@@ -864,6 +930,7 @@ int main(void) {
         cmocka_unit_test(test_quantize_dequantize), cmocka_unit_test(test_dequantize_const), cmocka_unit_test(test_cast),
         cmocka_unit_test(test_select),         cmocka_unit_test(test_f16_values),     cmocka_unit_test(test_quantized_add),
         cmocka_unit_test(test_f16_attention),   cmocka_unit_test(test_rope_fused),
+        cmocka_unit_test(test_bmm_transposed_fused),
         cmocka_unit_test(test_fc_quantized_activations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
