@@ -11,7 +11,7 @@
 #include <time.h>
 
 /* Names of the fused steps, indexed by EI_CPU_FUSE_* - 1 (profile lines and error messages). */
-static const char *const fused_name[] = {"RMSNorm", "SwiGLU", "RoPE", "BATCH_MATMUL(TRANSPOSE)"};
+static const char *const fused_name[] = {"RMSNorm", "SwiGLU", "RoPE", "BATCH_MATMUL(TRANSPOSE)", "BATCH_MATMUL(scaled)"};
 
 /* ---------------------------------------------------------------- profile */
 /* EI_CPU_PROFILE=N in the environment: each graph's N slowest steps (op, output shape, share of
@@ -33,8 +33,9 @@ static void profile_print(const ei_cpu_exec *x) {
     if (!x->prof || !x->prof_runs || top <= 0) return;
     double total = 0;
     for (int32_t i = 0; i < x->n_steps; i++) total += x->prof[i];
-    fprintf(stderr, "cpu profile: graph %s, %lld runs, %.3f ms per run\n", x->g->name, (long long)x->prof_runs,
-            1e3 * total / (double)x->prof_runs);
+    fprintf(stderr, "cpu profile: graph %s, %lld runs, %.3f ms per run; arena %.2f MB, scratch %.2f MB\n", x->g->name,
+            (long long)x->prof_runs, 1e3 * total / (double)x->prof_runs, (double)x->arena_bytes / 1048576.0,
+            (double)x->scratch_bytes / 1048576.0);
     enum { NF = (int)(sizeof fused_name / sizeof fused_name[0]) };
     double by_op[EI_OP_COUNT + NF] = {0}; /* + the fused steps */
     for (int32_t i = 0; i < x->n_steps; i++) {
@@ -217,7 +218,7 @@ static int run_step(ei_cpu_exec *x, const ei_cpu_step *s) {
     if (s->fused == EI_CPU_FUSE_RMSNORM) return ei_cpu_op_rmsnorm(x, s);
     if (s->fused == EI_CPU_FUSE_SWIGLU) return ei_cpu_op_swiglu(x, s);
     if (s->fused == EI_CPU_FUSE_ROPE) return ei_cpu_op_rope(x, s);
-    if (s->fused == EI_CPU_FUSE_BMM_T) return ei_cpu_op_bmm(x, s);
+    if (s->fused == EI_CPU_FUSE_BMM_T || s->fused == EI_CPU_FUSE_BMM) return ei_cpu_op_bmm(x, s);
     switch (x->g->nodes[s->node].op) {
     case EI_OP_GATHER: return ei_cpu_op_gather(x, s);
     case EI_OP_FULLY_CONNECTED: return ei_cpu_op_fc(x, s);

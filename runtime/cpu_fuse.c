@@ -11,6 +11,8 @@
  *   BATCH_MATMUL of a transposed operand  y = BATCH_MATMUL(a, TRANSPOSE(X, perm {1, 0, 2})), not
  *            adj_x: the kernel reads X [T, B, d] in place with strides (deploy/ir_emit.c's attention
  *            over the K and V caches, which would otherwise be copied whole per call)
+ *   scaled BATCH_MATMUL  y = MUL(BATCH_MATMUL(..), alpha) (either order; the BATCH_MATMUL plain or
+ *            the step above, not both adj flags), alpha a CONST scalar (attention's 1/sqrt(d))
  * The fused step sits where y was computed: x, w, g and u were all computed before it. Fusing
  * saves 5 (RMSNorm), 2 (SwiGLU) or 8 (RoPE) passes over the activations and their buffers, or the
  * copy of the transposed operand; the fused kernels do the same IEEE operations per element, so
@@ -215,11 +217,50 @@ static int match_bmm_t(fctx *c, int32_t ny, ei_cpu_step *s) {
         return 0;
     c->used[p] = c->used[ny] = 1;
     s->fused = EI_CPU_FUSE_BMM_T;
+    s->bmm = ny;
     s->first = p;
     s->n_in = 2;
     s->in[0] = y->in[0];
     s->in[1] = tr->in[0];
     return 1;
+}
+
+/* y = MUL(t, alpha) (either order), t = BATCH_MATMUL(...) (plain, or the fused step above) read
+ * only here, alpha a CONST scalar: one step that scales each output row right after computing it
+ * (the same IEEE product as the MUL), which saves a pass over, and a buffer of, attention's scores. */
+static int match_bmm_scale(fctx *c, const uint8_t *blob, int32_t ny, ei_cpu_step *fused) {
+    const ei_graph *g = c->g;
+    const ei_gnode *y = &g->nodes[ny];
+    if (y->n_in != 2 || !f32(&g->tensors[y->out])) return 0;
+    for (int o = 0; o < 2; o++) {
+        const int32_t t = y->in[o], p = c->prod[t];
+        const ei_gtensor *tt = &g->tensors[t];
+        float alpha;
+        if (p < 0 || tt->kind != EI_GK_VALUE || c->readers[t] != 1 || !f32(tt) || !same_shape(tt, &g->tensors[y->out]) ||
+            !read_scalar(g, blob, y->in[1 - o], &alpha))
+            continue;
+        const ei_gnode *b = &g->nodes[p];
+        const int bt = fused[p].fused == EI_CPU_FUSE_BMM_T;
+        if (b->op != EI_OP_BATCH_MATMUL || (c->used[p] && !bt) || b->n_in != 2 || (b->p.bmm.adj_x && b->p.bmm.adj_y))
+            continue;
+        ei_cpu_step *s = &fused[ny];
+        if (bt) {
+            *s = fused[p];
+            fused[p].fused = EI_CPU_FUSE_NONE; /* absorbed: its nodes stay used */
+        } else {
+            memset(s, 0, sizeof *s);
+            s->fused = EI_CPU_FUSE_BMM;
+            s->first = p;
+            s->n_in = 2;
+            memcpy(s->in, b->in, 2 * sizeof *s->in);
+            s->bmm = p;
+        }
+        s->scaled = 1;
+        s->alpha = alpha;
+        c->used[p] = c->used[ny] = 1;
+        return 1;
+    }
+    return 0;
 }
 
 int32_t ei_cpu_fuse(const ei_graph *g, const uint8_t *blob, int enable, ei_cpu_step *steps) {
@@ -247,6 +288,8 @@ int32_t ei_cpu_fuse(const ei_graph *g, const uint8_t *blob, int enable, ei_cpu_s
             if (g->nodes[i].op == EI_OP_CONCATENATION && !c.used[i]) match_rope(&c, i, &fused[i]);
         for (int32_t i = 0; i < nn; i++)
             if (g->nodes[i].op == EI_OP_BATCH_MATMUL && !c.used[i]) match_bmm_t(&c, i, &fused[i]);
+        for (int32_t i = 0; i < nn; i++)
+            if (g->nodes[i].op == EI_OP_MUL && !c.used[i]) match_bmm_scale(&c, blob, i, fused);
     }
     int32_t ns = 0;
     for (int32_t i = 0; i < nn; i++) {

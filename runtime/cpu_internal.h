@@ -24,7 +24,7 @@ typedef struct {
     uint64_t off; /* EI_CPU_ST_ARENA */
 } ei_cpu_tplan;
 
-enum { EI_CPU_FUSE_NONE = 0, EI_CPU_FUSE_RMSNORM, EI_CPU_FUSE_SWIGLU, EI_CPU_FUSE_ROPE, EI_CPU_FUSE_BMM_T };
+enum { EI_CPU_FUSE_NONE = 0, EI_CPU_FUSE_RMSNORM, EI_CPU_FUSE_SWIGLU, EI_CPU_FUSE_ROPE, EI_CPU_FUSE_BMM_T, EI_CPU_FUSE_BMM };
 
 /* How a FULLY_CONNECTED runs: float kernels (F32 / F16 weights, I8 weights with a zero point or
  * group scales, and the float fallback for quantised input), Q8 activations (I4 weights with float
@@ -39,6 +39,9 @@ typedef struct {
     int32_t n_in, in[EI_G_MAX_IN];
     int32_t out;
     float eps;          /* EI_CPU_FUSE_RMSNORM */
+    int32_t bmm;        /* EI_CPU_FUSE_BMM_T, _BMM: the BATCH_MATMUL node (its parameters) */
+    int scaled;         /* ... whose result the step multiplies by alpha (a MUL by a constant) */
+    float alpha;
     ei_cpu_wmat w;      /* FULLY_CONNECTED: the weight, data resolved at execute when not CONST */
     int qpath;          /* FULLY_CONNECTED: EI_CPU_QFC_* (cpu_ops_qfc.c) */
     int32_t *qmult;     /* EI_CPU_QFC_INT with I8 weights: [2 N] multipliers then shifts (owned) */

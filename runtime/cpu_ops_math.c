@@ -124,6 +124,8 @@ typedef struct {
     int64_t M, K, N;
     int64_t b_batch, b_row; /* b: elements between batch entries and between rows */
     int adj_x, adj_y;
+    int scaled; /* then y *= alpha, row by row as computed */
+    float alpha;
 } bmm_ctx;
 
 static void bmm_range(void *p, int64_t lo, int64_t hi) {
@@ -142,6 +144,7 @@ static void bmm_range(void *p, int64_t lo, int64_t hi) {
         } else {
             c->k->mm_nn(a + m0 * c->K, c->K, 1, m1 - m0, b, c->b_row, c->K, c->N, y, c->N);
         }
+        for (int64_t i = 0; c->scaled && i < (m1 - m0) * c->N; i++) y[i] = y[i] * c->alpha;
     }
 }
 
@@ -161,15 +164,17 @@ static void tr_range(void *p, int64_t lo, int64_t hi) { /* [B, K, M] -> [B, M, K
     }
 }
 
-/* Also the fused step EI_CPU_FUSE_BMM_T: its b is X [T, B, d] of b = TRANSPOSE(X, {1, 0, 2}),
- * read in place: batch entries d apart, rows B * d apart. */
+/* Also the fused steps: EI_CPU_FUSE_BMM_T, whose b is X [T, B, d] of b = TRANSPOSE(X, {1, 0, 2}),
+ * read in place (batch entries d apart, rows B * d apart), and either of them scaled (a MUL by a
+ * constant folded in). */
 int ei_cpu_op_bmm(ei_cpu_exec *x, const ei_cpu_step *s) {
-    const ei_gnode *n = &x->g->nodes[s->node];
+    const ei_gnode *n = &x->g->nodes[s->fused ? s->bmm : s->node];
     const ei_gtensor *ta = ei_cpu_t(x, s->in[0]), *tb = ei_cpu_t(x, s->in[1]);
     const int r = ta->rank, bt = s->fused == EI_CPU_FUSE_BMM_T;
     /* b's last two axes as the op sees them */
     const int64_t b_rows = bt ? tb->shape[0] : tb->shape[tb->rank - 2], b_cols = tb->shape[tb->rank - 1];
-    bmm_ctx c = {.k = x->k, .adj_x = n->p.bmm.adj_x != 0, .adj_y = n->p.bmm.adj_y != 0};
+    bmm_ctx c = {.k = x->k, .adj_x = n->p.bmm.adj_x != 0, .adj_y = n->p.bmm.adj_y != 0, .scaled = s->scaled,
+                 .alpha = s->alpha};
     c.M = c.adj_x ? ta->shape[r - 1] : ta->shape[r - 2];
     c.K = c.adj_x ? ta->shape[r - 2] : ta->shape[r - 1];
     c.N = c.adj_y ? b_rows : b_cols;
@@ -178,7 +183,7 @@ int ei_cpu_op_bmm(ei_cpu_exec *x, const ei_cpu_step *s) {
     const int64_t batch = ei_gtensor_numel(ta) / (c.M * c.K);
     c.a = ei_cpu_in_f32(x, s->in[0]);
     c.b = ei_cpu_in_f32(x, s->in[1]);
-    c.y = ei_cpu_out_f32(x, n->out);
+    c.y = ei_cpu_out_f32(x, s->out);
     if (!c.a || !c.b || !c.y) return ei_cpu_fail(x, s, "internal: step scratch exhausted");
     if (c.adj_x && c.adj_y) {
         float *t = ei_cpu_scratch(x, batch * c.M * c.K);
@@ -189,7 +194,7 @@ int ei_cpu_op_bmm(ei_cpu_exec *x, const ei_cpu_step *s) {
         c.adj_x = 0;
     }
     ei_cpu_parallel(x, batch * c.M, 1, 1 + 16384 / (c.N * c.K), bmm_range, &c);
-    ei_cpu_out_commit(x, n->out, c.y);
+    ei_cpu_out_commit(x, s->out, c.y);
     return 0;
 }
 

@@ -758,6 +758,63 @@ static void bmm_t_case(int adj_y, int half, int tap) {
     tg_free(&t);
 }
 
+/* MUL(BATCH_MATMUL(..), alpha) folded into the BATCH_MATMUL step (attention's 1/sqrt(d)): of a
+ * transposed operand or plain, alpha on either side; fused equals unfused bit for bit and the
+ * float64 reference; a product that is also an OUTPUT keeps its MUL. */
+static void bmm_scale_case(int transposed, int order, int tap) {
+    enum { B = 2, M = 3, T = 9, DD = 8 };
+    ei_rng r;
+    ei_rng_seed(&r, 51 + (uint64_t)(transposed * 4 + order * 2 + tap));
+    const float alpha = 0.353553f;
+    float *a = rnd_f32(&r, B * M * DD, -2, 2), *xk = rnd_f32(&r, T * B * DD, -2, 2);
+    float y1[B * M * T], y2[B * M * T], prod[B * M * T];
+    tg t = tg_new("bmm_scale");
+    int32_t ta = tg_t(&t, "a", F32, KI, R(B, M, DD));
+    int32_t tx = transposed ? tg_t(&t, "x", F32, KI, R(T, B, DD)) : tg_t(&t, "x", F32, KI, R(B, T, DD));
+    int32_t tb = tx;
+    if (transposed) {
+        tb = tg_t(&t, "xt", F32, KV, R(B, T, DD));
+        ei_gparams pt = {.transpose = {{1, 0, 2}}};
+        tg_n(&t, EI_OP_TRANSPOSE, NIN(tx), tb, &pt);
+    }
+    int32_t tp = tg_t(&t, "prod", F32, tap ? KO : KV, R(B, M, T)), tc = tg_c(&t, "alpha", F32, R(1), &alpha);
+    int32_t ty = tg_t(&t, "y", F32, KO, R(B, M, T));
+    ei_gparams pb = {.bmm = {0, 1}};
+    tg_n(&t, EI_OP_BATCH_MATMUL, NIN(ta, tb), tp, &pb);
+    if (order) tg_n(&t, EI_OP_MUL, NIN(tc, tp), ty, NULL);
+    else tg_n(&t, EI_OP_MUL, NIN(tp, tc), ty, NULL);
+    void *bind[8] = {0};
+    bind[ta] = a, bind[tx] = xk, bind[ty] = y1;
+    if (tap) bind[tp] = prod;
+    ei_cpu_exec_info fi, ui;
+    assert_int_equal(tg_run_opts(&t, (ei_cpu_options){.threads = 2}, bind, &fi), 0);
+    bind[ty] = y2;
+    assert_int_equal(tg_run_opts(&t, (ei_cpu_options){.threads = 1, .no_fuse = 1}, bind, &ui), 0);
+    assert_int_equal(fi.fused, tap ? transposed : 1);
+    assert_int_equal(fi.steps, tap ? 2 : 1);
+    assert_memory_equal(y1, y2, sizeof y1);
+    for (int bt = 0; bt < B; bt++)
+        for (int m = 0; m < M; m++)
+            for (int n = 0; n < T; n++) {
+                double want = 0, mag = 0;
+                for (int k = 0; k < DD; k++) {
+                    const double xv = transposed ? xk[(n * B + bt) * DD + k] : xk[(bt * T + n) * DD + k];
+                    want += a[(bt * M + m) * DD + k] * xv, mag += fabs(a[(bt * M + m) * DD + k] * xv);
+                }
+                assert_true(fabs(y1[(bt * M + m) * T + n] - alpha * want) <= 1e-5 * alpha * mag + 1e-7);
+            }
+    free(a), free(xk);
+    tg_free(&t);
+}
+
+static void test_bmm_scaled_fused(void **state) {
+    (void)state;
+    for (int tr = 0; tr < 2; tr++)
+        for (int o = 0; o < 2; o++) bmm_scale_case(tr, o, 0);
+    bmm_scale_case(1, 0, 1);
+    bmm_scale_case(0, 1, 1);
+}
+
 static void test_bmm_transposed_fused(void **state) {
     (void)state;
     for (int adj = 0; adj < 2; adj++)
@@ -930,7 +987,7 @@ int main(void) {
         cmocka_unit_test(test_quantize_dequantize), cmocka_unit_test(test_dequantize_const), cmocka_unit_test(test_cast),
         cmocka_unit_test(test_select),         cmocka_unit_test(test_f16_values),     cmocka_unit_test(test_quantized_add),
         cmocka_unit_test(test_f16_attention),   cmocka_unit_test(test_rope_fused),
-        cmocka_unit_test(test_bmm_transposed_fused),
+        cmocka_unit_test(test_bmm_transposed_fused), cmocka_unit_test(test_bmm_scaled_fused),
         cmocka_unit_test(test_fc_quantized_activations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
