@@ -80,7 +80,7 @@ static int one_run(ei_runner *r, const int32_t *ids, int ctx, int decode, float 
     double t1 = ei_time_now();
     const ei_runner_stats *st = ei_runner_stats_get(r);
     double g0 = 0;
-    for (int i = 0; i < 5; i++) g0 += st->seconds[i];
+    for (size_t i = 0; i < sizeof st->seconds / sizeof st->seconds[0]; i++) g0 += st->seconds[i];
     for (int i = 0; i < decode; i++) {
         int best = 0;
         for (int j = 1; j < V; j++)
@@ -91,7 +91,7 @@ static int one_run(ei_runner *r, const int32_t *ids, int ctx, int decode, float 
     double t2 = ei_time_now();
     if (getenv("EI_BENCH_GRAPH_TIME")) {
         double g1 = 0;
-        for (int i = 0; i < 5; i++) g1 += st->seconds[i];
+        for (size_t i = 0; i < sizeof st->seconds / sizeof st->seconds[0]; i++) g1 += st->seconds[i];
         fprintf(stderr, "decode: %.3f ms per token, %.3f ms of it in graphs\n", 1e3 * (t2 - t1) / decode, 1e3 * (g1 - g0) / decode);
     }
     *pre = ctx / (t1 - t0);

@@ -144,7 +144,8 @@ static void bmm_range(void *p, int64_t lo, int64_t hi) {
         } else {
             c->k->mm_nn(a + m0 * c->K, c->K, 1, m1 - m0, b, c->b_row, c->K, c->N, y, c->N);
         }
-        for (int64_t i = 0; c->scaled && i < (m1 - m0) * c->N; i++) y[i] = y[i] * c->alpha;
+        if (c->scaled)
+            for (int64_t i = 0; i < (m1 - m0) * c->N; i++) y[i] = y[i] * c->alpha;
     }
 }
 
@@ -353,17 +354,11 @@ static void rope_range(void *p, int64_t lo, int64_t hi) {
     }
 }
 
-/* The geometry of a RoPE input X [T, H, ..., 2w] (cpu_fuse.c checked the shapes). */
-static rope_ctx rope_geometry(ei_cpu_exec *x, const int32_t *in) {
-    const ei_gtensor *tx = ei_cpu_t(x, in[0]);
-    const int64_t T = tx->shape[0], H = tx->shape[1], w = tx->shape[tx->rank - 1] / 2;
-    rope_ctx c = {x->ptr[in[0]], x->ptr[in[1]], x->ptr[in[2]], NULL, H, ei_gtensor_numel(tx) / (T * H * 2 * w), w};
-    return c;
-}
-
 int ei_cpu_op_rope(ei_cpu_exec *x, const ei_cpu_step *s) {
-    rope_ctx c = rope_geometry(x, s->in);
-    c.y = x->ptr[s->out];
-    ei_cpu_parallel(x, ei_cpu_t(x, s->in[0])->shape[0] * c.H, 1, 1 + 16384 / (c.R * 2 * c.w), rope_range, &c);
+    const ei_gtensor *tx = ei_cpu_t(x, s->in[0]);
+    const int64_t T = tx->shape[0], H = tx->shape[1], w = tx->shape[tx->rank - 1] / 2;
+    const int64_t R = ei_gtensor_numel(tx) / (T * H * 2 * w);
+    rope_ctx c = {x->ptr[s->in[0]], x->ptr[s->in[1]], x->ptr[s->in[2]], x->ptr[s->out], H, R, w};
+    ei_cpu_parallel(x, T * H, 1, 1 + 16384 / (R * 2 * w), rope_range, &c);
     return 0;
 }

@@ -85,7 +85,9 @@ typedef struct {
     ei_cpu_wmat w;
     int64_t M, K, N;
     int by_rows;
-    /* Q8 */
+    /* Q8: the kernel (fc_q4 or fc_q8i8) and x in its Q8 form */
+    void (*fcq)(const uint8_t *xq, int64_t ldq, int64_t M, const ei_cpu_wmat *w, int64_t K, int64_t n0, int64_t n1,
+                const float *bias, float *y, int64_t ldy);
     const uint8_t *xq;
     int64_t ldq;
     const float *bias;
@@ -132,23 +134,15 @@ static void q8_range(void *p, int64_t lo, int64_t hi) {
     for (int64_t m = lo; m < hi; m++) c->k->q8_row(c->x + m * c->K, c->K, c->G, c->xq + m * c->ldq);
 }
 
-static void q4_range(void *p, int64_t lo, int64_t hi) {
+static void q8fc_range(void *p, int64_t lo, int64_t hi) {
     const qfc_ctx *c = p;
-    if (c->by_rows)
-        c->k->fc_q4(c->xq + lo * c->ldq, c->ldq, hi - lo, &c->w, c->K, 0, c->N, c->bias, c->yf + lo * c->N, c->N);
-    else c->k->fc_q4(c->xq, c->ldq, c->M, &c->w, c->K, lo, hi, c->bias, c->yf, c->N);
+    if (c->by_rows) c->fcq(c->xq + lo * c->ldq, c->ldq, hi - lo, &c->w, c->K, 0, c->N, c->bias, c->yf + lo * c->N, c->N);
+    else c->fcq(c->xq, c->ldq, c->M, &c->w, c->K, lo, hi, c->bias, c->yf, c->N);
 }
 
 static void q8b_range(void *p, int64_t lo, int64_t hi) {
     const q8_ctx *c = p;
     for (int64_t m = lo; m < hi; m++) c->k->q8b_row(c->x + m * c->K, c->K, c->xq + m * c->ldq);
-}
-
-static void q8i8_range(void *p, int64_t lo, int64_t hi) {
-    const qfc_ctx *c = p;
-    if (c->by_rows)
-        c->k->fc_q8i8(c->xq + lo * c->ldq, c->ldq, hi - lo, &c->w, c->K, 0, c->N, c->bias, c->yf + lo * c->N, c->N);
-    else c->k->fc_q8i8(c->xq, c->ldq, c->M, &c->w, c->K, lo, hi, c->bias, c->yf, c->N);
 }
 
 /* EI_CPU_QFC_Q8 (I4 weights) and EI_CPU_QFC_Q8B (I8 weights, one scale per row): x quantised once
@@ -166,7 +160,8 @@ int ei_cpu_op_fc_q8(ei_cpu_exec *x, const ei_cpu_step *s) {
     if (!xf || !c.xq || !c.yf || (n->n_in > 2 && !c.bias)) return ei_cpu_fail(x, s, "internal: step scratch exhausted");
     q8_ctx qc = {x->k, xf, (uint8_t *)(uintptr_t)c.xq, c.K, c.w.group, c.ldq};
     ei_cpu_parallel(x, c.M, 1, 1 + 16384 / c.K, blocks ? q8b_range : q8_range, &qc);
-    split(x, &c, blocks ? q8i8_range : q4_range);
+    c.fcq = blocks ? x->k->fc_q8i8 : x->k->fc_q4;
+    split(x, &c, q8fc_range);
     ei_cpu_out_commit(x, n->out, c.yf);
     return 0;
 }
