@@ -264,6 +264,10 @@ const ag_op_params *ag_tensor_params(const ag_tensor *t);
 /* "matmul", "rope", ... (the prefix of the op's messages); "leaf" for AG_OP_NONE; NULL for a value
  * outside the enum. */
 const char *ag_op_name(ag_op_kind kind);
+/* EI_AG_PROFILE=1 in the environment times every op's forward and backward per op kind; this
+ * prints the totals so far to stderr (after label when non-NULL) and starts again. Without the
+ * variable it does nothing. What remains at exit is printed then. */
+void ag_profile_flush(const char *label);
 
 /* ------------------------------------------------------------------ leaves */
 

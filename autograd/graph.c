@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct ag_block {
     ag_block *next;
@@ -582,8 +583,54 @@ int ag_graph_finalize(ag_graph *g) {
     return 0;
 }
 
+/* EI_AG_PROFILE=1: wall time per op kind, forward and backward, printed to stderr at exit (the
+ * non-GEMM share of a training step that a sampling profile spreads over libgomp and kernels). */
+static struct {
+    int on; /* -1 unread */
+    double fwd[AG_OP_COUNT], bwd[AG_OP_COUNT];
+    long nf[AG_OP_COUNT], nb[AG_OP_COUNT];
+} prof = {-1, {0}, {0}, {0}, {0}};
+
+static double prof_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void prof_print(void);
+
+void ag_profile_flush(const char *label) {
+    if (prof.on <= 0) return;
+    if (label) fprintf(stderr, "EI_AG_PROFILE %s\n", label);
+    prof_print();
+    memset(prof.fwd, 0, sizeof prof.fwd);
+    memset(prof.bwd, 0, sizeof prof.bwd);
+    memset(prof.nf, 0, sizeof prof.nf);
+    memset(prof.nb, 0, sizeof prof.nb);
+}
+
+static void prof_print(void) {
+    double tot = 0;
+    for (int k = 0; k < AG_OP_COUNT; k++) tot += prof.fwd[k] + prof.bwd[k];
+    fprintf(stderr, "EI_AG_PROFILE: %.3f s in ops\n%-22s %10s %6s %10s %6s\n", tot, "op", "fwd s", "%", "bwd s", "%");
+    for (int k = 0; k < AG_OP_COUNT; k++)
+        if (prof.nf[k] || prof.nb[k])
+            fprintf(stderr, "%-22s %10.3f %6.1f %10.3f %6.1f\n", ag_op_name((ag_op_kind)k), prof.fwd[k],
+                    tot > 0 ? 100 * prof.fwd[k] / tot : 0, prof.bwd[k], tot > 0 ? 100 * prof.bwd[k] / tot : 0);
+}
+
+static int prof_on(void) {
+    if (prof.on < 0) {
+        const char *v = getenv("EI_AG_PROFILE");
+        prof.on = v && *v && strcmp(v, "0") != 0;
+        if (prof.on) atexit(prof_print);
+    }
+    return prof.on;
+}
+
 int ag_graph_forward(ag_graph *g) {
     if (ag_graph_finalize(g)) return -1;
+    prof_on();
     for (int i = 0; i < g->n; i++) {
         ag_node *n = g->nodes[i];
         if (!n->op) continue;
@@ -591,7 +638,13 @@ int ag_graph_forward(ag_graph *g) {
             n->t.data = n->src[0]->t.data;
             continue;
         }
-        if (n->op->forward(n)) {
+        const double t0 = prof.on > 0 ? prof_now() : 0;
+        const int frc = n->op->forward(n);
+        if (prof.on > 0) {
+            prof.fwd[n->op->kind] += prof_now() - t0;
+            prof.nf[n->op->kind]++;
+        }
+        if (frc) {
             ei_error_prefix("forward, node %d (%s%s%s): ", n->t.id, ag_op_name(n->op->kind), n->t.name ? " " : "",
                             n->t.name ? n->t.name : "");
             return -1;
@@ -623,7 +676,14 @@ void *ag_grad_acquire_overwrite(ag_node *s, int *fresh) {
 static void sweep(ag_graph *g) {
     for (int i = g->n - 1; i >= 0; i--) {
         ag_node *n = g->nodes[i];
-        if (n->op && n->grad_live && n->op->backward && !n->op->no_grad) n->op->backward(n);
+        if (n->op && n->grad_live && n->op->backward && !n->op->no_grad) {
+            const double t0 = prof.on > 0 ? prof_now() : 0;
+            n->op->backward(n);
+            if (prof.on > 0) {
+                prof.bwd[n->op->kind] += prof_now() - t0;
+                prof.nb[n->op->kind]++;
+            }
+        }
     }
 }
 

@@ -33,13 +33,17 @@ What it does, in order:
 
 Tokens per second: tokens of the documents processed by an optimizer step (forward + backward +
 clip + AdamW update; model loading, process start and the checkpoint written after the last step
-are outside) over its wall time; with STEPS > 1 the first step of each process is left out. A
+are outside) over its wall time; with STEPS > 1 the first step of each process is left out
+(default STEPS=3: on the KVM development machine a process's first touch of fresh memory cost
+26 us per 4 KiB page, and the first step of both programs ran 2-4x slower than the next ones,
+varying with the host: what a training loop sees is the steady state). A
 repetition is one process. FLOPs: torch_sft.flop_count (the formula is in its docstring and in
 docs/benchmarks.md). The load average (/proc/loadavg, 1 minute) is read before every measurement.
 """
 import argparse
 import json
 import os
+import re
 import resource
 import shutil
 import statistics
@@ -112,7 +116,7 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     ap.add_argument("--reps", type=int, default=int(env("REPS", "5")), help="repetitions per length (REPS)")
     ap.add_argument("--doc-len", default=env("DOC_LEN", "2048 8192"), help="document lengths (DOC_LEN)")
-    ap.add_argument("--steps", type=int, default=int(env("STEPS", "1")), help="optimizer steps per process (STEPS)")
+    ap.add_argument("--steps", type=int, default=int(env("STEPS", "3")), help="optimizer steps per process (STEPS)")
     ap.add_argument("--threads", type=int, default=int(env("THREADS", "2")), help="threads (THREADS)")
     ap.add_argument("--mpi", type=int, default=int(env("MPI", "1")), help="1: MPI comparison (MPI)")
     ap.add_argument("--mpi-reps", type=int, default=int(env("MPI_REPS", "3")), help="MPI repetitions (MPI_REPS)")
@@ -213,7 +217,8 @@ def main():
         cmd = [ei, "train", "--config", cfg_file, "--set", f"model.path={model}", "--set", f"data.train={dataset}",
                "--set", f"train.steps={a.steps}", "--set", f"train.threads={threads}", "--set",
                f"train.grad_accum={batch}", "--set", f"train.out_dir={out}", *common, "--quiet"]
-        extra = {"OMP_NUM_THREADS": str(threads)}
+        # EI_KEEP_DEBUG: ei train reports how many segments kept their activations (FLOP count)
+        extra = {"OMP_NUM_THREADS": str(threads), "EI_KEEP_DEBUG": "1"}
         if mpi:
             cmd = ["mpirun", "-np", "2", "--bind-to", "none", "-x", "OMP_NUM_THREADS"] + cmd
             if os.getuid() == 0:
@@ -226,6 +231,8 @@ def main():
             secs = sum(x["tokens"] / x["tokens_per_s"] for x in use)
             r.update(rows=rows, tokens_per_s=sum(x["tokens"] for x in use) / secs, step_s=secs / len(use),
                      gates=os.path.join(out, "gates.safetensors"))
+            k = re.findall(r"keep_plan: (\d+) of (\d+) segments kept", r.get("stderr", ""))
+            r["kept"] = int(k[-1][0]) if k else 0
         return r
 
     def torch_run(n, dataset, gates=None, recompute=False, check=None, model_path=model, steps=None):
@@ -304,6 +311,8 @@ def main():
                 if not c["oom"]:
                     sys.exit("bench_train: ei train failed")
             else:
+                fc = torch_sft.flop_count(cfg, n - 1, L, S, W, kept=c["kept"])
+                rows["flops"] = fc
                 gf = fc["c_total"] / c["step_s"] / 1e9
                 rows["c"].append(dict(tokens_per_s=c["tokens_per_s"], step_s=c["step_s"], peak_rss_mb=c["peak_rss_mb"],
                                       gflops=gf, load=c["load_before"], steps=c["rows"]))
@@ -416,9 +425,15 @@ def main():
               f"{fmt(100 * cg / peak[a.threads] if cg and a.threads in peak else None, '.0f')} | "
               f"{fmt(med([x['gflops'] for x in ts]), '.2f')} | {agree[0]:.1e} / {agree[1]:.1e} | "
               f"{min(loads):.1f}-{max(loads):.1f} |")
-        print(f"  FLOPs per document ({n} tokens): C {rw['flops']['c_total'] / 1e9:.1f} G (state-only sweep "
+        print(f"  FLOPs per document ({n} tokens, {rw['flops'].get('kept', 0)} of {rw['flops']['segments']} segments kept): "
+              f"C {rw['flops']['c_total'] / 1e9:.1f} G (state-only sweep "
               f"{rw['flops']['state_only'] / 1e9:.1f} + forward {rw['flops']['forward'] / 1e9:.1f} + backward "
               f"{rw['flops']['backward'] / 1e9:.1f}); PyTorch plain {rw['flops']['torch_total'] / 1e9:.1f} G")
+        if a.steps > 1:
+            c1 = med([x["steps"][0]["tokens_per_s"] for x in cs if x.get("steps")])
+            t1 = med([x["steps"][0]["tokens_per_s"] for x in ts if x.get("steps")])
+            print(f"  first step of each process (fresh memory; left out above): C {fmt(c1)} tok/s, "
+                  f"PyTorch {fmt(t1)} tok/s")
     if a.mpi:
         m = res["mpi"]
         mt = med([x["tokens_per_s"] for x in m["mpi"] if "tokens_per_s" in x])

@@ -100,6 +100,10 @@ static int plan_budget(const ei_calib_model *cm, ei_scenario *sc, const char *va
                 const ei_qbudget_item *it = &items[i];
                 table[it->cls * (nl + 1) + (ei_tclass_per_layer(it->cls) ? it->layer : nl)] = it->cand[choice[i]].scheme;
             }
+            /* a tied classifier is the embedding's table: the sensitivity measured both uses of it
+             * at once and the budget counted one copy, so the plan keeps them together */
+            if (cm->m->cfg.tie_embeddings)
+                table[EI_TC_CLASSIFIER * (nl + 1) + nl] = table[EI_TC_EMBEDDING * (nl + 1) + nl];
             ei_qplan p;
             rc = ei_qplan_from_table(&p, nl, table);
             if (rc == 0) {

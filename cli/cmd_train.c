@@ -115,7 +115,14 @@ int ei_cmd_train(int argc, char **argv) {
         nfiles = 1;
     }
     ei_train_config cfg;
-    if (ei_train_config_load(&cfg, files, nfiles, sets.items, sets.n) != 0) {
+    const int loaded = ei_train_config_load(&cfg, files, nfiles, sets.items, sets.n);
+    /* read once: removed now, so a run that is killed (or aborts under MPI) leaves no file behind */
+    if (tmpcfg) {
+        unlink(tmpcfg);
+        free(tmpcfg);
+        tmpcfg = NULL;
+    }
+    if (loaded != 0) {
         ei_error_print("train");
         code = 2;
         goto out;

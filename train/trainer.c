@@ -510,6 +510,11 @@ int ei_trainer_run(const ei_train_config *cfg, const ei_trainer_opts *ro) {
         row.bad_steps = bad_run;
         double dt = ei_time_now() - t0;
         row.tokens_per_s = dt > 0 ? acc[2] / dt : 0;
+        {
+            char lab[64];
+            snprintf(lab, sizeof lab, "step %lld, %.3f s", (long long)step + 1, dt);
+            ag_profile_flush(lab);
+        }
         gate_stats(t.gates, t.gmean, t.gsd);
         row.n_layers = t.gates->n_layers;
         row.gate_mean = t.gmean;
