@@ -178,8 +178,17 @@ static ei_val *weight(ei_emitter *em, ei_tclass c, int l) {
      * of file, decode 159 -> 191 tokens/s in 4 alternating runs, docs/benchmarks.md). */
     if (e->weight_scheme && !is_gate && nd == 2) sch = e->weight_scheme(e->weight_scheme_ctx, c, l, cols);
     if (c == EI_TC_EMBEDDING && sch >= EI_QW_W4G32) sch = EI_QW_W8;
+    /* the key: a tied classifier in the embedding's scheme is the embedding's constant; its own
+     * copy is named as the classifier (what `ei inspect --tensors` lists) */
+    const char *kname = ei_tclass_name(src_cls);
+    if (tied) {
+        ei_qscheme es = EI_QW_F32;
+        if (e->weight_scheme && nd == 2) es = e->weight_scheme(e->weight_scheme_ctx, EI_TC_EMBEDDING, l, cols);
+        if (es >= EI_QW_W4G32) es = EI_QW_W8;
+        if (es != sch) kname = ei_tclass_name(EI_TC_CLASSIFIER);
+    }
     char key[64];
-    snprintf(key, sizeof key, "w.%s.%d.%s", ei_tclass_name(src_cls), l, ei_qscheme_name(sch));
+    snprintf(key, sizeof key, "w.%s.%d.%s", kname, l, ei_qscheme_name(sch));
     const int32_t sh[2] = {(int32_t)rows, (int32_t)cols};
     ei_val *v = NULL;
     if (sch == EI_QW_F32) {
@@ -199,7 +208,7 @@ static ei_val *weight(ei_emitter *em, ei_tclass c, int l) {
             if (strcmp(e->consts[i].key, key) == 0) have = i;
         ei_qtensor q = {0};
         char name[64];
-        snprintf(name, sizeof name, "%s (layer %d)", ei_tclass_name(src_cls), l);
+        snprintf(name, sizeof name, "%s (layer %d)", kname, l);
         if (have < 0 || sch == EI_QW_F16) {
             if (ei_qtensor_quantize(&q, name, src, rows, cols, sch, &e->qopts) != 0) {
                 record(e, ei_error_get());

@@ -31,8 +31,8 @@ grep -Eq '^  w\.q\.0\.w4g32 +\[64,64\] +i4 groups of 32 axis 1 +2048 ' "$tmp/w4.
 grep -Eq '^  w\.down\.0\.w8 +\[64,172\] +i8 per-channel axis 0 +11008 ' "$tmp/w4.txt" || fail "--tensors: down falls back to w8"
 [ "$(grep -c '^  w\.q\.0\.w4g32 ' "$tmp/w4.txt")" = 1 ] || fail "--tensors lists a shared constant twice"
 # the tied classifier takes w4g32 (its own copy of the table); the gathered embedding stays i8
-grep -Eq '^  w\.embedding\.-1\.w4g32 +\[512,64\] +i4 groups of 32 axis 1 ' "$tmp/w4.txt" ||
-  fail "--tensors: tied classifier not w4g32: $(grep 'w.embedding' "$tmp/w4.txt")"
+grep -Eq '^  w\.classifier\.-1\.w4g32 +\[512,64\] +i4 groups of 32 axis 1 ' "$tmp/w4.txt" ||
+  fail "--tensors: tied classifier not w4g32: $(grep -E 'w.(embedding|classifier)' "$tmp/w4.txt")"
 grep -Eq '^  w\.embedding\.-1\.w8\.table +\[512,64\] +i8 ' "$tmp/w4.txt" || fail "--tensors: embedding table not i8"
 # one scheme for both uses: one copy
 "$EI_BIN" inspect --tensors "$tmp/f16.eig" > "$tmp/f16.txt" || fail "inspect --tensors f16"
