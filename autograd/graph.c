@@ -583,8 +583,9 @@ int ag_graph_finalize(ag_graph *g) {
     return 0;
 }
 
-/* EI_AG_PROFILE=1: wall time per op kind, forward and backward, printed to stderr at exit (the
- * non-GEMM share of a training step that a sampling profile spreads over libgomp and kernels). */
+/* EI_AG_PROFILE=1: wall time per op kind, forward and backward, printed to stderr by
+ * ag_profile_flush (the trainer: every step) and at exit (the non-GEMM share of a training step
+ * that a sampling profile spreads over libgomp and kernels). */
 static struct {
     int on; /* -1 unread */
     double fwd[AG_OP_COUNT], bwd[AG_OP_COUNT];

@@ -190,7 +190,7 @@ int ei_calib_sensitivity(const ei_calib_model *cm, const char *dataset, int64_t 
             /* the same fallbacks the lowering applies: w4 groups that do not divide the rows, and no
              * int4 in a gathered embedding table */
             ei_qscheme s = ei_qscheme_fit(cands[k], t->shape[1]);
-            if (t->cls == EI_TC_EMBEDDING && s >= EI_QW_W4G32) s = EI_QW_W8;
+            if (t->cls == EI_TC_EMBEDDING) s = ei_qscheme_gathered(s);
             double loss = *base_loss;
             if (s != EI_QW_F32)
                 rc = ei_calib_loss(cm, dataset, n_samples, max_tokens, t->cls, t->layer, s, qo, &loss);

@@ -145,6 +145,12 @@ static ei_val *quant_tensor(ei_ir_emitter *e, const char *key, const ei_qtensor 
     return VAL(t);
 }
 
+/* The scheme the plan gives class c of layer l, as stored (a gathered embedding holds no I4). */
+static ei_qscheme stored_scheme(const ei_ir_emitter *e, ei_tclass c, int l, int64_t cols) {
+    const ei_qscheme s = e->weight_scheme ? e->weight_scheme(e->weight_scheme_ctx, c, l, cols) : EI_QW_F32;
+    return c == EI_TC_EMBEDDING ? ei_qscheme_gathered(s) : s;
+}
+
 static ei_val *weight(ei_emitter *em, ei_tclass c, int l) {
     ei_ir_emitter *e = E(em);
     if (ei_tclass_per_layer(c) && (l < 0 || l >= e->m->cfg.n_layers)) return NULL;
@@ -170,23 +176,15 @@ static ei_val *weight(ei_emitter *em, ei_tclass c, int l) {
     if (!src) return NULL;
     const int64_t rows = shape[0], cols = nd == 2 ? shape[1] : 1, numel = rows * cols;
     /* the memory path and the gate stay float32 (DESIGN 6.1); norms and biases too: they are tiny */
-    ei_qscheme sch = EI_QW_F32;
     /* A tied classifier takes the classifier's scheme (its rule, else the default): it is the
      * largest product of a decode step, and the gathered embedding table can hold no I4. Equal
-     * schemes give one constant (the key below); different ones a second copy of the table, e.g.
-     * w4g32 weights: the embedding in w8, the classifier in w4g32 (100M benchmark model: +13.8 MB
-     * of file, decode 159 -> 191 tokens/s in 4 alternating runs, docs/benchmarks.md). */
-    if (e->weight_scheme && !is_gate && nd == 2) sch = e->weight_scheme(e->weight_scheme_ctx, c, l, cols);
-    if (c == EI_TC_EMBEDDING && sch >= EI_QW_W4G32) sch = EI_QW_W8;
-    /* the key: a tied classifier in the embedding's scheme is the embedding's constant; its own
-     * copy is named as the classifier (what `ei inspect --tensors` lists) */
+     * schemes give one constant (the key below: the embedding's); different ones a second copy of
+     * the table named as the classifier, e.g. w4g32 weights: the embedding in w8, the classifier in
+     * w4g32 (100M benchmark model: +13.8 MB of file, decode 159 -> 191 tokens/s in 4 alternating
+     * runs, docs/benchmarks.md). */
+    const ei_qscheme sch = !is_gate && nd == 2 ? stored_scheme(e, c, l, cols) : EI_QW_F32;
     const char *kname = ei_tclass_name(src_cls);
-    if (tied) {
-        ei_qscheme es = EI_QW_F32;
-        if (e->weight_scheme && nd == 2) es = e->weight_scheme(e->weight_scheme_ctx, EI_TC_EMBEDDING, l, cols);
-        if (es >= EI_QW_W4G32) es = EI_QW_W8;
-        if (es != sch) kname = ei_tclass_name(EI_TC_CLASSIFIER);
-    }
+    if (tied && stored_scheme(e, EI_TC_EMBEDDING, l, cols) != sch) kname = ei_tclass_name(EI_TC_CLASSIFIER);
     char key[64];
     snprintf(key, sizeof key, "w.%s.%d.%s", kname, l, ei_qscheme_name(sch));
     const int32_t sh[2] = {(int32_t)rows, (int32_t)cols};

@@ -92,6 +92,8 @@ ei_qscheme ei_qscheme_fit(ei_qscheme s, int64_t cols) {
     return EI_QW_W8;
 }
 
+ei_qscheme ei_qscheme_gathered(ei_qscheme s) { return s >= EI_QW_W4G32 ? EI_QW_W8 : s; }
+
 static int shape_ok(int64_t rows, int64_t cols) {
     return rows >= 1 && cols >= 1 && rows <= EI_G_MAX_NUMEL / cols && cols <= INT32_MAX && rows <= INT32_MAX;
 }

@@ -83,6 +83,8 @@ ei_gquant ei_qscheme_gquant(ei_qscheme s, int32_t scales_index);
 int ei_qscheme_fits(ei_qscheme s, int64_t cols);
 /* s when it fits; else, for w4gG, the w4 scheme of the largest smaller group dividing cols, else w8. */
 ei_qscheme ei_qscheme_fit(ei_qscheme s, int64_t cols);
+/* What a gathered table (the embedding) stores for s: no backend gathers int4, so w4gG -> w8. */
+ei_qscheme ei_qscheme_gathered(ei_qscheme s);
 
 /* Bytes of the data and of the scales of a [rows, cols] weight under s (for ei inspect and the
  * budget). -1 when s does not fit cols or the shape is not positive / too large (2^40 elements). */

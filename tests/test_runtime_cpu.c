@@ -429,6 +429,40 @@ static void test_simd_twins(void **state) {
     free(x), free(w), free(big), free(y1), free(y2), free(raw), free(h);
 }
 
+/* One product over prepared activation rows (fc_q4 or fc_q8i8: the same signature), SIMD against
+ * portable for several M, N (every other N with a bias), an output sub-range, and each GEMM row
+ * against the GEMV of that row. tag is printed with a difference; big: fewer shapes (long rows). */
+typedef void (*fcq_fn)(const uint8_t *xq, int64_t ldq, int64_t M, const ei_cpu_wmat *w, int64_t K, int64_t n0,
+                       int64_t n1, const float *bias, float *y, int64_t ldy);
+enum { FCQ_MAXN = 13 };
+
+static void fcq_twins(const char *name, fcq_fn fs, fcq_fn fp, const uint8_t *xq, int64_t ldq, const ei_cpu_wmat *w,
+                      int64_t K, int64_t tag, int big, const float *bias_vals, float *y1, float *y2) {
+    static const int64_t Ms[] = {1, 2, 4, 5, 9}, Ns[] = {1, 3, 4, 5, 7, FCQ_MAXN};
+    char what[64];
+    for (int mi = 0; mi < 5; mi += big ? 3 : 1)
+        for (int ni = big; ni < 6; ni += big ? 4 : 1) {
+            const int64_t M = Ms[mi], N = Ns[ni];
+            const float *bias = ni % 2 ? bias_vals : NULL;
+            memset(y1, 0, (size_t)(M * N) * 4), memset(y2, 0, (size_t)(M * N) * 4);
+            fs(xq, ldq, M, w, K, 0, N, bias, y1, N);
+            fp(xq, ldq, M, w, K, 0, N, bias, y2, N);
+            same(name, y1, y2, (size_t)(M * N) * 4, K, tag, M * 100 + N);
+            if (N > 2) {
+                fs(xq, ldq, M, w, K, 1, N - 1, bias, y1, N);
+                fp(xq, ldq, M, w, K, 1, N - 1, bias, y2, N);
+                snprintf(what, sizeof what, "%s range", name);
+                same(what, y1, y2, (size_t)(M * N) * 4, K, tag, M * 100 + N);
+            }
+            for (int64_t m = 0; M > 1 && m < M; m++) {
+                float v[FCQ_MAXN];
+                fs(xq + m * ldq, ldq, 1, w, K, 0, N, bias, v, N);
+                snprintf(what, sizeof what, "%s GEMM row vs GEMV", name);
+                same(what, y1 + m * N, v, (size_t)N * 4, K, tag, m);
+            }
+        }
+}
+
 /* The integer kernels (q8_row, fc_q4, q8b_row, fc_q8i8, fc_int) of every SIMD table this CPU runs (avx2 and, where
  * the CPU has AVX-VNNI, avx2-vnni; neon) against the portable table, bit for bit: Q8 rows byte for
  * byte (special values included), outputs for awkward K, groups, M, N and output sub-ranges, and
@@ -468,26 +502,7 @@ static void twins_int(const ei_cpu_kernels *s, const ei_cpu_kernels *p) {
                 ei_cpu_wmat w4 = {.type = EI_CPU_W_I4, .data = raw, .row_bytes = (K + 1) / 2, .scale_f16 = !mode,
                                   .scales = mode ? (const void *)sc32 : (const void *)sc16, .scale_row = ng, .group = G,
                                   .tscale = 1.0f};
-                for (int mi = 0; mi < 5; mi += big ? 3 : 1)
-                    for (int ni = big; ni < 6; ni += big ? 4 : 1) {
-                        const int64_t M = Ms[mi], N = Ns[ni];
-                        const float *bias = ni % 2 ? sc32 + 3 : NULL;
-                        memset(y1, 0, (size_t)(M * N) * 4), memset(y2, 0, (size_t)(M * N) * 4);
-                        s->fc_q4(r1, ldq, M, &w4, K, 0, N, bias, y1, N);
-                        p->fc_q4(r1, ldq, M, &w4, K, 0, N, bias, y2, N);
-                        same("fc_q4", y1, y2, (size_t)(M * N) * 4, K, G, M * 100 + N);
-                        if (N > 2) {
-                            s->fc_q4(r1, ldq, M, &w4, K, 1, N - 1, bias, y1, N);
-                            p->fc_q4(r1, ldq, M, &w4, K, 1, N - 1, bias, y2, N);
-                            same("fc_q4 range", y1, y2, (size_t)(M * N) * 4, K, G, M * 100 + N);
-                        }
-                        if (M > 1)
-                            for (int64_t m = 0; m < M; m++) {
-                                float v[MAXN];
-                                s->fc_q4(r1 + m * ldq, ldq, 1, &w4, K, 0, N, bias, v, N);
-                                same("fc_q4 GEMM row vs GEMV", y1 + m * N, v, (size_t)N * 4, K, G, m);
-                            }
-                    }
+                fcq_twins("fc_q4", s->fc_q4, p->fc_q4, r1, ldq, &w4, K, G, big, sc32 + 3, y1, y2);
             }
             if (!Gs[gi]) { /* Q8 blocks of 32 x I8 weights with one scale per row (-128 among the bytes) */
                 const int64_t ldb = ei_cpu_q8b_row_bytes(K);
@@ -502,25 +517,7 @@ static void twins_int(const ei_cpu_kernels *s, const ei_cpu_kernels *p) {
                                       .scales = mode == 0 ? (const void *)sc16 : (const void *)sc32,
                                       .scale_row = mode == 2 ? 0 : 1, .group = K, .tscale = 0.02f};
                     if (mode == 2) w8.scales = &w8.tscale;
-                    for (int mi = 0; mi < 5; mi += big ? 3 : 1)
-                        for (int ni = big; ni < 6; ni += big ? 4 : 1) {
-                            const int64_t M = Ms[mi], N = Ns[ni];
-                            const float *bias = ni % 2 ? sc32 + 3 : NULL;
-                            memset(y1, 0, (size_t)(M * N) * 4), memset(y2, 0, (size_t)(M * N) * 4);
-                            s->fc_q8i8(r1, ldb, M, &w8, K, 0, N, bias, y1, N);
-                            p->fc_q8i8(r1, ldb, M, &w8, K, 0, N, bias, y2, N);
-                            same("fc_q8i8", y1, y2, (size_t)(M * N) * 4, K, mode, M * 100 + N);
-                            if (N > 2) {
-                                s->fc_q8i8(r1, ldb, M, &w8, K, 1, N - 1, bias, y1, N);
-                                p->fc_q8i8(r1, ldb, M, &w8, K, 1, N - 1, bias, y2, N);
-                                same("fc_q8i8 range", y1, y2, (size_t)(M * N) * 4, K, mode, M * 100 + N);
-                            }
-                            for (int64_t m = 0; M > 1 && m < M; m++) {
-                                float v[MAXN];
-                                s->fc_q8i8(r1 + m * ldb, ldb, 1, &w8, K, 0, N, bias, v, N);
-                                same("fc_q8i8 GEMM row vs GEMV", y1 + m * N, v, (size_t)N * 4, K, mode, m);
-                            }
-                        }
+                    fcq_twins("fc_q8i8", s->fc_q8i8, p->fc_q8i8, r1, ldb, &w8, K, mode, big, sc32 + 3, y1, y2);
                 }
             }
             /* integer activations: int16 rows in the kernel's layout, I8 (with and without a
