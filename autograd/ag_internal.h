@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define AG_MAX_SRC 8 /* ag_concat_n takes at most this many inputs */
+#define AG_MAX_SRC 16 /* ag_concat_n takes at most this many inputs (a training graph: one per segment) */
 #define AG_ERROR_CAP 1024 /* bytes kept of a graph's first error */
 /* Elements below which an op runs single-threaded (see EI_KERNELS_PAR_MIN). */
 #define AG_PAR_MIN EI_KERNELS_PAR_MIN
@@ -85,6 +85,9 @@ struct ag_node {
     size_t bwd_bytes; /* scratch only the backward needs: finalize allocates it into bwd_scratch
                          when the node takes a gradient, so forward-only graphs never pay for it */
     void *bwd_scratch;
+    size_t keep_bytes; /* what the forward writes for the backward only when the node takes a
+                          gradient: finalize allocates it (arena) into keep */
+    void *keep;
     /* Mutable op state, rewritten while the graph runs (kept apart from p so the parameters
      * describe the graph, not its history). */
     int table_valid;  /* rope: scratch holds the (cos, sin) table for scratch2's / all positions */
@@ -97,7 +100,16 @@ struct ag_node {
     int bwd_shared;   /* bwd_scratch is used by the backward only (never written by the forward), so
                          a graph sharing its gradient memory (ag_graph_share_grads) puts it there */
     size_t grad_off, bwd_off; /* offsets in the shared gradient memory */
+    int may_seed;     /* may be seeded as a backward output (ag_graph_mark_output, or no consumer
+                         taking a gradient): a pooled gradient is then live from the sweep's start */
+    size_t view_off;  /* views: byte offset of the data in the first source's (a leading slice) */
 };
+
+/* A view's data: its first source's, from view_off on (NULL while the source has none). */
+static inline void *ag_view_data(const ag_node *n) {
+    char *d = n->src[0]->t.data;
+    return d ? d + n->view_off : NULL;
+}
 
 typedef struct ag_block ag_block;
 
@@ -110,7 +122,7 @@ struct ag_graph {
     int finalized;
     int failed;
     ag_grad_pool *gpool; /* op-node gradients live there (ag_graph_share_grads) */
-    size_t pool_need;    /* bytes of gpool this graph uses */
+    size_t pool_need;    /* bytes of gpool this graph uses: the peak of its live gradients */
     char first_error[AG_ERROR_CAP];
 };
 

@@ -228,10 +228,15 @@ void ag_graph_zero_grads(ag_graph *g);
  * time (segment graphs kept with their activations from a forward sweep to a backward sweep). An
  * op node's gradient, and backward-only scratch, is live only inside one backward: every backward
  * zeroes (or overwrites) it at first touch. So graphs attached to one pool hold their activations
- * each but one set of gradient buffers between them, sized for the largest. Leaf gradients (params,
- * requires-grad inputs) accumulate and always stay the graph's own. After a backward the op-node
- * gradients of a pooled graph are valid until any other graph of the pool runs backward or
- * finalizes; a pool must outlive its graphs and is not thread-safe. */
+ * each but one set of gradient buffers between them, sized for the largest. Within a graph the
+ * buffers are also placed by liveness: an op node's gradient occupies its bytes from the backward
+ * of its last consumer (or from the seeding, for an output) to the end of its own backward, so a
+ * graph needs the peak of what is live at once during its reverse sweep, not the sum over its
+ * nodes. Consequently the op-node gradients of a pooled graph hold nothing meaningful after a
+ * backward; read leaf gradients only. An op node seeded in ag_graph_backward(_scalar) must have no
+ * consumers or be marked with ag_graph_mark_output (otherwise the backward fails). Leaf
+ * gradients (params, requires-grad inputs) accumulate and always stay the graph's own. A pool must
+ * outlive its graphs and is not thread-safe. */
 typedef struct ag_grad_pool ag_grad_pool;
 ag_grad_pool *ag_grad_pool_new(void);
 void ag_grad_pool_free(ag_grad_pool *p);
@@ -240,6 +245,12 @@ size_t ag_grad_pool_bytes(const ag_grad_pool *p);
 /* Before finalize: g's op-node gradients and backward-only scratch go to p (reserved at
  * finalize, which grows p as needed; ag_graph_arena_bytes then excludes them). */
 int ag_graph_share_grads(ag_graph *g, ag_grad_pool *p);
+/* Before finalize: t (a node of g) may be passed as an output to ag_graph_backward /
+ * ag_graph_backward_scalar. Needed only for op nodes of a pooled graph that other nodes consume
+ * (their gradient must then be live from the start of the sweep); nodes without consumers count
+ * as outputs anyway. Takes no ownership and allocates nothing. After finalize it succeeds only if
+ * t already counts as an output. */
+int ag_graph_mark_output(ag_graph *g, ag_tensor *t);
 /* Bytes reserved in the arena so far (activations, gradients, scratch, unbound leaves). */
 size_t ag_graph_arena_bytes(const ag_graph *g);
 int ag_graph_node_count(const ag_graph *g);
@@ -374,7 +385,7 @@ ag_tensor *ag_attention(ag_graph *g, ag_tensor *q, ag_tensor *k, ag_tensor *v, a
  * the table's gradient. Ids outside [0, V) fail the forward. */
 ag_tensor *ag_embedding(ag_graph *g, ag_tensor *table, ag_tensor *ids);
 
-/* Concatenation along axis; all other extents equal. */
+/* Concatenation along axis of 1 to 16 tensors; all other extents equal. */
 ag_tensor *ag_concat(ag_graph *g, ag_tensor *a, ag_tensor *b, int axis);
 ag_tensor *ag_concat_n(ag_graph *g, int n, ag_tensor *const *ts, int axis);
 /* Elements [start, start + len) along axis. */

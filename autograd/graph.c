@@ -401,7 +401,10 @@ void ag_tensor_set_name(ag_tensor *t, const char *name) {
 void *ag_tensor_data(ag_tensor *t) {
     if (!t) return NULL;
     ag_node *n = ag_n(t);
-    if (n->op && n->op->view) t->data = ag_tensor_data(&n->src[0]->t);
+    if (n->op && n->op->view) {
+        ag_tensor_data(&n->src[0]->t);
+        t->data = ag_view_data(n);
+    }
     if (!t->data && !n->op) {
         t->data = ag_arena_alloc(n->g, (size_t)t->numel * ag_dtype_size(t->dtype));
         if (!t->data) ei_error_set("ag_tensor_data: out of memory");
@@ -540,10 +543,136 @@ static void pool_bind(ag_graph *g) {
     }
 }
 
-static size_t pool_take_off(ag_graph *g, size_t bytes) {
-    const size_t off = g->pool_need;
-    g->pool_need += (bytes + AG_ALIGN - 1) & ~(size_t)(AG_ALIGN - 1);
+int ag_graph_mark_output(ag_graph *g, ag_tensor *t) {
+    if (!g || !t || ag_n(t)->g != g) return ei_error_set("ag_graph_mark_output: graph or tensor is NULL or foreign");
+    ag_node *n = ag_n(t);
+    if (g->finalized && !n->may_seed && n->op)
+        return ei_error_set("ag_graph_mark_output: graph is already finalized (node %d)", t->id);
+    n->may_seed = 1;
+    return 0;
+}
+
+/* Offsets are planned by replaying the reverse sweep, so two buffers share bytes only when no
+ * backward can see both. A free list of (off, len) sorted by offset whose last entry is the
+ * unbounded space past everything handed out (len SIZE_MAX); first fit, coalescing on release. */
+typedef struct {
+    size_t off, len;
+} pool_span;
+
+typedef struct {
+    pool_span *fl;
+    int nfl;
+    size_t peak;
+} pool_plan_state;
+
+static size_t pool_round(size_t bytes) { return (bytes + AG_ALIGN - 1) & ~(size_t)(AG_ALIGN - 1); }
+
+static size_t plan_take(pool_plan_state *st, size_t bytes) {
+    const size_t len = pool_round(bytes);
+    int k = 0;
+    while (st->fl[k].len < len) k++; /* the unbounded tail always fits */
+    const size_t off = st->fl[k].off;
+    st->fl[k].off += len;
+    if (st->fl[k].len != SIZE_MAX && (st->fl[k].len -= len) == 0) {
+        memmove(st->fl + k, st->fl + k + 1, (size_t)(st->nfl - k - 1) * sizeof *st->fl);
+        st->nfl--;
+    }
+    if (off + len > st->peak) st->peak = off + len;
     return off;
+}
+
+static void plan_give(pool_plan_state *st, size_t off, size_t bytes) {
+    const size_t len = pool_round(bytes);
+    int k = 0;
+    while (st->fl[k].off < off) k++; /* stops at the latest at the tail, which starts past every block */
+    const int left = k > 0 && st->fl[k - 1].off + st->fl[k - 1].len == off;
+    const int right = off + len == st->fl[k].off;
+    if (left && right) {
+        st->fl[k - 1].len = st->fl[k].len == SIZE_MAX ? SIZE_MAX : st->fl[k - 1].len + len + st->fl[k].len;
+        memmove(st->fl + k, st->fl + k + 1, (size_t)(st->nfl - k - 1) * sizeof *st->fl);
+        st->nfl--;
+    } else if (left) {
+        st->fl[k - 1].len += len;
+    } else if (right) {
+        st->fl[k].off = off;
+        if (st->fl[k].len != SIZE_MAX) st->fl[k].len += len;
+    } else {
+        memmove(st->fl + k + 1, st->fl + k, (size_t)(st->nfl - k) * sizeof *st->fl);
+        st->fl[k] = (pool_span){off, len};
+        st->nfl++;
+    }
+}
+
+static int pooled_grad(const ag_node *n) { return n->op && n->t.requires_grad; }
+
+/* Lifetimes in sweep time: a pooled gradient is first written by the backward of its highest
+ * consumer (every backward only touches its own gradient and its direct sources', see ops_*.c),
+ * or by seed_add before the sweep when the node may be an output, and last read by its own
+ * backward. A shared backward scratch lives inside its node's backward only. Sets grad_off /
+ * bwd_off and g->pool_need (the peak). */
+static int pool_plan(ag_graph *g) {
+    const size_t es = ag_dtype_size(g->dtype);
+    int *last = malloc((size_t)(g->n ? g->n : 1) * sizeof *last);
+    /* live blocks never exceed the pooled nodes plus one scratch, and free spans the live blocks + 1 */
+    pool_plan_state st = {malloc(((size_t)g->n + 4) * sizeof(pool_span)), 1, 0};
+    if (!last || !st.fl) {
+        free(last);
+        free(st.fl);
+        return ei_error_set("ag_graph_finalize: out of memory planning shared gradients");
+    }
+    st.fl[0] = (pool_span){0, SIZE_MAX};
+    for (int i = 0; i < g->n; i++) last[i] = -1;
+    for (int j = 0; j < g->n; j++)
+        if (pooled_grad(g->nodes[j]))
+            for (int s = 0; s < g->nodes[j]->nsrc; s++) last[g->nodes[j]->src[s]->t.id] = j;
+    for (int i = 0; i < g->n; i++) {
+        ag_node *n = g->nodes[i];
+        if (!pooled_grad(n)) continue;
+        if (last[i] < 0) n->may_seed = 1; /* nothing propagates into it: only a seed can reach it */
+        if (n->may_seed) n->grad_off = plan_take(&st, (size_t)n->t.numel * es);
+    }
+    for (int j = g->n - 1; j >= 0; j--) {
+        ag_node *n = g->nodes[j];
+        if (!pooled_grad(n)) continue;
+        for (int s = 0; s < n->nsrc; s++) {
+            ag_node *src = n->src[s];
+            if (!pooled_grad(src) || src->may_seed || last[src->t.id] != j) continue;
+            src->grad_off = plan_take(&st, (size_t)src->t.numel * es);
+            last[src->t.id] = -2; /* a source repeated in this node is placed once */
+        }
+        if (n->bwd_shared && n->bwd_bytes) {
+            n->bwd_off = plan_take(&st, n->bwd_bytes);
+            plan_give(&st, n->bwd_off, n->bwd_bytes);
+        }
+        plan_give(&st, n->grad_off, (size_t)n->t.numel * es);
+    }
+    g->pool_need = st.peak;
+    free(last);
+    free(st.fl);
+    return 0;
+}
+
+static int prof_on(void);
+
+/* EI_AG_PROFILE: what the forward activations of a large graph (over 64 MiB of arena) are, by op
+ * kind, printed when it is finalized: the memory side of the per-op times. */
+static void arena_profile(const ag_graph *g) {
+    if (g->arena_used < ((size_t)64 << 20) || !prof_on()) return;
+    double by[AG_OP_COUNT] = {0};
+    const size_t es = ag_dtype_size(g->dtype);
+    for (int i = 0; i < g->n; i++) {
+        const ag_node *n = g->nodes[i];
+        if (!n->op) continue;
+        double b = n->op->view ? 0 : (double)n->t.numel * (double)es;
+        if (n->bwd_scratch && !(g->gpool && n->bwd_shared)) b += (double)n->bwd_bytes;
+        if (n->keep) b += (double)n->keep_bytes;
+        by[n->op->kind] += b;
+    }
+    fprintf(stderr, "EI_AG_PROFILE graph of %d nodes: arena %.1f MiB; outputs and backward scratch by op (MiB):",
+            g->n, (double)g->arena_used / 1048576.0);
+    for (int k = 0; k < AG_OP_COUNT; k++)
+        if (by[k] > 0) fprintf(stderr, " %s %.1f", ag_op_name((ag_op_kind)k), by[k] / 1048576.0);
+    fputc('\n', stderr);
 }
 
 int ag_graph_finalize(ag_graph *g) {
@@ -561,14 +690,14 @@ int ag_graph_finalize(ag_graph *g) {
         } else {
             if (!n->t.data && !ag_tensor_data(&n->t)) return -1;
         }
-        if (n->op && n->op->view) n->t.data = n->src[0]->t.data;
-        if (n->t.requires_grad && n->op && g->gpool) {
-            n->grad_off = pool_take_off(g, (size_t)n->t.numel * es);
-            if (n->bwd_shared && n->bwd_bytes) n->bwd_off = pool_take_off(g, n->bwd_bytes);
-        }
+        if (n->op && n->op->view) n->t.data = ag_view_data(n);
         if (n->t.requires_grad && !n->t.grad && !(n->op && g->gpool)) {
             n->t.grad = ag_arena_alloc(g, (size_t)n->t.numel * es);
             if (!n->t.grad) return ei_error_set("ag_graph_finalize: out of memory for gradients");
+        }
+        if (n->t.requires_grad && n->keep_bytes && !n->keep) {
+            n->keep = ag_arena_alloc(g, n->keep_bytes);
+            if (!n->keep) return ei_error_set("ag_graph_finalize: out of memory for saved forward values");
         }
         if (n->t.requires_grad && n->bwd_bytes && !n->bwd_scratch && !(g->gpool && n->bwd_shared)) {
             n->bwd_scratch = ag_arena_alloc(g, n->bwd_bytes);
@@ -576,10 +705,11 @@ int ag_graph_finalize(ag_graph *g) {
         }
     }
     if (g->gpool) {
-        if (pool_reserve(g->gpool, g->pool_need) != 0) return -1;
+        if (pool_plan(g) != 0 || pool_reserve(g->gpool, g->pool_need) != 0) return -1;
         pool_bind(g);
     }
     g->finalized = 1;
+    arena_profile(g);
     return 0;
 }
 
@@ -636,7 +766,7 @@ int ag_graph_forward(ag_graph *g) {
         ag_node *n = g->nodes[i];
         if (!n->op) continue;
         if (n->op->view) {
-            n->t.data = n->src[0]->t.data;
+            n->t.data = ag_view_data(n);
             continue;
         }
         const double t0 = prof.on > 0 ? prof_now() : 0;
@@ -700,11 +830,23 @@ static void seed_add(ag_graph *g, ag_tensor *t, const void *sd, double seed) {
     }
 }
 
+/* A pooled gradient seeded but planned to come alive later would overlap buffers still in use. */
+static int check_seedable(const ag_graph *g, const ag_tensor *t, const char *what) {
+    const ag_node *n = ag_n((ag_tensor *)t);
+    if (g->gpool && pooled_grad(n) && !n->may_seed)
+        return ei_error_set("%s: node %d (%s%s%s) has consumers and was not marked with ag_graph_mark_output before "
+                            "finalize, so its shared gradient cannot be seeded",
+                            what, t->id, ag_op_name(n->op->kind), t->name ? " " : "", t->name ? t->name : "");
+    return 0;
+}
+
 int ag_graph_backward(ag_graph *g, int nout, ag_tensor *const *outputs, const void *const *seeds) {
     if (ag_graph_finalize(g)) return -1;
-    for (int k = 0; k < nout; k++)
+    for (int k = 0; k < nout; k++) {
         if (!outputs || !outputs[k] || ag_n(outputs[k])->g != g)
             return ei_error_set("ag_graph_backward: output %d is NULL or of another graph", k);
+        if (check_seedable(g, outputs[k], "ag_graph_backward")) return -1;
+    }
     if (g->gpool) pool_bind(g);
     for (int i = 0; i < g->n; i++) g->nodes[i]->grad_live = 0;
     for (int k = 0; k < nout; k++)
@@ -715,7 +857,7 @@ int ag_graph_backward(ag_graph *g, int nout, ag_tensor *const *outputs, const vo
 
 int ag_graph_backward_scalar(ag_graph *g, ag_tensor *loss, double seed) {
     if (!g || !loss || ag_n(loss)->g != g) return ei_error_set("ag_graph_backward_scalar: graph or loss is NULL or foreign");
-    if (ag_graph_finalize(g)) return -1;
+    if (ag_graph_finalize(g) || check_seedable(g, loss, "ag_graph_backward_scalar")) return -1;
     if (g->gpool) pool_bind(g);
     for (int i = 0; i < g->n; i++) g->nodes[i]->grad_live = 0;
     if (loss->grad) seed_add(g, loss, NULL, seed);

@@ -153,16 +153,16 @@ ag_tensor *ag_rope_ex(ag_graph *g, ag_tensor *x, ag_tensor *pos, double theta, a
 
 /* ------------------------------------------------------------------ attention
  * src: q, k, v, [valid]; scratch: lse [H, Tq]; bwd_scratch: the one-pass backward's workspace
- * (delta and dQ shares), then (dim.attention.store_probs) the probability store */
+ * (delta and dQ shares); keep (dim.attention.store_probs): the probability store */
 
 /* Largest H * Tq * Tk whose probabilities are kept from the forward (64 MiB of float): one segment
  * with its caches; anything longer recomputes the scores in the backward. */
 #define AG_ATTN_STORE_MAX ((int64_t)1 << 24)
 
-/* The probability store inside bwd_scratch, or NULL (forward-only graphs, or too large). */
+/* The probability store, or NULL (forward-only graphs, or too large). */
 static void *attn_store(const ag_node *n, const ei_k_attn *p) {
-    if (!n->dim.attention.store_probs || !n->bwd_scratch) return NULL;
-    return (char *)n->bwd_scratch + (size_t)ei_k_attention_ws_len(p) * ag_dtype_size(n->t.dtype);
+    (void)p;
+    return n->dim.attention.store_probs ? n->keep : NULL;
 }
 
 static void attn_problem(const ag_node *n, ei_k_attn *p) {
@@ -254,9 +254,11 @@ ag_tensor *ag_attention(ag_graph *g, ag_tensor *q, ag_tensor *k, ag_tensor *v, a
     n->dim.attention.store_probs = H * Tq * Tk <= AG_ATTN_STORE_MAX;
     n->scratch = ag_arena_alloc(g, (size_t)(H * Tq) * ag_dtype_size(g->dtype));
     attn_problem(n, &kp);
-    n->bwd_bytes = (size_t)(ei_k_attention_ws_len(&kp) +
-                            (n->dim.attention.store_probs ? ei_k_attention_p_len(&kp) : 0)) *
-                   ag_dtype_size(g->dtype);
+    /* the workspace lives in the backward only (a shared gradient pool may hold it); the
+     * probabilities are written by the forward */
+    n->bwd_bytes = (size_t)ei_k_attention_ws_len(&kp) * ag_dtype_size(g->dtype);
+    n->bwd_shared = 1;
+    n->keep_bytes = n->dim.attention.store_probs ? (size_t)ei_k_attention_p_len(&kp) * ag_dtype_size(g->dtype) : 0;
     return n->scratch ? &n->t : ag_fail(g, "attention: out of memory");
 }
 

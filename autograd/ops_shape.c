@@ -1,4 +1,5 @@
-/* Shape ops: concat, slice, reshape (a view), transpose. Forward moves bytes; backward adds. */
+/* Shape ops: concat, slice (a view over the leading axis), reshape (a view), transpose. Forward moves
+ * bytes; backward adds. */
 #include "autograd/ag_internal.h"
 
 #include <string.h>
@@ -124,6 +125,13 @@ static void slice_backward(ag_node *n) {
 }
 
 static const ag_op op_slice = {AG_OP_SLICE, slice_forward, slice_backward, 0, 0};
+/* A slice over the leading axis (nothing outside it) is one contiguous run of its source: a view,
+ * so the chunked training graphs' per-segment rows of Q, K, V cost neither a copy nor memory. */
+static int slice_view_forward(ag_node *n) {
+    (void)n;
+    return 0;
+}
+static const ag_op op_slice_view = {AG_OP_SLICE, slice_view_forward, slice_backward, 1, 0};
 
 ag_tensor *ag_slice(ag_graph *g, ag_tensor *a, int axis, int64_t start, int64_t len) {
     if (ag_check_srcs(g, &op_slice, 1, &a)) return NULL;
@@ -141,8 +149,12 @@ ag_tensor *ag_slice(ag_graph *g, ag_tensor *a, int axis, int64_t start, int64_t 
         if (d < ax) outer *= a->shape[d];
         if (d > ax) inner *= a->shape[d];
     }
-    ag_node *n = ag_node_new(g, &op_slice, a->ndim, shape, 1, &a);
+    ag_node *n = ag_node_new(g, outer == 1 ? &op_slice_view : &op_slice, a->ndim, shape, 1, &a);
     if (!n) return NULL;
+    if (outer == 1) {
+        n->view_off = (size_t)(start * inner) * ag_dtype_size(a->dtype);
+        n->t.data = ag_view_data(n);
+    }
     n->p.slice.axis = ax;
     n->p.slice.start = start;
     n->p.slice.len = len;

@@ -231,8 +231,12 @@ def main():
             secs = sum(x["tokens"] / x["tokens_per_s"] for x in use)
             r.update(rows=rows, tokens_per_s=sum(x["tokens"] for x in use) / secs, step_s=secs / len(use),
                      gates=os.path.join(out, "gates.safetensors"))
-            k = re.findall(r"keep_plan: (\d+) of (\d+) segments kept", r.get("stderr", ""))
-            r["kept"] = int(k[-1][0]) if k else 0
+            # segments whose activations were kept, and the first segment of the last graph: the
+            # segments between them run a state-only forward, then their training forward again
+            k = re.findall(r"keep_plan: .*\(segments 0\.\.(-?\d+) kept, .* the last graph from (\d+)\)",
+                           r.get("stderr", ""))
+            r["kept"] = int(k[-1][0]) + 1 if k else 0
+            r["last_start"] = int(k[-1][1]) if k else None
         return r
 
     def torch_run(n, dataset, gates=None, recompute=False, check=None, model_path=model, steps=None):
@@ -311,7 +315,7 @@ def main():
                 if not c["oom"]:
                     sys.exit("bench_train: ei train failed")
             else:
-                fc = torch_sft.flop_count(cfg, n - 1, L, S, W, kept=c["kept"])
+                fc = torch_sft.flop_count(cfg, n - 1, L, S, W, kept=c["kept"], last_start=c.get("last_start"))
                 rows["flops"] = fc
                 gf = fc["c_total"] / c["step_s"] / 1e9
                 rows["c"].append(dict(tokens_per_s=c["tokens_per_s"], step_s=c["step_s"], peak_rss_mb=c["peak_rss_mb"],

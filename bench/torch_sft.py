@@ -80,7 +80,7 @@ def seg_plans(n, L, S, W):
     return plans
 
 
-def flop_count(cfg, n, L, S, W, gate="token", rule="linear", kept=0):
+def flop_count(cfg, n, L, S, W, gate="token", rule="linear", kept=0, last_start=None):
     """Matrix-product FLOPs (2 per multiply-add) of one document of n positions, from the model
     shapes, counting only unmasked work: attention of a query t of a segment over the
     sf + wf + t + 1 keys it sees. Per segment (n_t tokens, per layer, then the classifier):
@@ -100,7 +100,8 @@ def flop_count(cfg, n, L, S, W, gate="token", rule="linear", kept=0):
                   autograd can skip the segments and layer-0 products no gate influences).
     kept: segments whose activations `ei train` kept from the forward sweep (a prefix, within
     train.activation_memory_mb): they run their training forward in the forward sweep and need no
-    state-only pass. Returns a dict of totals; c_total = state_only (the segments after the kept
+    state-only pass; last_start: the first segment of the last training graph (a chunk of
+    train.chunk_segments segments; None: the last segment), which needs none either. Returns a dict of totals; c_total = state_only (the segments after the kept
     ones, all but the last) + forward + backward (what `ei train` does), torch_total = forward + backward (plain autograd), and
     torch_recompute_total = 2 forward + backward (torch.utils.checkpoint per segment)."""
     D, F, N, H, Hkv, V = cfg["dim"], cfg["hidden"], cfg["n_layers"], cfg["H"], cfg["Hkv"], cfg["vocab"]
@@ -125,7 +126,8 @@ def flop_count(cfg, n, L, S, W, gate="token", rule="linear", kept=0):
         layer = q_proj + kv_proj + o_proj + mlp + attn + g + retr + upd
         fwd = N * layer + cls
         tot["forward"] += fwd
-        if kept <= i < len(plans) - 1:  # kept segments and the last one need no state-only pass
+        last = len(plans) - 1 if last_start is None else last_start
+        if kept <= i < last:  # kept segments and the last graph need no state-only pass
             tot["state_only"] += fwd - cls - (q_proj + o_proj + mlp + attn + g + retr)
         bwd_layer = q_proj + kv_proj + o_proj + mlp + 2 * attn + 2 * g + 2 * retr + 2 * upd
         tot["backward"] += N * bwd_layer + cls

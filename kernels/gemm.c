@@ -26,6 +26,7 @@
  * n = 256, m = 128): a 128-column panel of B (k x 128 floats, 384 KiB at k = 768) stays in L2. */
 #define GEMM_ROWS 128     /* rows of C per block */
 #define GEMM_COLS 128     /* columns of C per block when m is small */
+#define GEMM_ROWS_BIG 512 /* rows of C per block when m >= 2 * GEMM_ROWS_BIG */
 #define GEMM_MIN_WORK (1 << 20) /* m*n*k below which one call does it all */
 
 /* OpenBLAS's DYNAMIC_ARCH build picks its kernels from the CPU model number at load time, and
@@ -105,10 +106,11 @@ void ei_k_threads_set(int n) {
 int ei_k_threads_get(void) { return omp_get_max_threads(); }
 
 /* Block layout of C: by rows when there are enough of them, else by columns. */
-static int64_t gemm_blocks(int64_t m, int64_t n, int64_t k, int *by_rows) {
+static int64_t gemm_blocks(int64_t m, int64_t n, int64_t k, int *by_rows, int64_t *rows) {
     *by_rows = m >= 2 * GEMM_ROWS || n < 2 * GEMM_COLS;
+    *rows = m >= 2 * GEMM_ROWS_BIG ? GEMM_ROWS_BIG : GEMM_ROWS;
     if (m * n * k < GEMM_MIN_WORK) return 1;
-    return *by_rows ? (m + GEMM_ROWS - 1) / GEMM_ROWS : (n + GEMM_COLS - 1) / GEMM_COLS;
+    return *by_rows ? (m + *rows - 1) / *rows : (n + GEMM_COLS - 1) / GEMM_COLS;
 }
 
 #define GEMM_BODY(REAL, CBLAS)                                                                                    \
@@ -120,7 +122,8 @@ static int64_t gemm_blocks(int64_t m, int64_t n, int64_t k, int *by_rows) {
         return;                                                                                                 \
     }                                                                                                           \
     int by_rows;                                                                                                \
-    const int64_t nb = gemm_blocks(m, n, k, &by_rows);                                                          \
+    int64_t rows;                                                                                               \
+    const int64_t nb = gemm_blocks(m, n, k, &by_rows, &rows);                                                   \
     const CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;   \
     if (nb == 1) {                                                                                              \
         CBLAS(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc); \
@@ -129,7 +132,7 @@ static int64_t gemm_blocks(int64_t m, int64_t n, int64_t k, int *by_rows) {
     _Pragma("omp parallel for schedule(dynamic, 1) if (!omp_in_parallel())") for (int64_t blk = 0; blk < nb;   \
                                                                                   blk++) {                      \
         if (by_rows) {                                                                                          \
-            const int64_t r0 = blk * GEMM_ROWS, rn = m - r0 < GEMM_ROWS ? m - r0 : GEMM_ROWS;                   \
+            const int64_t r0 = blk * rows, rn = m - r0 < rows ? m - r0 : rows;                                  \
             /* rows r0.. of op(A): row offset in A, or column offset when A is stored transposed */            \
             const REAL *ab = trans_a ? a + r0 : a + r0 * lda;                                                   \
             CBLAS(CblasRowMajor, ta, tb, (int)rn, (int)n, (int)k, alpha, ab, (int)lda, b, (int)ldb, beta,      \

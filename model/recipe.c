@@ -108,11 +108,11 @@ static ei_val *gate(ei_emitter *em, int l, ei_val *xn, int64_t n) {
     return reshape(em, OPS(em)->unary(em, EI_UN_SIGMOID, b), SHAPE(H, 1));
 }
 
-ei_val *ei_recipe_block(ei_emitter *em, int l, ei_val *x, const ei_attn_qkv *qkv, const ei_attn_in *a) {
+ei_val *ei_recipe_attend(ei_emitter *em, int l, const ei_attn_qkv *qkv, const ei_attn_in *a) {
     const ei_model_config *c = em->cfg;
     const int64_t H = c->n_heads, d = c->head_dim;
     int64_t qs[4];
-    if (!x || !qkv->q || OPS(em)->shape(em, qkv->q, qs) != 3) return NULL;
+    if (!qkv->q || OPS(em)->shape(em, qkv->q, qs) != 3) return NULL;
     const int64_t n = qs[0];
     const ei_rope_layout lay = c->rope_interleaved ? EI_ROPE_INTERLEAVED : EI_ROPE_HALF;
 
@@ -139,7 +139,11 @@ ei_val *ei_recipe_block(ei_emitter *em, int l, ei_val *x, const ei_attn_qkv *qkv
         /* g A_mem + (1 - g) A_loc, written so that g = 0 returns A_loc exactly */
         att = bin(em, EI_BIN_ADD, att, bin(em, EI_BIN_MUL, bin(em, EI_BIN_SUB, amem, att), g));
     }
-    att = reshape(em, att, SHAPE(n, H * d));
+    return reshape(em, att, SHAPE(n, H * d));
+}
+
+ei_val *ei_recipe_block_out(ei_emitter *em, int l, ei_val *x, ei_val *att) {
+    const ei_model_config *c = em->cfg;
     ei_val *wo = W(em, EI_TC_O, l);
     x = bin(em, EI_BIN_ADD, x, att && wo ? OPS(em)->linear(em, att, wo, NULL) : NULL);
 
@@ -148,4 +152,9 @@ ei_val *ei_recipe_block(ei_emitter *em, int l, ei_val *x, const ei_attn_qkv *qkv
     ei_val *hg = linear(em, xn2, EI_TC_GATE, EI_TC_COUNT, l), *hu = linear(em, xn2, EI_TC_UP, EI_TC_COUNT, l);
     ei_val *h = hg && hu ? OPS(em)->swiglu(em, hg, hu) : NULL;
     return bin(em, EI_BIN_ADD, x, linear(em, h, EI_TC_DOWN, EI_TC_COUNT, l));
+}
+
+ei_val *ei_recipe_block(ei_emitter *em, int l, ei_val *x, const ei_attn_qkv *qkv, const ei_attn_in *a) {
+    if (!x) return NULL;
+    return ei_recipe_block_out(em, l, x, ei_recipe_attend(em, l, qkv, a));
 }

@@ -93,6 +93,12 @@ typedef struct {
  * (A = A_loc + g (A_mem - A_loc), so g = 0 is A_loc exactly), W_o, residual, RMSNorm, SwiGLU MLP,
  * residual. Returns the layer's output x [n, D]. */
 ei_val *ei_recipe_block(ei_emitter *em, int l, ei_val *x, const ei_attn_qkv *qkv, const ei_attn_in *a);
+/* ei_recipe_block in two halves, for graphs that run the row-wise half of a layer over several
+ * segments at once (train/seg_graph.c): the attention of one segment, A [n, H*d] (local attention,
+ * memory retrieval and gate), and the rest, which is the same function of every row:
+ * x + W_o A, then the SwiGLU MLP with its residual. ei_recipe_block is exactly the two in turn. */
+ei_val *ei_recipe_attend(ei_emitter *em, int l, const ei_attn_qkv *qkv, const ei_attn_in *a);
+ei_val *ei_recipe_block_out(ei_emitter *em, int l, ei_val *x, ei_val *att);
 
 /* A_mem = s(q) M_g / (s(q) . z_g + EI_MEM_EPS), s = ELU + 1: q [n, H, d] pre-RoPE -> [n, H, d]. */
 ei_val *ei_recipe_mem_retrieve(ei_emitter *em, ei_val *q, ei_val *M, ei_val *z);

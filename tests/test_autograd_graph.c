@@ -1,7 +1,8 @@
 /* Graph-level behaviour: end-to-end gradient check of a 2-layer transformer stack, frozen weights,
  * gradient accumulation, binding, multi-output seeding, determinism across thread counts, float32
- * vs float64 agreement and build-time shape errors. Gradient bound as in test_autograd_ops.c:
- * max |analytic - numeric| / max |numeric| <= 1e-6 (float64, central differences, h = 1e-5). */
+ * vs float64 agreement, build-time shape errors and the shared gradient pool placed by liveness.
+ * Gradient bound as in test_autograd_ops.c: max |analytic - numeric| / max |numeric| <= 1e-6
+ * (float64, central differences, h = 1e-5). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -354,13 +355,271 @@ static void test_runtime_errors(void **state) {
     ag_graph_free(g);
 }
 
+/* ---------------------------------------------------------------- shared gradient pool
+ * Pooled graphs place op-node gradients by liveness in the reverse sweep. Any two buffers wrongly
+ * given overlapping bytes corrupt a gradient flowing through them, so every check compares the
+ * leaf gradients with those of an unpooled twin bit for bit. */
+
+#define PG_MAX_LEAVES 128
+
+typedef struct {
+    ag_graph *g;
+    ag_tensor *leaves[PG_MAX_LEAVES]; /* params and requires-grad inputs, in creation order */
+    int nleaves;
+    ag_tensor *loss, *mid;
+} pgraph;
+
+static uint64_t pg_rng;
+
+static double pg_rand(void) {
+    pg_rng ^= pg_rng << 13;
+    pg_rng ^= pg_rng >> 7;
+    pg_rng ^= pg_rng << 17;
+    return (double)(pg_rng >> 11) * 0x1p-53 - 0.5;
+}
+
+static void pg_begin(pgraph *m, ag_grad_pool *p, uint64_t seed) {
+    memset(m, 0, sizeof *m);
+    m->g = ag_graph_new(AG_F64, 0);
+    assert_non_null(m->g);
+    if (p) assert_int_equal(ag_graph_share_grads(m->g, p), 0);
+    pg_rng = seed;
+}
+
+static ag_tensor *pg_leaf(pgraph *m, int param, int nd, const int64_t *shape) {
+    ag_tensor *t = param ? ag_param(m->g, nd, shape) : ag_input(m->g, nd, shape);
+    assert_non_null(t);
+    if (!param) assert_int_equal(ag_tensor_set_requires_grad(t, 1), 0);
+    double *d = ag_tensor_data(t);
+    for (int64_t i = 0; i < t->numel; i++) d[i] = pg_rand();
+    assert_true(m->nleaves < PG_MAX_LEAVES);
+    m->leaves[m->nleaves++] = t;
+    return t;
+}
+
+/* A chain of `steps` ops of one shape [16, 32]: at most a few of its gradients are live at once. */
+static void pg_chain(pgraph *m, ag_grad_pool *p, int steps, uint64_t seed) {
+    pg_begin(m, p, seed);
+    ag_graph *g = m->g;
+    ag_tensor *y = pg_leaf(m, 0, AG_SHAPE(16, 32));
+    for (int k = 0; k < steps; k++) {
+        switch (k % 4) {
+        case 0: y = ag_silu(g, y); break;
+        case 1: y = ag_mul(g, y, pg_leaf(m, 1, AG_SHAPE(32))); break;
+        case 2: y = ag_add_scalar(g, ag_scale(g, y, 0.9), 0.1); break;
+        default: y = ag_linear(g, y, pg_leaf(m, 1, AG_SHAPE(32, 32)), NULL); break;
+        }
+    }
+    m->loss = ag_sum_all(g, ag_mul(g, y, y));
+    assert_int_equal(ag_graph_finalize(g), 0);
+}
+
+/* Branches and residuals: x feeds a, b and the sum; views, slices and a concat in between; the
+ * fused classifier loss, whose backward scratch goes to the pool too. */
+static void pg_residual(pgraph *m, ag_grad_pool *p, int layers, int64_t T, int64_t D, uint64_t seed) {
+    const int64_t V = 13;
+    pg_begin(m, p, seed);
+    ag_graph *g = m->g;
+    ag_tensor *x = pg_leaf(m, 0, AG_SHAPE(T, D));
+    ag_tensor *tg = ag_input_i32(g, AG_SHAPE(T));
+    int32_t *tv = ag_tensor_data(tg);
+    for (int64_t t = 0; t < T; t++) tv[t] = (int32_t)((t * 5 + 2) % V);
+    for (int l = 0; l < layers; l++) {
+        ag_tensor *wa = pg_leaf(m, 1, AG_SHAPE(D, D)), *wb = pg_leaf(m, 1, AG_SHAPE(D, D));
+        ag_tensor *nw = pg_leaf(m, 1, AG_SHAPE(D));
+        ag_tensor *a = ag_silu(g, ag_linear(g, x, wa, NULL)), *b = ag_sigmoid(g, ag_linear(g, x, wb, NULL));
+        ag_tensor *ab = ag_mul(g, a, b);
+        ag_tensor *rot = ag_concat(g, ag_slice(g, ab, 1, D / 2, D / 2), ag_slice(g, ab, 1, 0, D / 2), 1);
+        ag_tensor *av = ag_reshape(g, ag_reshape(g, a, AG_SHAPE(T * D)), AG_SHAPE(T, D));
+        x = ag_rmsnorm(g, ag_add(g, ag_add(g, rot, av), x), nw, 1e-5);
+        if (l == 0) m->mid = x;
+    }
+    m->loss = ag_linear_cross_entropy(g, x, pg_leaf(m, 1, AG_SHAPE(V, D)), tg, NULL);
+    assert_int_equal(ag_graph_finalize(g), 0);
+}
+
+static void pg_same_grads(const pgraph *a, const pgraph *b) {
+    assert_int_equal(a->nleaves, b->nleaves);
+    for (int i = 0; i < a->nleaves; i++) {
+        assert_int_equal(a->leaves[i]->numel, b->leaves[i]->numel);
+        assert_memory_equal(a->leaves[i]->grad, b->leaves[i]->grad, (size_t)a->leaves[i]->numel * sizeof(double));
+    }
+}
+
+static double pg_grad_norm(const pgraph *m) {
+    double s = 0;
+    for (int i = 0; i < m->nleaves; i++)
+        for (int64_t e = 0; e < m->leaves[i]->numel; e++) s += fabs(ag_tensor_grad_at(m->leaves[i], e));
+    return s;
+}
+
+/* Bytes of all op-node gradients: what one offset per node would reserve. */
+static size_t pg_op_grad_bytes(const ag_graph *g) {
+    size_t s = 0;
+    for (int i = 0; i < ag_graph_node_count(g); i++) {
+        const ag_tensor *t = ag_graph_node(g, i);
+        if (t->kind == AG_NODE_OP && t->requires_grad) s += (size_t)t->numel * sizeof(double);
+    }
+    return s;
+}
+
+static void test_pool_chain(void **state) {
+    (void)state;
+    ag_grad_pool *p = ag_grad_pool_new();
+    pgraph a, b;
+    pg_chain(&a, p, 64, 21);
+    pg_chain(&b, NULL, 64, 21);
+    const size_t sum = pg_op_grad_bytes(a.g), bytes = ag_grad_pool_bytes(p);
+    printf("  chain: pool %zu bytes for %zu bytes of op-node gradients\n", bytes, sum);
+    assert_true(bytes > 0 && bytes < sum / 4);
+    assert_int_equal(ag_graph_forward(a.g), 0);
+    assert_int_equal(ag_graph_forward(b.g), 0);
+    assert_int_equal(ag_graph_backward_scalar(a.g, a.loss, 1.0), 0);
+    assert_int_equal(ag_graph_backward_scalar(b.g, b.loss, 1.0), 0);
+    assert_true(pg_grad_norm(&b) > 1e-3);
+    pg_same_grads(&a, &b);
+    ag_graph_free(a.g);
+    ag_graph_free(b.g);
+    ag_grad_pool_free(p);
+}
+
+static void test_pool_residual(void **state) {
+    (void)state;
+    ag_grad_pool *p = ag_grad_pool_new();
+    pgraph a, b;
+    pg_residual(&a, p, 4, 9, 16, 5);
+    pg_residual(&b, NULL, 4, 9, 16, 5);
+    assert_true(ag_grad_pool_bytes(p) < pg_op_grad_bytes(a.g));
+    assert_int_equal(ag_graph_forward(a.g), 0);
+    assert_int_equal(ag_graph_forward(b.g), 0);
+    for (int r = 0; r < 2; r++) { /* leaf gradients accumulate; op-node gradients start afresh */
+        assert_int_equal(ag_graph_backward_scalar(a.g, a.loss, 0.5), 0);
+        assert_int_equal(ag_graph_backward_scalar(b.g, b.loss, 0.5), 0);
+        pg_same_grads(&a, &b);
+    }
+    assert_true(pg_grad_norm(&b) > 1e-3);
+    ag_graph_free(a.g);
+    ag_graph_free(b.g);
+    ag_grad_pool_free(p);
+
+    /* the composite transformer (attention, rope, memory read-out, cross-entropy) */
+    p = ag_grad_pool_new();
+    ag_tiny_cfg cfg = SMALL;
+    cfg.layers = 3;
+    ag_graph *gp = ag_graph_new(AG_F64, 0), *gu = ag_graph_new(AG_F64, 0);
+    assert_int_equal(ag_graph_share_grads(gp, p), 0);
+    ag_tiny_model mp, mu;
+    assert_int_equal(ag_tiny_build(gp, &cfg, 17, &mp), 0);
+    assert_int_equal(ag_tiny_build(gu, &cfg, 17, &mu), 0);
+    printf("  transformer: pool %zu bytes for %zu bytes of op-node gradients\n", ag_grad_pool_bytes(p),
+           pg_op_grad_bytes(gp));
+    assert_true(ag_grad_pool_bytes(p) < pg_op_grad_bytes(gp) / 2);
+    assert_int_equal(ag_graph_forward(gp), 0);
+    assert_int_equal(ag_graph_forward(gu), 0);
+    for (int r = 0; r < 2; r++) {
+        assert_int_equal(ag_graph_backward_scalar(gp, mp.loss, 1.0), 0);
+        assert_int_equal(ag_graph_backward_scalar(gu, mu.loss, 1.0), 0);
+    }
+    ag_tensor *wp[96], *wu[96];
+    int np, nu;
+    all_wrt(&mp, wp, &np);
+    all_wrt(&mu, wu, &nu);
+    assert_int_equal(np, nu);
+    for (int i = 0; i < np; i++) assert_memory_equal(wp[i]->grad, wu[i]->grad, (size_t)wp[i]->numel * sizeof(double));
+    ag_graph_free(gp);
+    ag_graph_free(gu);
+    ag_grad_pool_free(p);
+}
+
+/* Two graphs on one pool, backward alternately (as a training sweep does over kept segments): the
+ * pool holds the larger graph's peak, not the sum, and neither graph's gradients suffer. */
+static void test_pool_two_graphs(void **state) {
+    (void)state;
+    ag_grad_pool *solo_a = ag_grad_pool_new(), *solo_b = ag_grad_pool_new(), *p = ag_grad_pool_new();
+    pgraph a, b, a2, b2, sa, sb;
+    pg_residual(&sa, solo_a, 3, 7, 12, 8);
+    pg_chain(&sb, solo_b, 24, 9);
+    pg_residual(&a, p, 3, 7, 12, 8);
+    pg_chain(&b, p, 24, 9); /* finalized later, and larger: the pool moves under a */
+    pg_residual(&a2, NULL, 3, 7, 12, 8);
+    pg_chain(&b2, NULL, 24, 9);
+    const size_t na = ag_grad_pool_bytes(solo_a), nb = ag_grad_pool_bytes(solo_b);
+    assert_true(ag_grad_pool_bytes(p) == (na > nb ? na : nb));
+    pgraph *pooled[2] = {&a, &b}, *own[2] = {&a2, &b2};
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(ag_graph_forward(pooled[k]->g), 0);
+        assert_int_equal(ag_graph_forward(own[k]->g), 0);
+    }
+    for (int r = 0; r < 3; r++)
+        for (int k = 1; k >= 0; k--) {
+            assert_int_equal(ag_graph_backward_scalar(pooled[k]->g, pooled[k]->loss, 1.0), 0);
+            assert_int_equal(ag_graph_backward_scalar(own[k]->g, own[k]->loss, 1.0), 0);
+            pg_same_grads(pooled[k], own[k]);
+        }
+    pgraph *all[6] = {&a, &b, &a2, &b2, &sa, &sb};
+    for (int k = 0; k < 6; k++) ag_graph_free(all[k]->g);
+    ag_grad_pool_free(p);
+    ag_grad_pool_free(solo_a);
+    ag_grad_pool_free(solo_b);
+}
+
+/* h1 -> h2 -> h3 -> loss, all one shape: unmarked, h1's gradient would take bytes that h3's
+ * gradient still uses when the seed is added. */
+static void pg_seeded(pgraph *m, ag_grad_pool *p, int mark) {
+    pg_begin(m, p, 3);
+    ag_graph *g = m->g;
+    ag_tensor *x = pg_leaf(m, 0, AG_SHAPE(6, 8));
+    m->mid = ag_silu(g, ag_mul(g, x, pg_leaf(m, 1, AG_SHAPE(8))));
+    ag_tensor *h = ag_silu(g, ag_silu(g, m->mid));
+    m->loss = ag_sum_all(g, ag_mul(g, h, h));
+    if (mark) assert_int_equal(ag_graph_mark_output(g, m->mid), 0);
+    assert_int_equal(ag_graph_finalize(g), 0);
+}
+
+static void test_pool_seed_unmarked(void **state) {
+    (void)state;
+    double S[48];
+    for (int i = 0; i < 48; i++) S[i] = sin(0.7 * i);
+    const void *seeds[2] = {NULL, S};
+    ag_grad_pool *p = ag_grad_pool_new();
+    pgraph a, b, c;
+    pg_seeded(&a, p, 0);
+    assert_int_equal(ag_graph_forward(a.g), 0);
+    ag_tensor *outs[2] = {a.loss, a.mid};
+    ei_error_clear();
+    assert_int_equal(ag_graph_backward(a.g, 2, outs, seeds), -1);
+    if (!strstr(ei_error_get(), "ag_graph_mark_output")) fail_msg("unexpected error '%s'", ei_error_get());
+    assert_int_equal(ag_graph_backward_scalar(a.g, a.mid, 1.0), -1);
+    assert_int_equal(ag_graph_mark_output(a.g, a.mid), -1);  /* too late: the offsets are placed */
+    assert_int_equal(ag_graph_mark_output(a.g, a.loss), 0);  /* an output anyway */
+    assert_int_equal(ag_graph_backward_scalar(a.g, a.loss, 1.0), 0);
+    assert_int_equal(ag_graph_mark_output(a.g, NULL), -1);
+
+    /* marked, the same seeds give the unpooled graph's gradients (which needs no mark) */
+    pg_seeded(&b, p, 1);
+    pg_seeded(&c, NULL, 0);
+    assert_int_equal(ag_graph_forward(b.g), 0);
+    assert_int_equal(ag_graph_forward(c.g), 0);
+    ag_tensor *ob[2] = {b.loss, b.mid}, *oc[2] = {c.loss, c.mid};
+    assert_int_equal(ag_graph_backward(b.g, 2, ob, seeds), 0);
+    assert_int_equal(ag_graph_backward(c.g, 2, oc, seeds), 0);
+    assert_true(pg_grad_norm(&c) > 1e-3);
+    pg_same_grads(&b, &c);
+    ag_graph_free(a.g);
+    ag_graph_free(b.g);
+    ag_graph_free(c.g);
+    ag_grad_pool_free(p);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_transformer_gradcheck), cmocka_unit_test(test_frozen),
         cmocka_unit_test(test_accumulate_and_zero),   cmocka_unit_test(test_multi_seed),
         cmocka_unit_test(test_threads_bit_identical), cmocka_unit_test(test_f32_matches_f64),
         cmocka_unit_test(test_bind_contiguous),       cmocka_unit_test(test_bad_shapes),
-        cmocka_unit_test(test_runtime_errors),
+        cmocka_unit_test(test_runtime_errors),        cmocka_unit_test(test_pool_chain),
+        cmocka_unit_test(test_pool_residual),         cmocka_unit_test(test_pool_two_graphs),
+        cmocka_unit_test(test_pool_seed_unmarked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,9 +2,11 @@
  * a segment whose training graph fits the budget runs its training forward in the forward sweep
  * and keeps its activations for the backward; the rest are recomputed. Checked on a tiny random
  * model with 9 segments whose plans differ (sink and window filling, memory empty then not, a
- * partial last segment), with and without a loss mask, bptt_segments 0 and 2, float32 and float64:
- *  - budget 0 (recompute all), unlimited (keep all 8 that can be kept) and a budget holding only
- *    some give bit-identical losses and gate gradients (float32 block and float64 accumulator);
+ * partial last segment), with and without a loss mask, bptt_segments 0, 2 and 3, float32 and
+ * float64, with training graphs of one segment and of several (ei_edge_set_chunk):
+ *  - budget 0 (recompute all), unlimited (keep every graph before the last) and a budget holding
+ *    only some give bit-identical losses and gate gradients (float32 block and float64 accumulator);
+ *  - graphs of 1, 2, 3, 5 and 9 segments agree to rounding (float64, 1e-10 of the largest gradient);
  *  - the graphs kept for one document serve the next ones: documents of other lengths and the
  *    first one again give the same bits as a fresh recomputing edge; lowering the budget frees;
  *  - the shared gradient pool of autograd (ag_graph_share_grads): two graphs, the second larger so
@@ -108,10 +110,30 @@ static void same(const result *a, const result *b, size_t n, ag_dtype dt) {
     if (dt == AG_F64) assert_memory_equal(a->g64, b->g64, n * sizeof(double));
     double gmax = 0;
     for (size_t i = 0; i < n; i++) gmax = fmax(gmax, fabs(a->g32[i]));
-    if (!(gmax > 1e-4)) fail_msg("no gradient (max %g), loss %g, kept %d / %d", gmax, a->loss, a->kept, b->kept);
+    if (!(gmax > 1e-4)) fail_msg("no gradient (max %g), loss %g, kept %d / %d (%s)", gmax, a->loss, a->kept, b->kept, dt == AG_F64 ? "f64" : "f32");
 }
 
-static void keep_case(ag_dtype dt, int masked, int bptt) {
+/* Segments before the last training graph of a document of nseg segments: chunks of `chunk`
+ * segments that also end before every segment s with s % bptt == 0 (ei_edge_set_chunk). */
+static int kept_all(int nseg, int chunk, int bptt) {
+    int last = 0;
+    for (int s = 0; s < nseg;) {
+        last = s;
+        int end = s + chunk < nseg ? s + chunk : nseg;
+        if (bptt > 0 && (s / bptt + 1) * bptt < end) end = (s / bptt + 1) * bptt;
+        s = end;
+    }
+    return last;
+}
+
+static ei_edge *edge_new(tiny *t, const ei_opts *o, ei_gates *g, ag_dtype dt, int chunk) {
+    ei_edge *e = ei_edge_new(&t->m, o, g, EI_MODE_EDGEINFINITE, dt);
+    if (!e || ei_edge_set_chunk(e, chunk) != 0) fail_msg("%s", ei_error_get());
+    assert_int_equal(ei_edge_chunk(e), chunk);
+    return e;
+}
+
+static void keep_case(ag_dtype dt, int masked, int bptt, int chunk) {
     tiny *t = tiny_new();
     ei_opts o;
     ei_opts_default(&o);
@@ -125,32 +147,33 @@ static void keep_case(ag_dtype dt, int masked, int bptt) {
     doc d;
     make_doc(&d, t->m.cfg.vocab_size);
     const int n = 35; /* 9 segments, the last of 3 tokens */
-    ei_edge *e0 = ei_edge_new(&t->m, &o, g, EI_MODE_EDGEINFINITE, dt), *e1 = ei_edge_new(&t->m, &o, g, EI_MODE_EDGEINFINITE, dt);
-    if (!e0 || !e1) fail_msg("%s", ei_error_get());
+    ei_edge *e0 = edge_new(t, &o, g, dt, chunk), *e1 = edge_new(t, &o, g, dt, chunk);
     ei_edge_set_activation_memory(e0, 0);
     ei_edge_set_activation_memory(e1, -1);
     result r0 = train(e0, g, &d, n, masked), r1 = train(e1, g, &d, n, masked);
     assert_int_equal(r0.kept, 0);
-    assert_int_equal(r1.kept, 8);
+    const int all = kept_all(9, chunk, bptt);
+    assert_true(all > 0);
+    assert_int_equal(r1.kept, all);
     same(&r0, &r1, g->n, dt);
 
     /* a budget of about three graphs keeps a prefix of them, the rest is recomputed */
-    ei_edge *e2 = ei_edge_new(&t->m, &o, g, EI_MODE_EDGEINFINITE, dt);
+    ei_edge *e2 = edge_new(t, &o, g, dt, chunk);
     ei_edge_set_activation_memory(e2, -1);
     train(e2, g, &d, n, masked);
     ei_edge_free(e2);
-    e2 = ei_edge_new(&t->m, &o, g, EI_MODE_EDGEINFINITE, dt);
+    e2 = edge_new(t, &o, g, dt, chunk);
     ei_edge_set_activation_memory(e2, 1); /* 1 byte: nothing fits */
     result r2 = train(e2, g, &d, n, masked);
     assert_int_equal(r2.kept, 0);
     same(&r0, &r2, g->n, dt);
     /* grow the budget step by step until some but not all segments are kept */
     int partial = 0;
-    for (int64_t b = 4096; b < ((int64_t)1 << 30) && !partial; b *= 2) {
+    for (int64_t b = 4096; b < ((int64_t)1 << 30) && !partial; b += b / 4) {
         ei_edge_set_activation_memory(e2, b);
         result rp = train(e2, g, &d, n, masked);
         same(&r0, &rp, g->n, dt);
-        partial = rp.kept > 0 && rp.kept < 8;
+        partial = rp.kept > 0 && rp.kept < all;
     }
     assert_true(partial);
 
@@ -159,7 +182,7 @@ static void keep_case(ag_dtype dt, int masked, int bptt) {
     for (int k = 0; k < 4; k++) {
         result a = train(e0, g, &d, lens[k], masked), b = train(e1, g, &d, lens[k], masked);
         same(&a, &b, g->n, dt);
-        assert_int_equal(b.kept, (lens[k] + L - 1) / L - 1);
+        assert_int_equal(b.kept, kept_all((lens[k] + L - 1) / L, chunk, bptt));
     }
     /* lowering the budget frees graphs and keeps the results */
     ei_edge_set_activation_memory(e1, 0);
@@ -173,18 +196,67 @@ static void keep_case(ag_dtype dt, int masked, int bptt) {
     tiny_free(t);
 }
 
+/* chunk 1: one graph per segment; 3: graphs of three segments (layer by layer) */
 static void test_keep_f32(void **s) {
     (void)s;
-    keep_case(AG_F32, 0, 0);
-    keep_case(AG_F32, 1, 0);
+    keep_case(AG_F32, 0, 0, 1);
+    keep_case(AG_F32, 1, 0, 1);
+    keep_case(AG_F32, 1, 0, 3);
 }
 static void test_keep_f64(void **s) {
     (void)s;
-    keep_case(AG_F64, 1, 0);
+    keep_case(AG_F64, 1, 0, 1);
+    keep_case(AG_F64, 1, 0, 3);
 }
 static void test_keep_bptt(void **s) {
     (void)s;
-    keep_case(AG_F32, 1, 2);
+    keep_case(AG_F32, 1, 2, 1);
+    keep_case(AG_F32, 1, 2, 3);
+    keep_case(AG_F32, 1, 3, 2);
+}
+
+/* The same document trained with graphs of 1, 2, 3, 5 and 9 segments (float64): every chunking is
+ * the maths of the segment rule in a row, so the losses and gate gradients agree to rounding,
+ * with bptt_segments 0 and 2; chunks of the same size give the same bits twice. */
+static void chunk_case(int bptt) {
+    tiny *t = tiny_new();
+    ei_opts o;
+    ei_opts_default(&o);
+    o.segment = L;
+    o.sink = 2;
+    o.window = 3;
+    o.route_threshold = 0;
+    o.bptt_segments = bptt;
+    ei_gates *g = ei_gates_new(&t->m.cfg, o.gate, 0.0);
+    for (size_t i = 0; i < g->n; i++) g->data[i] = (float)(0.5 * urand());
+    doc d;
+    make_doc(&d, t->m.cfg.vocab_size);
+    const int n = 35, sizes[5] = {1, 2, 3, 5, 9};
+    result r[5];
+    for (int k = 0; k < 5; k++) {
+        ei_edge *e = edge_new(t, &o, g, AG_F64, sizes[k]);
+        r[k] = train(e, g, &d, n, 1);
+        result again = train(e, g, &d, n, 1);
+        same(&r[k], &again, g->n, AG_F64);
+        ei_edge_free(e);
+    }
+    double gmax = 0;
+    for (size_t i = 0; i < g->n; i++) gmax = fmax(gmax, fabs(r[0].g64[i]));
+    for (int k = 1; k < 5; k++) {
+        assert_true(fabs(r[k].loss - r[0].loss) <= 1e-12 * fabs(r[0].loss));
+        for (size_t i = 0; i < g->n; i++)
+            if (!(fabs(r[k].g64[i] - r[0].g64[i]) <= 1e-10 * gmax))
+                fail_msg("chunk %d, gradient %zu: %.17g vs %.17g (one segment per graph)", sizes[k], i, r[k].g64[i],
+                         r[0].g64[i]);
+    }
+    ei_gates_free(g);
+    tiny_free(t);
+}
+
+static void test_chunks_agree(void **s) {
+    (void)s;
+    chunk_case(0);
+    chunk_case(2);
 }
 
 /* ---------------------------------------------------------------- shared gradient pool */
@@ -278,7 +350,7 @@ static void test_config_key(void **s) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_grad_pool),     cmocka_unit_test(test_config_key), cmocka_unit_test(test_keep_f32),
-        cmocka_unit_test(test_keep_f64),      cmocka_unit_test(test_keep_bptt),
+        cmocka_unit_test(test_keep_f64),      cmocka_unit_test(test_keep_bptt), cmocka_unit_test(test_chunks_agree),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

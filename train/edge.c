@@ -20,15 +20,21 @@ typedef struct {
     int p, sf, take, c, wf; /* commit only: they shape the cache update */
 } gkey;
 
+/* A graph's shapes: those of each of its segments (unused entries zero). */
 typedef struct {
-    gkey key;
+    int nseg;
+    gkey seg[EI_SEG_CHUNK_MAX];
+} ckey;
+
+typedef struct {
+    ckey key;
     ei_seg_graph *sg;
     uint64_t last_use;
 } cache_entry;
 
 /* A training graph kept with its activations from the forward sweep to the backward sweep. */
 typedef struct {
-    gkey key;
+    ckey key;
     ei_seg_graph *sg;
     size_t bytes; /* its arena */
     int used;     /* assigned to a segment of the current document */
@@ -66,16 +72,22 @@ struct ei_edge {
     uint8_t *mask_buf; /* sliding-window scoring */
     int64_t mask_cap;
     /* BPTT buffers, kept across documents so a training loop does not fault in fresh pages for
-     * every document: saved input states, state gradients in / out, per-segment losses */
+     * every document: saved input states, state gradients in / out, per-chunk losses and the
+     * chunks (chunk u: segments chunk0[u] .. chunk0[u + 1] - 1) */
     char *saved;
     size_t saved_cap;
     void *gin, *gout;
     double *seg_nll;
+    int64_t *chunk0;
     int64_t seg_cap;
+    int chunk_segs;        /* segments per training graph (ei_edge_set_chunk) */
+    int chunk_auto;        /* chunk_segs follows the rows and the budget (ei_edge_set_chunk 0) */
+    size_t seg_bytes;      /* arena bytes per segment of the largest training graph built so far */
+    ag_grad_pool *tpool;   /* the gradients of the track's training graph */
     /* kept training graphs (see keep_plan): the pool, survives documents within the budget */
     kept_graph *kept;
     int n_kept, cap_kept;
-    int *kept_of;       /* [seg_cap] pool index of each segment's graph, -1: recomputed */
+    int *kept_of;       /* [seg_cap] pool index of each chunk's graph, -1: recomputed */
     size_t kept_bytes;  /* arena bytes of the pool */
     size_t kept_est;    /* arena bytes of the largest training graph built so far (0: none yet) */
     size_t act_budget;  /* bytes the pool may hold; SIZE_MAX: no limit */
@@ -124,8 +136,23 @@ static gkey key_of(const ei_seg_plan *p, int kind, int L) {
     return k;
 }
 
-static ei_seg_graph *graph_for(ei_edge *e, track *t, const ei_seg_plan *plan, int kind) {
-    gkey key = key_of(plan, kind, t->o.segment);
+static ckey ckey_of(const ei_seg_plan *plans, int nseg, int kind, int L) {
+    ckey k;
+    memset(&k, 0, sizeof k);
+    k.nseg = nseg;
+    for (int j = 0; j < nseg; j++) k.seg[j] = key_of(&plans[j], kind, L);
+    return k;
+}
+
+/* What a training graph costs per segment: the automatic chunk size and the budget of kept graphs
+ * count the graph that runs the backward with it. */
+static void note_train_graph(ei_edge *e, const ei_seg_graph *sg) {
+    const size_t per = ag_graph_arena_bytes(sg->g) / (size_t)sg->nseg;
+    if (per > e->seg_bytes) e->seg_bytes = per;
+}
+
+static ei_seg_graph *graph_for(ei_edge *e, track *t, const ei_seg_plan *plans, int nseg, int kind) {
+    ckey key = ckey_of(plans, nseg, kind, t->o.segment);
     int lru = 0;
     for (int i = 0; i < EI_GRAPH_CACHE; i++) {
         cache_entry *c = &t->cache[i];
@@ -137,13 +164,18 @@ static ei_seg_graph *graph_for(ei_edge *e, track *t, const ei_seg_plan *plan, in
     }
     if (kind == EI_SEG_TRAIN)
         for (int i = 0; i < EI_GRAPH_CACHE; i++)
-            if (t->cache[i].sg && t->cache[i].key.kind == EI_SEG_TRAIN) {
+            if (t->cache[i].sg && t->cache[i].key.seg[0].kind == EI_SEG_TRAIN) {
                 ei_seg_graph_free(t->cache[i].sg);
                 t->cache[i] = (cache_entry){0};
                 lru = i;
             }
-    ei_seg_graph *sg = ei_seg_graph_build(e->m, &t->o, e->gates, *plan, t->mode, e->dtype, kind, 0);
+    /* the training graph's gradients are planned in a pool of their own (what is live at once,
+     * not one buffer per node) */
+    if (kind == EI_SEG_TRAIN && !e->tpool && !(e->tpool = ag_grad_pool_new())) return NULL;
+    ei_seg_graph *sg = ei_seg_graph_build_chunk(e->m, &t->o, e->gates, plans, nseg, t->mode, e->dtype, kind, 0,
+                                                kind == EI_SEG_TRAIN ? e->tpool : NULL);
     if (!sg) return NULL;
+    if (kind == EI_SEG_TRAIN) note_train_graph(e, sg);
     ei_seg_graph_free(t->cache[lru].sg);
     t->cache[lru] = (cache_entry){key, sg, ++t->tick};
     return sg;
@@ -207,7 +239,7 @@ static int track_step(ei_edge *e, track *t, const ei_seg_plan *pl, const int32_t
         if (b < n_real) b = (n_real + 15) / 16 * 16;
         fixed.n = b < t->o.segment - fixed.p ? b : t->o.segment - fixed.p;
     }
-    ei_seg_graph *sg = graph_for(e, t, plan, kind);
+    ei_seg_graph *sg = graph_for(e, t, plan, 1, kind);
     if (!sg) return -1;
     set_inputs(sg, ids, targets, mask, n_real, plan->n);
     ei_seg_graph_set_positions(sg, plan);
@@ -286,6 +318,7 @@ ei_edge *ei_edge_new(const ei_model *m, const ei_opts *o, ei_gates *gates, ei_mo
     e->stride = e->ctx / 2;
     e->limit = mode == EI_MODE_FULL ? 0 : ei_opts_route_threshold(o, &m->cfg);
     ei_edge_set_activation_memory(e, (int64_t)EI_EDGE_ACTIVATION_MB_DEFAULT << 20);
+    ei_edge_set_chunk(e, 0);
     ei_opts mo = mode == EI_MODE_FULL ? ei_opts_full(&m->cfg, e->ctx) : *o;
     if (track_init(&e->main, m, &mo, mode, dtype, e->ctx) != 0) {
         ei_edge_free(e);
@@ -306,6 +339,8 @@ void ei_edge_free(ei_edge *e) {
     free(e->gin);
     free(e->gout);
     free(e->seg_nll);
+    free(e->chunk0);
+    ag_grad_pool_free(e->tpool);
     for (int i = 0; i < e->n_kept; i++) ei_seg_graph_free(e->kept[i].sg);
     free(e->kept);
     free(e->kept_of);
@@ -499,12 +534,39 @@ static void add_block(ag_dtype dt, void *dst, const void *src, size_t n) {
         for (size_t i = 0; i < n; i++) ((float *)dst)[i] += ((const float *)src)[i];
 }
 
-/* Forward of a training graph for the segment at plan from the input state `saved` (bound in
+/* The plans of chunk u's segments (in plans[]), returning their count. */
+static int chunk_plans(const ei_edge *e, int64_t n, int64_t u, ei_seg_plan *plans) {
+    const track *t = &e->main;
+    const int L = t->o.segment;
+    const int64_t s0 = e->chunk0[u];
+    const int k = (int)(e->chunk0[u + 1] - s0);
+    for (int j = 0; j < k; j++) plans[j] = ei_seg_plan_at(&t->o, t->mode, (s0 + j) * L, n - (s0 + j) * L);
+    return k;
+}
+
+/* Splits the nseg segments of a document into chunks of at most e->chunk_segs segments, one graph
+ * each. bptt_segments = k cuts the carried gradient before every segment s with s % k == 0; a
+ * chunk's graph carries its gradient inside itself, so chunks end at those cuts. Returns the
+ * number of chunks. */
+static int64_t plan_chunks(ei_edge *e, int64_t nseg) {
+    const int64_t k = e->o.bptt_segments;
+    int64_t u = 0;
+    for (int64_t s = 0; s < nseg; u++) {
+        e->chunk0[u] = s;
+        int64_t end = s + e->chunk_segs < nseg ? s + e->chunk_segs : nseg;
+        if (k > 0 && (s / k + 1) * k < end) end = (s / k + 1) * k;
+        s = end;
+    }
+    e->chunk0[u] = nseg;
+    return u;
+}
+
+/* Forward of a training graph for the chunk of plans from the input state `saved` (bound in
  * place: a kept graph's backward reads it again). */
-static int train_forward(ei_edge *e, ei_seg_graph *sg, const ei_seg_plan *plan, const int32_t *ids,
+static int train_forward(ei_edge *e, ei_seg_graph *sg, const ei_seg_plan *plans, const int32_t *ids,
                          const int32_t *targets, const uint8_t *mask, void *saved, double *nll) {
-    set_inputs(sg, ids, targets, mask, plan->n, plan->n);
-    ei_seg_graph_set_positions(sg, plan);
+    set_inputs(sg, ids, targets, mask, (int)sg->n_rows, (int)sg->n_rows);
+    ei_seg_graph_set_plans(sg, plans);
     if (ei_seg_graph_bind_state(sg, e->main.st, saved, NULL) != 0 || ei_ag_emitter_sync_gates(&sg->em) != 0 ||
         ag_graph_forward(sg->g) != 0)
         return -1;
@@ -512,17 +574,41 @@ static int train_forward(ei_edge *e, ei_seg_graph *sg, const ei_seg_plan *plan, 
     return 0;
 }
 
-/* Backward of the segment at pos from its saved input state: gin receives d/d(input state); gout
- * holds d/d(output state) from the later segment. kept: the segment's graph still holding the
- * activations of its forward (its NLL is already in *nll), or NULL to recompute the forward on
- * the track's training graph, *nll then receiving the segment's summed NLL. */
-static int segment_backward(ei_edge *e, const ei_seg_plan *plan, ei_seg_graph *kept, const int32_t *ids,
-                            const int32_t *targets, const uint8_t *mask, void *saved, void *gin, void *gout,
-                            double seed, double *grad64, double *nll) {
+/* Segments per state-only graph of the forward sweep. A forward graph keeps every activation
+ * until it is freed (it sits in the graph cache), so these are shorter than training chunks:
+ * 512 rows already give GEMMs near the 2,048-row rate (bench_sgemm), at a quarter of the memory. */
+#define EI_EDGE_STATE_CHUNK 4
+
+/* The forward sweep's state-only run of a chunk (EI_SEG_STATE graphs of at most
+ * EI_EDGE_STATE_CHUNK segments): the track's state moves past it. */
+static int chunk_state(ei_edge *e, const ei_seg_plan *plans, int k, const int32_t *ids) {
+    track *t = &e->main;
+    for (int j = 0; j < k;) {
+        const int kk = k - j < EI_EDGE_STATE_CHUNK ? k - j : EI_EDGE_STATE_CHUNK;
+        ei_seg_graph *sg = graph_for(e, t, plans + j, kk, EI_SEG_STATE);
+        if (!sg) return -1;
+        set_inputs(sg, ids, NULL, NULL, (int)sg->n_rows, (int)sg->n_rows);
+        ei_seg_graph_set_plans(sg, plans + j);
+        if (ei_seg_graph_bind_state(sg, t->st, t->st->data, NULL) != 0 || ei_ag_emitter_sync_gates(&sg->em) != 0 ||
+            ag_graph_forward(sg->g) != 0 || ei_seg_graph_read_state(sg, t->st, t->st->data) != 0)
+            return -1;
+        ids += sg->n_rows;
+        j += kk;
+    }
+    return 0;
+}
+
+/* Backward of a chunk from its saved input state: gin receives d/d(input state); gout holds
+ * d/d(output state) from the later chunk. kept: the chunk's graph still holding the activations
+ * of its forward (its NLL is already in *nll), or NULL to recompute the forward on the track's
+ * training graph, *nll then receiving the chunk's summed NLL. */
+static int chunk_backward(ei_edge *e, const ei_seg_plan *plans, int nplans, ei_seg_graph *kept, const int32_t *ids,
+                          const int32_t *targets, const uint8_t *mask, void *saved, void *gin, void *gout,
+                          double seed, double *grad64, double *nll) {
     ei_state *st = e->main.st;
-    ei_seg_graph *sg = kept ? kept : graph_for(e, &e->main, plan, EI_SEG_TRAIN);
+    ei_seg_graph *sg = kept ? kept : graph_for(e, &e->main, plans, nplans, EI_SEG_TRAIN);
     if (!sg) return -1;
-    if (!kept && train_forward(e, sg, plan, ids, targets, mask, saved, nll) != 0) return -1;
+    if (!kept && train_forward(e, sg, plans, ids, targets, mask, saved, nll) != 0) return -1;
     memset(gin, 0, ei_state_bytes(st));
     if (ei_seg_graph_bind_state(sg, st, saved, gin) != 0) return -1;
     int nst = sg->n_layers * EI_SC_COUNT, k = 0;
@@ -561,7 +647,7 @@ static int segment_backward(ei_edge *e, const ei_seg_plan *plan, ei_seg_graph *k
     return 0;
 }
 
-/* Grows the BPTT buffers for nseg segments. */
+/* Grows the BPTT buffers for nseg segments (at most nseg chunks). */
 static int bptt_buffers(ei_edge *e, int64_t nseg) {
     size_t sb = ei_state_bytes(e->main.st);
     if ((size_t)nseg * sb > e->saved_cap) {
@@ -577,6 +663,9 @@ static int bptt_buffers(ei_edge *e, int64_t nseg) {
         int *k = realloc(e->kept_of, (size_t)nseg * sizeof *k);
         if (!k) return ei_error_set("edgeinfinite: out of memory");
         e->kept_of = k;
+        int64_t *c = realloc(e->chunk0, ((size_t)nseg + 1) * sizeof *c);
+        if (!c) return ei_error_set("edgeinfinite: out of memory");
+        e->chunk0 = c;
         e->seg_cap = nseg;
     }
     if (!e->gin) e->gin = malloc(sb);
@@ -587,6 +676,11 @@ static int bptt_buffers(ei_edge *e, int64_t nseg) {
 
 /* Arenas of the kept graphs and their shared gradients. */
 static size_t kept_total(const ei_edge *e) { return e->kept_bytes + ag_grad_pool_bytes(e->gpool); }
+/* The graph that runs each backward (a chunk, as far as known): it shares the budget with the
+ * kept ones, so that the budget bounds the activation memory of a step. */
+static size_t run_bytes(const ei_edge *e) {
+    return e->seg_bytes * (size_t)e->chunk_segs + ag_grad_pool_bytes(e->tpool);
+}
 
 void ei_edge_set_activation_memory(ei_edge *e, int64_t bytes) {
     e->act_budget = bytes < 0 || (uint64_t)bytes >= SIZE_MAX / 2 ? SIZE_MAX : (size_t)bytes;
@@ -602,50 +696,96 @@ void ei_edge_set_activation_memory(ei_edge *e, int64_t bytes) {
     }
 }
 
+/* The automatic chunk: EI_EDGE_CHUNK_ROWS rows, but no larger than the activation budget holds
+ * (once a training graph has shown what a segment costs), and one segment for a budget of 0. */
+static int auto_chunk(const ei_edge *e) {
+    const int by_rows = EI_EDGE_CHUNK_ROWS / e->o.segment;
+    int k = by_rows < 1 ? 1 : by_rows > EI_SEG_CHUNK_MAX ? EI_SEG_CHUNK_MAX : by_rows;
+    if (e->act_budget == 0) return 1;
+    if (e->seg_bytes > 0 && e->act_budget / e->seg_bytes < (size_t)k)
+        k = e->act_budget / e->seg_bytes < 1 ? 1 : (int)(e->act_budget / e->seg_bytes);
+    return k;
+}
+
+static void chunk_resize(ei_edge *e, int segments) {
+    if (segments != e->chunk_segs) { /* kept graphs of the old size can serve no document */
+        e->chunk_segs = segments;
+        while (e->n_kept > 0) {
+            kept_graph *k = &e->kept[--e->n_kept];
+            e->kept_bytes -= k->bytes;
+            ei_seg_graph_free(k->sg);
+        }
+        ag_grad_pool_free(e->gpool);
+        e->gpool = NULL;
+        e->kept_est = 0;
+    }
+}
+
+int ei_edge_set_chunk(ei_edge *e, int segments) {
+    if (segments < 0 || segments > EI_SEG_CHUNK_MAX)
+        return ei_error_set("edgeinfinite: %d segments per training graph (0 = automatic, at most %d)", segments,
+                            EI_SEG_CHUNK_MAX);
+    e->chunk_auto = segments == 0;
+    chunk_resize(e, segments ? segments : auto_chunk(e));
+    return 0;
+}
+
+int ei_edge_chunk(const ei_edge *e) { return e->chunk_segs; }
+
 static void kept_drop(ei_edge *e, int i) {
     e->kept_bytes -= e->kept[i].bytes;
     ei_seg_graph_free(e->kept[i].sg);
     e->kept[i] = e->kept[--e->n_kept];
 }
 
-/* Which of the first nseg - 1 segments keep their training graph from the forward sweep to the
+/* Which of the first nch - 1 chunks keep their training graph from the forward sweep to the
  * backward sweep, instead of a state-only forward now and a recomputation later: a prefix
- * 0 .. K-1 whose graphs fit the budget (the last segment's backward follows its forward directly
- * either way). Graphs of earlier documents are reused by plan (shapes); those no segment of this
+ * 0 .. K-1 whose graphs fit the budget (the last chunk's backward follows its forward directly
+ * either way). Graphs of earlier documents are reused by plans (shapes); those no chunk of this
  * document can use are freed first, so the pool always serves the current document. Sets
- * e->kept_of[s] for every segment and returns K (0 on any failure to build: recomputation is
- * always possible). Kept or recomputed, a segment runs the same graph on the same input state, so
+ * e->kept_of[u] for every chunk and returns K (0 on any failure to build: recomputation is
+ * always possible). Kept or recomputed, a chunk runs the same graph on the same input state, so
  * the gradients are bit-identical (tests/test_train_keep.c). */
-static int64_t keep_plan(ei_edge *e, int64_t n, int64_t nseg) {
+static int64_t keep_plan(ei_edge *e, int64_t n, int64_t nch) {
     const track *t = &e->main;
     const int L = t->o.segment;
-    for (int64_t s = 0; s < nseg; s++) e->kept_of[s] = -1;
+    ei_seg_plan plans[EI_SEG_CHUNK_MAX];
+    for (int64_t u = 0; u < nch; u++) e->kept_of[u] = -1;
     for (int i = 0; i < e->n_kept; i++) e->kept[i].used = 0;
     if (e->act_budget == 0) return 0;
-    const int64_t want = nseg - 1;
+    const int64_t want = nch - 1;
     /* pass 1: reuse graphs of earlier documents */
-    for (int64_t s = 0; s < want; s++) {
-        ei_seg_plan plan = ei_seg_plan_at(&t->o, t->mode, s * L, n - s * L);
-        gkey key = key_of(&plan, EI_SEG_TRAIN, L);
+    for (int64_t u = 0; u < want; u++) {
+        const int k = chunk_plans(e, n, u, plans);
+        ckey key = ckey_of(plans, k, EI_SEG_TRAIN, L);
         for (int i = 0; i < e->n_kept; i++)
             if (!e->kept[i].used && memcmp(&e->kept[i].key, &key, sizeof key) == 0) {
                 e->kept[i].used = 1;
-                e->kept_of[s] = i;
+                e->kept_of[u] = i;
                 break;
             }
     }
-    for (int i = e->n_kept - 1; i >= 0; i--) /* unused now: freed (kept_drop moves the last entry to i) */
+    /* unused now, or (the first time a chunk's cost is known) beyond the budget: freed, from the
+     * end of the document (kept_drop moves the last entry to i) */
+    size_t total = kept_total(e);
+    for (int64_t u = want - 1; u >= 0; u--)
+        if (e->kept_of[u] >= 0 && total + run_bytes(e) > e->act_budget) {
+            total -= e->kept[e->kept_of[u]].bytes;
+            e->kept[e->kept_of[u]].used = 0;
+            e->kept_of[u] = -1;
+        }
+    for (int i = e->n_kept - 1; i >= 0; i--)
         if (!e->kept[i].used) {
             const int last = e->n_kept - 1;
             kept_drop(e, i);
-            for (int64_t s = 0; s < want && i != last; s++)
-                if (e->kept_of[s] == last) e->kept_of[s] = i;
+            for (int64_t u = 0; u < want && i != last; u++)
+                if (e->kept_of[u] == last) e->kept_of[u] = i;
         }
-    /* pass 2: build what is missing, in segment order, while it fits */
-    int64_t k = 0;
-    for (; k < want; k++) {
-        if (e->kept_of[k] >= 0) continue;
-        if (e->kept_est && kept_total(e) + e->kept_est > e->act_budget) break;
+    /* pass 2: build what is missing, in document order, while it fits */
+    int64_t u = 0;
+    for (; u < want; u++) {
+        if (e->kept_of[u] >= 0) continue;
+        if (e->kept_est && kept_total(e) + e->kept_est + run_bytes(e) > e->act_budget) break;
         if (e->n_kept == e->cap_kept) {
             int cap = e->cap_kept ? 2 * e->cap_kept : 16;
             kept_graph *p = realloc(e->kept, (size_t)cap * sizeof *p);
@@ -654,30 +794,37 @@ static int64_t keep_plan(ei_edge *e, int64_t n, int64_t nseg) {
             e->cap_kept = cap;
         }
         if (!e->gpool && !(e->gpool = ag_grad_pool_new())) break;
-        ei_seg_plan plan = ei_seg_plan_at(&t->o, t->mode, k * L, n - k * L);
+        const int k = chunk_plans(e, n, u, plans);
         ei_seg_graph *sg =
-            ei_seg_graph_build_pooled(e->m, &t->o, e->gates, plan, t->mode, e->dtype, EI_SEG_TRAIN, 0, e->gpool);
+            ei_seg_graph_build_chunk(e->m, &t->o, e->gates, plans, k, t->mode, e->dtype, EI_SEG_TRAIN, 0, e->gpool);
         if (!sg) {
             ei_error_clear();
             break;
         }
+        note_train_graph(e, sg);
         const size_t bytes = ag_graph_arena_bytes(sg->g);
         if (bytes > e->kept_est) e->kept_est = bytes;
-        if (kept_total(e) + bytes > e->act_budget) { /* kept_total counts the pool as it grew */
+        if (kept_total(e) + bytes + run_bytes(e) > e->act_budget) { /* kept_total counts the pool as it grew */
             ei_seg_graph_free(sg);
             break;
         }
-        e->kept[e->n_kept] = (kept_graph){key_of(&plan, EI_SEG_TRAIN, L), sg, bytes, 1};
+        e->kept[e->n_kept] = (kept_graph){ckey_of(plans, k, EI_SEG_TRAIN, L), sg, bytes, 1};
         e->kept_bytes += bytes;
-        e->kept_of[k] = e->n_kept++;
+        e->kept_of[u] = e->n_kept++;
     }
-    for (int64_t s = k; s < nseg; s++) e->kept_of[s] = -1; /* graphs matched past the prefix wait, unused */
+    for (int64_t v = u; v < nch; v++) e->kept_of[v] = -1; /* graphs matched past the prefix wait, unused */
     if (e->n_kept == 0) { /* a budget below one graph: nothing of the pool is needed */
         ag_grad_pool_free(e->gpool);
         e->gpool = NULL;
     }
-    if (getenv("EI_KEEP_DEBUG")) fprintf(stderr, "keep_plan: %lld of %lld segments kept, arenas %zu bytes, grad pool %zu, est %zu\n", (long long)k, (long long)nseg, e->kept_bytes, ag_grad_pool_bytes(e->gpool), e->kept_est);
-    return k;
+    if (getenv("EI_KEEP_DEBUG"))
+        fprintf(stderr,
+                "keep_plan: %lld of %lld chunks of up to %d segments kept (segments 0..%lld kept, %lld..%lld "
+                "state-only, the last graph from %lld), arenas %zu bytes, grad pool %zu, est %zu\n",
+                (long long)u, (long long)nch, e->chunk_segs, (long long)e->chunk0[u] - 1, (long long)e->chunk0[u],
+                (long long)e->chunk0[nch - 1] - 1, (long long)e->chunk0[nch - 1], e->kept_bytes,
+                ag_grad_pool_bytes(e->gpool), e->kept_est);
+    return u;
 }
 
 static int64_t count_targets(const int32_t *targets, const uint8_t *mask, int64_t n) {
@@ -698,52 +845,56 @@ int ei_edge_doc_train(ei_edge *e, const int32_t *ids, const int32_t *targets, co
     const int64_t nseg = (n + L - 1) / L;
     const size_t sb = ei_state_bytes(st);
     if (bptt_buffers(e, nseg) != 0) return -1;
+    if (e->chunk_auto) chunk_resize(e, auto_chunk(e));
+    const int64_t nch = plan_chunks(e, nseg);
     char *saved = e->saved;
     void *gin = e->gin, *gout = e->gout;
     memset(gout, 0, sb);
     int rc = 0;
-    /* forward sweep: the input state of every segment. Segments with a kept graph run their
-     * training forward now (loss included) and keep its activations; the others compute states
-     * only and are recomputed with their loss in the backward sweep. The last segment is left to
-     * the backward sweep, which starts with it. */
-    const int64_t nkeep = count > 0 ? keep_plan(e, n, nseg) : 0;
+    ei_seg_plan plans[EI_SEG_CHUNK_MAX];
+    /* forward sweep: the input state of every chunk. Chunks with a kept graph run their training
+     * forward now (loss included) and keep its activations; the others compute states only and
+     * are recomputed with their loss in the backward sweep. The last chunk is left to the
+     * backward sweep, which starts with it. */
+    const int64_t nkeep = count > 0 ? keep_plan(e, n, nch) : 0;
     start(e, n);
     e->on_base = 0;
-    for (int64_t s = 0; rc == 0 && s < nseg; s++) {
-        char *in = saved + (size_t)s * sb;
+    for (int64_t u = 0; rc == 0 && u < nch; u++) {
+        char *in = saved + (size_t)u * sb;
         memcpy(in, st->data, sb);
-        e->seg_nll[s] = 0;
-        if (s == nseg - 1) break;
-        ei_seg_plan plan = ei_seg_plan_at(&t->o, t->mode, s * L, L);
-        if (s < nkeep) {
-            ei_seg_graph *sg = e->kept[e->kept_of[s]].sg;
-            rc = train_forward(e, sg, &plan, ids + s * L, targets + s * L, mask ? mask + s * L : NULL, in,
-                               &e->seg_nll[s]);
+        e->seg_nll[u] = 0;
+        if (u == nch - 1) break;
+        const int k = chunk_plans(e, n, u, plans);
+        const int64_t r0 = e->chunk0[u] * L;
+        if (u < nkeep) {
+            ei_seg_graph *sg = e->kept[e->kept_of[u]].sg;
+            rc = train_forward(e, sg, plans, ids + r0, targets + r0, mask ? mask + r0 : NULL, in, &e->seg_nll[u]);
             if (rc == 0) rc = ei_seg_graph_read_state(sg, st, st->data);
-            t->pos += plan.n;
-            st->n_seen = t->pos;
         } else {
-            rc = track_step(e, t, &plan, ids + s * L, NULL, NULL, EI_SEG_STATE, NULL, NULL, NULL, 0);
+            rc = chunk_state(e, plans, k, ids + r0);
         }
-        if (rc == 0 && e->progress) e->progress(e->progress_ctx, (s + 1) * L, n);
+        t->pos = e->chunk0[u + 1] * L;
+        st->n_seen = t->pos;
+        if (rc == 0 && e->progress) e->progress(e->progress_ctx, t->pos, n);
     }
     const double seed = count ? weight / (double)count : 0.0;
-    for (int64_t s = nseg - 1; rc == 0 && s >= 0 && count > 0; s--) {
-        ei_seg_plan plan = ei_seg_plan_at(&t->o, t->mode, s * L, n - s * L);
-        ei_seg_graph *kept = s < nkeep ? e->kept[e->kept_of[s]].sg : NULL;
-        rc = segment_backward(e, &plan, kept, ids + s * L, targets + s * L, mask ? mask + s * L : NULL,
-                              saved + (size_t)s * sb, gin, gout, seed, grad64, &e->seg_nll[s]);
+    for (int64_t u = nch - 1; rc == 0 && u >= 0 && count > 0; u--) {
+        const int k = chunk_plans(e, n, u, plans);
+        const int64_t r0 = e->chunk0[u] * L;
+        ei_seg_graph *kept = u < nkeep ? e->kept[e->kept_of[u]].sg : NULL;
+        rc = chunk_backward(e, plans, k, kept, ids + r0, targets + r0, mask ? mask + r0 : NULL, saved + (size_t)u * sb,
+                            gin, gout, seed, grad64, &e->seg_nll[u]);
         void *tmp = gin;
         gin = gout;
         gout = tmp;
-        if (e->o.bptt_segments > 0 && s % e->o.bptt_segments == 0) memset(gout, 0, sb);
+        if (e->o.bptt_segments > 0 && e->chunk0[u] % e->o.bptt_segments == 0) memset(gout, 0, sb);
     }
     start(e, -1); /* the sweeps left the state mid-document */
     if (rc != 0) return -1;
     double nll = 0;
-    for (int64_t s = 0; s < nseg; s++) nll += e->seg_nll[s]; /* document order, as ei_edge_doc_eval */
+    for (int64_t u = 0; u < nch; u++) nll += e->seg_nll[u]; /* document order, as ei_edge_doc_eval */
     finish(res, nll, count, 0, (int)nseg);
-    res->n_kept = (int)nkeep;
+    res->n_kept = nkeep > 0 ? (int)e->chunk0[nkeep] : 0;
     return 0;
 }
 

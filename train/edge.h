@@ -14,17 +14,19 @@
  * Window and edgeinfinite modes route documents of at most ei_opts_route_threshold tokens to the
  * base model (see model/segment.h for streaming documents of unknown length).
  *
- * Training (ei_edge_doc_train): the forward sweep keeps each segment's input state (one ei_state
- * block per segment, ei_edge_saved_state_bytes each); the backward sweep runs from the last
- * segment, seeding the loss gradient and the gradient of its output state (carried from the later
- * segment), and reading back the gradient of its input state. bptt_segments = k > 0 cuts the
- * carried gradient every k segments. Segments whose training graph fits the activation budget
- * (ei_edge_set_activation_memory) run their training forward in the forward sweep and keep its
- * activations for the backward; the others compute only their output state then and re-run their
- * forward from the saved input state in the backward sweep. Either way a segment runs the same
- * graph on the same input state: the gradients do not depend on the budget, bit for bit. Beyond
- * the budget activation memory is one segment graph; attention never builds a T x T buffer. The
- * classifier and loss of a training graph run on the counted positions only.
+ * Training (ei_edge_doc_train): the document's segments are cut into chunks (ei_edge_set_chunk),
+ * each run by one training graph, layer by layer. The forward sweep keeps each chunk's input state
+ * (one ei_state block per chunk, ei_edge_saved_state_bytes each); the backward sweep runs from the
+ * last chunk, seeding the loss gradient and the gradient of its output state (carried from the
+ * later chunk), and reading back the gradient of its input state; inside a chunk the graph
+ * carries it. bptt_segments = k > 0 cuts the carried gradient every k segments (chunks end there).
+ * Chunks whose training graph fits the activation budget (ei_edge_set_activation_memory) run
+ * their training forward in the forward sweep and keep its activations for the backward; the
+ * others compute only their output state then and re-run their forward from the saved input state
+ * in the backward sweep. Either way a chunk runs the same graph on the same input state: the
+ * gradients do not depend on the budget, bit for bit. Beyond the budget activation memory is one
+ * chunk graph; attention never builds a T x T buffer. The classifier and loss of a training graph
+ * run on the counted positions only.
  *
  * Position t of a document predicts targets[t]; a position counts when targets[t] >= 0 and
  * (mask == NULL or mask[t] != 0). Loss = mean NLL over counted positions.
@@ -52,7 +54,7 @@ typedef struct {
     int64_t count;    /* counted positions */
     int routed;       /* 1: ran the unchanged base model (full attention) */
     int n_segments;   /* segments of the EdgeInfinite / window model (0 when routed) */
-    int n_kept;       /* ei_edge_doc_train: segments whose activations were kept, not recomputed */
+    int n_kept;       /* ei_edge_doc_train: segments in kept chunks (before the last chunk, not recomputed) */
 } ei_doc_result;
 
 /* mode: EI_MODE_EDGEINFINITE (gates required), EI_MODE_WINDOW (gates unused, may be NULL) or
@@ -72,16 +74,29 @@ int ei_edge_set_context(ei_edge *e, int ctx, int stride);
 /* Tokens full attention can hold (full mode), or -1 when streaming is unbounded. */
 int64_t ei_edge_capacity(const ei_edge *e);
 
+/* Rows the automatic training graph aims at (ei_edge_set_chunk 0): 2,048 rows make the frozen
+ * projections of the 100M benchmark model GEMMs near the sgemm peak (docs/benchmarks.md). */
+#define EI_EDGE_CHUNK_ROWS 2048
+/* Segments per training graph (ei_edge_doc_train): 1 .. EI_SEG_CHUNK_MAX, or 0 for
+ * EI_EDGE_CHUNK_ROWS / segment (at least 1, at most EI_SEG_CHUNK_MAX; the default). A chunk of
+ * k segments runs as one graph, layer by layer (train/seg_graph.h), with its activations alive
+ * from its forward to its backward; the BPTT sweeps then go chunk by chunk. The gradients are the
+ * same maths for every k, equal to rounding. Changing it frees the kept graphs. */
+int ei_edge_set_chunk(ei_edge *e, int segments);
+int ei_edge_chunk(const ei_edge *e);
+
 /* Default of ei_edge_set_activation_memory and of train.activation_memory_mb, MiB: a 2,048-token
- * document of the 100M benchmark model (16 segments of 128) keeps every segment (docs/config.md). */
+ * document of the 100M benchmark model (16 segments of 128) runs as one graph of 3 GiB, nothing
+ * recomputed (docs/config.md). */
 #define EI_EDGE_ACTIVATION_MB_DEFAULT 4096
 
-/* Bytes that training graphs kept between the forward and the backward sweep of
- * ei_edge_doc_train may take (their arenas: activations and forward scratch, plus one set of
- * gradient buffers they share). 0: every segment is recomputed, peak activation memory one
- * segment; < 0: no limit. train.activation_memory_mb is this in MiB. The kept graphs stay
- * allocated for the next document (a training loop reuses them); lowering the budget frees what no
- * longer fits. Saved states, one per segment, are outside the budget. */
+/* Bytes of training-graph activations a step may hold (arenas: activations and forward scratch,
+ * plus the gradient buffers): the graph running each backward and the graphs kept between the
+ * forward and the backward sweep of ei_edge_doc_train. The automatic chunk shrinks to fit it;
+ * 0: every chunk is recomputed, one segment per graph (unless ei_edge_set_chunk fixed a size);
+ * < 0: no limit. train.activation_memory_mb is this in MiB. The kept graphs stay allocated for the
+ * next document (a training loop reuses them); lowering the budget frees what no longer fits.
+ * Saved states, one per chunk, are outside the budget. */
 void ei_edge_set_activation_memory(ei_edge *e, int64_t bytes);
 
 /* Forward + backward of one document (edgeinfinite mode only). Adds d(weight * loss)/d gates to

@@ -9,7 +9,7 @@
 typedef struct {
     ag_graph *g;
     const ei_model_config *cfg;
-    int64_t n, S, W, L, Hkv, d;
+    int64_t S, W, L, Hkv, d;
 } builder;
 
 static ag_tensor *slice0(builder *b, ag_tensor *t, int64_t start, int64_t len) {
@@ -35,10 +35,12 @@ static ag_tensor *state_leaf(builder *b, int train, int64_t rows, int64_t cols, 
     return t;
 }
 
-/* Output state of layer l after a commit, from the segment's L pre-RoPE keys/values. */
-static int build_update(builder *b, ei_seg_graph *sg, int l, ag_tensor *seg_k, ag_tensor *seg_v) {
-    const ei_seg_plan *p = &sg->plan;
-    ag_tensor **in = sg->st_in + (size_t)l * EI_SC_COUNT, **out = sg->st_out + (size_t)l * EI_SC_COUNT;
+/* The state of one layer after a segment's commit, from its L pre-RoPE keys/values: st holds the
+ * layer's state before the segment and receives the state after it. */
+static int build_update(builder *b, ei_seg_graph *sg, const ei_seg_plan *p, ag_tensor **st, ag_tensor *seg_k,
+                        ag_tensor *seg_v) {
+    ag_tensor *in[EI_SC_COUNT];
+    memcpy(in, st, sizeof in);
     ag_tensor *gone[2] = {NULL, NULL};
     for (int kv = 0; kv < 2; kv++) {
         ag_tensor *seg = kv ? seg_v : seg_k;
@@ -46,14 +48,14 @@ static int build_update(builder *b, ei_seg_graph *sg, int l, ag_tensor *seg_k, a
         if (p->take > 0) {
             ag_tensor *pc[3] = {slice0(b, in[sc], 0, p->sf), slice0(b, seg, 0, p->take),
                                 slice0(b, in[sc], p->sf + p->take, b->S - p->sf - p->take)};
-            out[sc] = cat0(b, 3, pc);
+            st[sc] = cat0(b, 3, pc);
         }
         ag_tensor *rest = slice0(b, seg, p->take, p->r);
         ag_tensor *all = rest; /* [window slots | joining tokens] */
         if (b->W > 0 && rest) {
             ag_tensor *pc[2] = {in[wc], rest};
             all = cat0(b, 2, pc);
-            out[wc] = slice0(b, all, p->r, b->W);
+            st[wc] = slice0(b, all, p->r, b->W);
         }
         if (p->c > 0 && sg->mode == EI_MODE_EDGEINFINITE) gone[kv] = slice0(b, all, b->W - p->wf, p->c);
     }
@@ -61,15 +63,19 @@ static int build_update(builder *b, ei_seg_graph *sg, int l, ag_tensor *seg_k, a
     ei_val *mo = NULL, *zo = NULL;
     int rc = ei_recipe_mem_update(&sg->em.base, sg->o.memory_rule, p->mem, ei_val_of(gone[0]), ei_val_of(gone[1]),
                                   NULL, ei_val_of(in[EI_SC_MEM_M]), ei_val_of(in[EI_SC_MEM_Z]), &mo, &zo);
-    out[EI_SC_MEM_M] = ei_ag(mo);
-    out[EI_SC_MEM_Z] = ei_ag(zo);
+    st[EI_SC_MEM_M] = ei_ag(mo);
+    st[EI_SC_MEM_Z] = ei_ag(zo);
     return rc;
 }
 
-/* One layer: updates *xp (unless kv_only) and, for a commit, writes the layer's output state. */
+/* Layer l over every segment of the graph: updates *xp (unless kv_only) and, through the commits,
+ * the layer's state. The row-wise products (norms, Q/K/V, W_o, MLP) run once over all rows: the
+ * recurrence of EdgeInfinite is per layer (a layer's cache and memory after segment j depend only
+ * on the layer's own input rows up to j), so only attention and the cache / memory updates go
+ * segment by segment. With 16 segments of 128 tokens the frozen projections become 2,048-row
+ * GEMMs instead of 128-row ones. */
 static int build_layer(builder *b, ei_seg_graph *sg, int l, ag_tensor **xp, int kv_only) {
     ag_graph *g = b->g;
-    const ei_seg_plan *p = &sg->plan;
     ag_tensor **in = sg->st_in + (size_t)l * EI_SC_COUNT, **out = sg->st_out + (size_t)l * EI_SC_COUNT;
     in[EI_SC_SINK_K] = state_leaf(b, sg->train, b->S, b->Hkv, b->d);
     in[EI_SC_SINK_V] = state_leaf(b, sg->train, b->S, b->Hkv, b->d);
@@ -80,7 +86,8 @@ static int build_layer(builder *b, ei_seg_graph *sg, int l, ag_tensor **xp, int 
         in[EI_SC_MEM_Z] = ag_input(g, AG_SHAPE(b->Hkv, b->d));
         if (in[EI_SC_MEM_Z] && sg->train && ag_tensor_set_requires_grad(in[EI_SC_MEM_Z], 1)) return -1;
     }
-    for (int c = 0; c < EI_SC_COUNT; c++) out[c] = in[c];
+    ag_tensor *cur[EI_SC_COUNT];
+    memcpy(cur, in, sizeof cur);
     ag_tensor **open = sg->open_in + (size_t)l * 2;
     if (sg->open_slots) {
         open[0] = ag_input(g, AG_SHAPE(b->L, b->Hkv, b->d));
@@ -88,37 +95,49 @@ static int build_layer(builder *b, ei_seg_graph *sg, int l, ag_tensor **xp, int 
     }
 
     ei_attn_qkv qkv;
-    if (ei_recipe_qkv(&sg->em.base, l, ei_val_of(*xp), b->n, &qkv) != 0) return -1;
-    ag_tensor *k = ei_ag(qkv.k), *v = ei_ag(qkv.v);
+    if (ei_recipe_qkv(&sg->em.base, l, ei_val_of(*xp), sg->n_rows, &qkv) != 0) return -1;
+    ag_tensor *q = ei_ag(qkv.q), *k = ei_ag(qkv.k), *v = ei_ag(qkv.v), *xn = ei_ag(qkv.xn);
     sg->new_kv[(size_t)l * 2] = k;
     sg->new_kv[(size_t)l * 2 + 1] = v;
-    if (!kv_only) {
-        ag_tensor *kp[4] = {in[EI_SC_SINK_K], in[EI_SC_WIN_K], open[0], k};
-        ag_tensor *vp[4] = {in[EI_SC_SINK_V], in[EI_SC_WIN_V], open[1], v};
-        ei_attn_in a = {0};
-        a.n_parts = 1;
-        a.k[0] = ei_val_of(cat0(b, 4, kp));
-        a.v[0] = ei_val_of(cat0(b, 4, vp));
-        a.kpos[0] = ei_val_of(sg->kpos);
-        a.valid[0] = ei_val_of(sg->kvalid);
-        a.causal_offset = b->S + b->W + sg->open_slots;
-        a.qpos = ei_val_of(sg->qpos);
-        a.max_pos = ei_seg_max_pos(&sg->o);
-        if (p->mem) {
-            a.M = ei_val_of(in[EI_SC_MEM_M]);
-            a.z = ei_val_of(in[EI_SC_MEM_Z]);
+    for (int j = 0; j < sg->nseg; j++) {
+        const ei_seg_plan *p = &sg->plans[j];
+        const int64_t r0 = sg->row0[j];
+        ag_tensor *kj = slice0(b, k, r0, p->n), *vj = slice0(b, v, r0, p->n);
+        ag_tensor *oj[2] = {j == 0 ? open[0] : NULL, j == 0 ? open[1] : NULL};
+        if (!kv_only) {
+            ei_attn_qkv qj = {ei_val_of(slice0(b, xn, r0, p->n)), ei_val_of(slice0(b, q, r0, p->n)), ei_val_of(kj),
+                              ei_val_of(vj)};
+            ag_tensor *kp[4] = {cur[EI_SC_SINK_K], cur[EI_SC_WIN_K], oj[0], kj};
+            ag_tensor *vp[4] = {cur[EI_SC_SINK_V], cur[EI_SC_WIN_V], oj[1], vj};
+            ei_attn_in a = {0};
+            a.n_parts = 1;
+            a.k[0] = ei_val_of(cat0(b, 4, kp));
+            a.v[0] = ei_val_of(cat0(b, 4, vp));
+            a.kpos[0] = ei_val_of(sg->kpos[j]);
+            a.valid[0] = ei_val_of(sg->kvalid[j]);
+            a.causal_offset = b->S + b->W + (j == 0 ? sg->open_slots : 0);
+            a.qpos = ei_val_of(sg->qpos[j]);
+            a.max_pos = ei_seg_max_pos(&sg->o);
+            if (p->mem) {
+                a.M = ei_val_of(cur[EI_SC_MEM_M]);
+                a.z = ei_val_of(cur[EI_SC_MEM_Z]);
+            }
+            if (!(sg->att[j] = ei_ag(ei_recipe_attend(&sg->em.base, l, &qj, &a)))) return -1;
         }
-        *xp = ei_ag(ei_recipe_block(&sg->em.base, l, ei_val_of(*xp), &qkv, &a));
-        if (!*xp) return -1;
+        if (!p->commit) continue;
+        ag_tensor *sk = kj, *sv = vj;
+        if (p->p > 0) { /* the segment's earlier rows come from the open buffer */
+            ag_tensor *kk[2] = {slice0(b, oj[0], 0, p->p), kj}, *vv[2] = {slice0(b, oj[1], 0, p->p), vj};
+            sk = cat0(b, 2, kk);
+            sv = cat0(b, 2, vv);
+        }
+        if (!sk || !sv || build_update(b, sg, p, cur, sk, sv) != 0) return -1;
     }
-    if (!p->commit) return 0;
-    ag_tensor *sk = k, *sv = v;
-    if (p->p > 0) { /* the segment's earlier rows come from the open buffer */
-        ag_tensor *kk[2] = {slice0(b, open[0], 0, p->p), k}, *vv[2] = {slice0(b, open[1], 0, p->p), v};
-        sk = cat0(b, 2, kk);
-        sv = cat0(b, 2, vv);
-    }
-    return sk && sv ? build_update(b, sg, l, sk, sv) : -1;
+    memcpy(out, cur, sizeof cur);
+    if (kv_only) return 0;
+    ag_tensor *att = sg->nseg == 1 ? sg->att[0] : ag_concat_n(g, sg->nseg, sg->att, 0);
+    *xp = ei_ag(ei_recipe_block_out(&sg->em.base, l, ei_val_of(*xp), ei_val_of(att)));
+    return *xp ? 0 : -1;
 }
 
 /* The loss of a training graph: ei_recipe_logits (final norm, classifier) and the cross-entropy,
@@ -145,24 +164,40 @@ static int fail_build(ei_seg_graph *sg, const char *why) {
 
 ei_seg_graph *ei_seg_graph_build(const ei_model *m, const ei_opts *o, const ei_gates *gates, ei_seg_plan plan,
                                  ei_mode mode, ag_dtype dtype, int kind, int all_params) {
-    return ei_seg_graph_build_pooled(m, o, gates, plan, mode, dtype, kind, all_params, NULL);
+    return ei_seg_graph_build_chunk(m, o, gates, &plan, 1, mode, dtype, kind, all_params, NULL);
 }
 
 ei_seg_graph *ei_seg_graph_build_pooled(const ei_model *m, const ei_opts *o, const ei_gates *gates,
                                         ei_seg_plan plan, ei_mode mode, ag_dtype dtype, int kind, int all_params,
                                         ag_grad_pool *pool) {
-    const ei_model_config *cfg = &m->cfg;
-    if (plan.n < 1 || plan.p < 0 || plan.p + plan.n > o->segment) {
-        ei_error_set("edgeinfinite graph: plan of %d tokens after %d does not fit a segment of %d", plan.n, plan.p,
-                     o->segment);
-        return NULL;
+    return ei_seg_graph_build_chunk(m, o, gates, &plan, 1, mode, dtype, kind, all_params, pool);
+}
+
+static int check_plans(const ei_opts *o, const ei_seg_plan *plans, int nseg, ei_mode mode) {
+    if (nseg < 1 || nseg > EI_SEG_CHUNK_MAX)
+        return ei_error_set("edgeinfinite graph: %d segments in one graph (1 to %d)", nseg, EI_SEG_CHUNK_MAX);
+    for (int j = 0; j < nseg; j++) {
+        const ei_seg_plan *p = &plans[j];
+        if (p->n < 1 || p->p < 0 || p->p + p->n > o->segment)
+            return ei_error_set("edgeinfinite graph: plan of %d tokens after %d does not fit a segment of %d", p->n,
+                                p->p, o->segment);
+        if (j > 0 && (p->p != 0 || !plans[j - 1].commit || p->pos != plans[j - 1].pos + plans[j - 1].n))
+            return ei_error_set("edgeinfinite graph: segment %d of a graph does not start where segment %d ended", j,
+                                j - 1);
+        if (mode == EI_MODE_FULL && p->commit && p->c > 0)
+            return ei_error_set("full attention: the document is longer than the context (%d tokens)",
+                                o->window + o->segment);
     }
+    return 0;
+}
+
+ei_seg_graph *ei_seg_graph_build_chunk(const ei_model *m, const ei_opts *o, const ei_gates *gates,
+                                       const ei_seg_plan *plans, int nseg, ei_mode mode, ag_dtype dtype, int kind,
+                                       int all_params, ag_grad_pool *pool) {
+    const ei_model_config *cfg = &m->cfg;
+    if (check_plans(o, plans, nseg, mode) != 0) return NULL;
     if (mode == EI_MODE_EDGEINFINITE && !gates) {
         ei_error_set("edgeinfinite graph: edgeinfinite mode needs gate parameters");
-        return NULL;
-    }
-    if (mode == EI_MODE_FULL && plan.commit && plan.c > 0) {
-        ei_error_set("full attention: the document is longer than the context (%d tokens)", o->window + o->segment);
         return NULL;
     }
     ei_seg_graph *sg = calloc(1, sizeof *sg);
@@ -185,27 +220,36 @@ ei_seg_graph *ei_seg_graph_build_pooled(const ei_model *m, const ei_opts *o, con
     }
     sg->dtype = dtype;
     sg->o = *o;
-    sg->plan = plan;
+    sg->nseg = nseg;
+    memcpy(sg->plans, plans, (size_t)nseg * sizeof *plans);
+    sg->plan = plans[0];
     sg->mode = mode;
     sg->train = kind == EI_SEG_TRAIN && mode == EI_MODE_EDGEINFINITE;
     sg->kind = kind;
     sg->n_layers = cfg->n_layers;
     sg->gates = gates;
-    sg->open_slots = plan.p > 0 ? o->segment : 0;
+    sg->open_slots = plans[0].p > 0 ? o->segment : 0;
     if (ei_ag_emitter_init(&sg->em, sg->g, m, mode == EI_MODE_EDGEINFINITE ? gates : NULL, o->gate, sg->train,
                            all_params) != 0) {
         ei_seg_graph_free(sg);
         return NULL;
     }
     ag_graph *g = sg->g;
-    builder b = {g, cfg, plan.n, o->sink, o->window, o->segment, cfg->n_kv_heads, cfg->head_dim};
-    const int64_t n = plan.n, T = b.S + b.W + sg->open_slots + n;
+    builder b = {g, cfg, o->sink, o->window, o->segment, cfg->n_kv_heads, cfg->head_dim};
+    for (int j = 0; j < nseg; j++) {
+        sg->row0[j] = sg->n_rows;
+        sg->n_rows += plans[j].n;
+    }
+    const int64_t n = sg->n_rows;
     sg->ids = ag_input_i32(g, AG_SHAPE(n));
     sg->targets = ag_input_i32(g, AG_SHAPE(n));
     sg->mask = ag_input_u8(g, AG_SHAPE(n));
-    if (T > n) sg->kvalid = ag_input_u8(g, AG_SHAPE(T));
-    sg->qpos = ag_input_i32(g, AG_SHAPE(n));
-    sg->kpos = ag_input_i32(g, AG_SHAPE(T));
+    for (int j = 0; j < nseg; j++) {
+        const int64_t nj = plans[j].n, T = b.S + b.W + (j == 0 ? sg->open_slots : 0) + nj;
+        if (T > nj) sg->kvalid[j] = ag_input_u8(g, AG_SHAPE(T));
+        sg->qpos[j] = ag_input_i32(g, AG_SHAPE(nj));
+        sg->kpos[j] = ag_input_i32(g, AG_SHAPE(T));
+    }
     ag_tensor *x = ei_ag(ei_recipe_embed(&sg->em.base, ei_val_of(sg->ids)));
     const int state_only = kind == EI_SEG_STATE;
     int rc = x ? 0 : -1;
@@ -219,13 +263,20 @@ ei_seg_graph *ei_seg_graph_build_pooled(const ei_model *m, const ei_opts *o, con
         sg->loss = ag_cross_entropy(g, sg->logits, sg->targets, sg->mask);
         if (!sg->loss) rc = -1;
     }
+    /* what a backward may seed: the loss and the changed state (the pooled gradients are planned
+     * around them) */
+    if (rc == 0 && sg->train) {
+        rc = ag_graph_mark_output(g, sg->loss);
+        for (size_t i = 0; rc == 0 && i < nst; i++)
+            if (sg->st_out[i] && sg->st_out[i] != sg->st_in[i]) rc = ag_graph_mark_output(g, sg->st_out[i]);
+    }
     if (sg->em.failed) return fail_build(sg, sg->em.first_error), NULL;
     if (rc != 0 || ag_graph_finalize(g) != 0) {
         char why[512];
         snprintf(why, sizeof why, "%s", ei_error_get());
         return fail_build(sg, why), NULL;
     }
-    ei_seg_graph_set_positions(sg, &plan);
+    ei_seg_graph_set_plans(sg, plans);
     return sg;
 }
 
@@ -240,11 +291,17 @@ void ei_seg_graph_free(ei_seg_graph *sg) {
     free(sg);
 }
 
-void ei_seg_graph_set_positions(ei_seg_graph *sg, const ei_seg_plan *plan) {
-    sg->plan = *plan;
-    ei_seg_positions(&sg->o, plan, sg->open_slots, sg->kvalid ? ag_tensor_data(sg->kvalid) : NULL,
-                     ag_tensor_data(sg->kpos), ag_tensor_data(sg->qpos));
+void ei_seg_graph_set_plans(ei_seg_graph *sg, const ei_seg_plan *plans) {
+    for (int j = 0; j < sg->nseg; j++) {
+        sg->plans[j] = plans[j];
+        ei_seg_positions(&sg->o, &plans[j], j == 0 ? sg->open_slots : 0,
+                         sg->kvalid[j] ? ag_tensor_data(sg->kvalid[j]) : NULL, ag_tensor_data(sg->kpos[j]),
+                         ag_tensor_data(sg->qpos[j]));
+    }
+    sg->plan = plans[0];
 }
+
+void ei_seg_graph_set_positions(ei_seg_graph *sg, const ei_seg_plan *plan) { ei_seg_graph_set_plans(sg, plan); }
 
 int ei_seg_graph_bind_state(ei_seg_graph *sg, const ei_state *st, void *block, void *grad_block) {
     for (int l = 0; l < sg->n_layers; l++)

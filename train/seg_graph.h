@@ -37,19 +37,27 @@
 
 enum { EI_SEG_FORWARD = 0, EI_SEG_TRAIN = 1, EI_SEG_STATE = 2 };
 
+/* Segments one graph may cover (ei_seg_graph_build_chunk). */
+#define EI_SEG_CHUNK_MAX 16
+
 typedef struct {
     ag_graph *g;
     ag_dtype dtype;
     ei_opts o;
-    ei_seg_plan plan;
+    ei_seg_plan plan;                    /* plans[0] */
+    int nseg;                            /* segments of the graph, in document order */
+    ei_seg_plan plans[EI_SEG_CHUNK_MAX]; /* their plans */
+    int64_t row0[EI_SEG_CHUNK_MAX];      /* first row of each segment in ids, targets, mask */
+    int64_t n_rows;                      /* rows of all segments */
     ei_mode mode;
     int train; /* 1: gradients (kind EI_SEG_TRAIN in edgeinfinite mode) */
     int kind;
     int n_layers;
     int open_slots;                  /* L when the keys carry the open-segment buffer, else 0 */
-    ag_tensor *ids, *targets, *mask; /* i32 [n], i32 [n], u8 [n] */
-    ag_tensor *kvalid;               /* u8 [T] (T = S + W + open_slots + n), NULL when T == n */
-    ag_tensor *qpos, *kpos;          /* i32 [n], [T] */
+    ag_tensor *ids, *targets, *mask; /* i32 [n_rows], i32 [n_rows], u8 [n_rows] */
+    /* per segment j: u8 [T] (T = S + W + open_slots (j = 0) + n), NULL when T == n; i32 [n], [T] */
+    ag_tensor *kvalid[EI_SEG_CHUNK_MAX], *qpos[EI_SEG_CHUNK_MAX], *kpos[EI_SEG_CHUNK_MAX];
+    ag_tensor *att[EI_SEG_CHUNK_MAX]; /* build scratch: one layer's attention per segment */
     ag_tensor *logits;               /* [n, V]; NULL for EI_SEG_STATE and training graphs */
     ag_tensor *loss;                 /* [1], sum of NLL over counted rows; NULL for EI_SEG_STATE */
     ag_tensor **st_in, **st_out;     /* [n_layers * EI_SC_COUNT] */
@@ -71,6 +79,18 @@ ei_seg_graph *ei_seg_graph_build_pooled(const ei_model *m, const ei_opts *o, con
                                         ag_grad_pool *pool);
 void ei_seg_graph_free(ei_seg_graph *sg);
 
+/* One graph over nseg consecutive segments of a document (1 <= nseg <= EI_SEG_CHUNK_MAX): every
+ * plan but the last commits, and segment j + 1 starts where j ended (only the first may have
+ * p > 0). Inputs and outputs are those of a one-segment graph over all n_rows rows: the state
+ * inputs before the first segment, the outputs after the last, ids / targets / mask / loss over
+ * the rows of all segments in order. The maths is that of nseg one-segment graphs in a row; only
+ * the order of the work differs (layer by layer; see build_layer), so results agree to rounding.
+ * pool as for ei_seg_graph_build_pooled (may be NULL). */
+ei_seg_graph *ei_seg_graph_build_chunk(const ei_model *m, const ei_opts *o, const ei_gates *gates,
+                                       const ei_seg_plan *plans, int nseg, ei_mode mode, ag_dtype dtype, int kind,
+                                       int all_params, ag_grad_pool *pool);
+/* Positions of every segment from plans[0 .. nseg-1] (as ei_seg_graph_set_positions). */
+void ei_seg_graph_set_plans(ei_seg_graph *sg, const ei_seg_plan *plans);
 /* Fills kvalid, kpos and qpos for a plan with the same shapes as the one built (fill levels and p
  * of the plan may differ when they only live in the masks). */
 void ei_seg_graph_set_positions(ei_seg_graph *sg, const ei_seg_plan *plan);

@@ -1,6 +1,7 @@
 #include "train/train_config.h"
 #include "core/ei_error.h"
 #include "train/edge.h"
+#include "train/seg_graph.h"
 
 #include <pthread.h>
 #include <stddef.h>
@@ -85,6 +86,9 @@ static const ei_cfg_key tail_rows[] = {
      EI_TC_STR(EI_EDGE_ACTIVATION_MB_DEFAULT), NULL, 0, 0,
      "MiB of segment activations kept from the forward to the backward sweep instead of recomputed; "
      "0: recompute every segment; -1: no limit"},
+    {"train.chunk_segments", EI_CFG_INT, OFF(train.chunk_segments), 0, EI_SEG_CHUNK_MAX, "0", NULL, 0, 0,
+     "segments per training graph, run layer by layer with each product over all their rows; "
+     "0: automatic (2,048 rows, at most 16 segments, within train.activation_memory_mb)"},
     {0},
 };
 

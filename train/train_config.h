@@ -53,6 +53,7 @@ typedef struct {
         int threads;        /* 0: OpenMP default */
         int max_bad_steps;  /* consecutive non-finite steps before giving up */
         int64_t activation_memory_mb; /* segment activations kept, MiB; 0: recompute all; -1: no limit */
+        int chunk_segments;           /* segments per training graph (ei_edge_set_chunk); 0: automatic */
     } train;
 } ei_train_config;
 

@@ -223,7 +223,9 @@ static int setup_model(trainer *t, const ei_train_config *cfg, ei_mode mode, con
     if (!t->gates) return -1;
     if (gates_path && ei_gates_load(t->gates, gates_path) != 0) return -1;
     t->edge = ei_edge_new(t->model, &t->opts, t->gates, mode, AG_F32);
-    return t->edge ? 0 : -1;
+    if (!t->edge) return -1;
+    ei_edge_set_activation_memory(t->edge, ei_train_config_activation_bytes(cfg));
+    return ei_edge_set_chunk(t->edge, cfg->train.chunk_segments);
 }
 
 int ei_check_dataset_tokenizer(ei_dataset *const *d, int n, const ei_model *m, const char *tok_path,
