@@ -211,14 +211,27 @@ def main():
               f"edgeinfinite.window={W}", "--set", "edgeinfinite.gate=token", "--set", "edgeinfinite.memory_rule=linear"]
     cfg_file = os.path.join(HERE, "configs", "sft_bench.yaml")
 
+    def gemm_seconds(err):
+        """Mean seconds per step (steps after the first) in the GEMM ops of EI_AG_PROFILE."""
+        steps = re.split(r"EI_AG_PROFILE step \d+", err)[1:]
+        secs = []
+        for blk in steps:
+            t = 0.0
+            for m in re.finditer(r"^(linear|linear_cross_entropy)\s+([\d.]+)\s+[\d.]+\s+([\d.]+)", blk, re.M):
+                t += float(m.group(2)) + float(m.group(3))
+            secs.append(t)
+        use = secs[1:] if len(secs) > 1 else secs
+        return sum(use) / len(use) if use else None
+
     def ei_train(n, rep, threads, dataset, batch=1, mpi=False, tag="c"):
         out = os.path.join(scratch, "runs", f"{tag}-{n}-{rep}")
         shutil.rmtree(out, ignore_errors=True)
         cmd = [ei, "train", "--config", cfg_file, "--set", f"model.path={model}", "--set", f"data.train={dataset}",
                "--set", f"train.steps={a.steps}", "--set", f"train.threads={threads}", "--set",
                f"train.grad_accum={batch}", "--set", f"train.out_dir={out}", *common, "--quiet"]
-        # EI_KEEP_DEBUG: ei train reports how many segments kept their activations (FLOP count)
-        extra = {"OMP_NUM_THREADS": str(threads), "EI_KEEP_DEBUG": "1"}
+        # EI_KEEP_DEBUG: ei train reports how many segments kept their activations (FLOP count);
+        # EI_AG_PROFILE: the time of its GEMM ops per step (the GEMM part's rate)
+        extra = {"OMP_NUM_THREADS": str(threads), "EI_KEEP_DEBUG": "1", "EI_AG_PROFILE": "1"}
         if mpi:
             cmd = ["mpirun", "-np", "2", "--bind-to", "none", "-x", "OMP_NUM_THREADS"] + cmd
             if os.getuid() == 0:
@@ -237,6 +250,7 @@ def main():
                            r.get("stderr", ""))
             r["kept"] = int(k[-1][0]) + 1 if k else 0
             r["last_start"] = int(k[-1][1]) if k else None
+            r["gemm_s"] = gemm_seconds(r.get("stderr", ""))
         return r
 
     def torch_run(n, dataset, gates=None, recompute=False, check=None, model_path=model, steps=None):
@@ -318,10 +332,13 @@ def main():
                 fc = torch_sft.flop_count(cfg, n - 1, L, S, W, kept=c["kept"], last_start=c.get("last_start"))
                 rows["flops"] = fc
                 gf = fc["c_total"] / c["step_s"] / 1e9
+                gg = fc["gemm"] / c["gemm_s"] / 1e9 if c.get("gemm_s") else None
                 rows["c"].append(dict(tokens_per_s=c["tokens_per_s"], step_s=c["step_s"], peak_rss_mb=c["peak_rss_mb"],
-                                      gflops=gf, load=c["load_before"], steps=c["rows"]))
+                                      gflops=gf, gemm_gflops=gg, gemm_s=c.get("gemm_s"), load=c["load_before"],
+                                      steps=c["rows"]))
                 log(f"  C: {c['tokens_per_s']:.1f} tok/s, {c['step_s']:.1f} s/step, {gf:.2f} GFLOP/s, "
-                    f"peak RSS {c['peak_rss_mb']:.0f} MB")
+                    f"peak RSS {c['peak_rss_mb']:.0f} MB" +
+                    (f"; GEMM ops {c['gemm_s']:.2f} s/step at {gg:.1f} GFLOP/s" if gg else ""))
             log(f"{n} tokens, rep {rep}/{a.reps}: torch_sft.py {variant} (load {loadavg():.2f})")
             t = torch_run(n, one, gates=c.get("gates"), recompute=variant == "recompute")
             ent = dict(variant=variant, load=t["load_before"], peak_rss_mb=t["peak_rss_mb"])
@@ -433,6 +450,12 @@ def main():
               f"C {rw['flops']['c_total'] / 1e9:.1f} G (state-only sweep "
               f"{rw['flops']['state_only'] / 1e9:.1f} + forward {rw['flops']['forward'] / 1e9:.1f} + backward "
               f"{rw['flops']['backward'] / 1e9:.1f}); PyTorch plain {rw['flops']['torch_total'] / 1e9:.1f} G")
+        gg = med([x["gemm_gflops"] for x in cs if x.get("gemm_gflops")])
+        if gg:
+            print(f"  GEMM part (EI_AG_PROFILE: the linear and linear_cross_entropy ops, {rw['flops']['gemm'] / 1e9:.1f} "
+                  f"GFLOP per step): {fmt(med([x['gemm_s'] for x in cs if x.get('gemm_s')]), '.2f')} s/step, "
+                  f"{gg:.1f} GFLOP/s = {100 * gg / peak[a.threads]:.0f}% of the sgemm peak"
+                  if a.threads in peak else "")
         if a.steps > 1:
             c1 = med([x["steps"][0]["tokens_per_s"] for x in cs if x.get("steps")])
             t1 = med([x["steps"][0]["tokens_per_s"] for x in ts if x.get("steps")])

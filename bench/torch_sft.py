@@ -101,12 +101,14 @@ def flop_count(cfg, n, L, S, W, gate="token", rule="linear", kept=0, last_start=
     kept: segments whose activations `ei train` kept from the forward sweep (a prefix, within
     train.activation_memory_mb): they run their training forward in the forward sweep and need no
     state-only pass; last_start: the first segment of the last training graph (a chunk of
-    train.chunk_segments segments; None: the last segment), which needs none either. Returns a dict of totals; c_total = state_only (the segments after the kept
+    train.chunk_segments segments; None: the last segment), which needs none either. gemm: the
+    FLOPs of `ei train`'s GEMM ops (`linear`, `linear_cross_entropy`: projections, token gate,
+    classifier) over the whole step, for the GEMM part's rate against their profiled time. Returns a dict of totals; c_total = state_only (the segments after the kept
     ones, all but the last) + forward + backward (what `ei train` does), torch_total = forward + backward (plain autograd), and
     torch_recompute_total = 2 forward + backward (torch.utils.checkpoint per segment)."""
     D, F, N, H, Hkv, V = cfg["dim"], cfg["hidden"], cfg["n_layers"], cfg["H"], cfg["Hkv"], cfg["vocab"]
     d = cfg["d"]
-    tot = dict(forward=0.0, state_only=0.0, backward=0.0)
+    tot = dict(forward=0.0, state_only=0.0, backward=0.0, gemm=0.0)
     plans = seg_plans(n, L, S, W)
     for i, p in enumerate(plans):
         nt = p["n"]
@@ -127,8 +129,14 @@ def flop_count(cfg, n, L, S, W, gate="token", rule="linear", kept=0, last_start=
         fwd = N * layer + cls
         tot["forward"] += fwd
         last = len(plans) - 1 if last_start is None else last_start
+        # gemm: the products `ei train` runs as its `linear` and `linear_cross_entropy` ops (frozen
+        # projections, token gate, classifier), forward + backward (input gradients; the gate's
+        # weight gradient too; layer 0's Q/K/V have no input gradient to compute)
+        proj = q_proj + kv_proj + o_proj + mlp
+        tot["gemm"] += N * (proj + g) + cls + N * (proj + 2 * g) - (q_proj + kv_proj) + cls
         if kept <= i < last:  # kept segments and the last graph need no state-only pass
             tot["state_only"] += fwd - cls - (q_proj + o_proj + mlp + attn + g + retr)
+            tot["gemm"] += N * (proj + g) - (q_proj + o_proj + mlp + g)
         bwd_layer = q_proj + kv_proj + o_proj + mlp + 2 * attn + 2 * g + 2 * retr + 2 * upd
         tot["backward"] += N * bwd_layer + cls
     tot["c_total"] = tot["state_only"] + tot["forward"] + tot["backward"]
