@@ -8,11 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Graphs are cached per shape (see key_of) and kind. A document touches a handful of shapes
- * (whole segments, the last partial one rounded up, a few while the caches fill); decoding uses
- * three (the first token of a segment, the middle ones, the one completing it), since fill levels
- * and the open-segment length live in masks. Training graphs are kept one at a time: the activations and
- * gradients of one segment are the whole activation memory of a document's forward + backward. */
+/* Graphs are cached per shape (see key_of, ckey_of) and kind. A document touches a handful of
+ * shapes (whole segments, the last partial one rounded up, a few while the caches fill); decoding
+ * uses three (the first token of a segment, the middle ones, the one completing it), since fill
+ * levels and the open-segment length live in masks. Training graphs (a chunk of segments each) are
+ * kept one at a time here: beyond the kept graphs of the budget, the activations and gradients of
+ * one chunk are the whole activation memory of a document's forward + backward. */
 #define EI_GRAPH_CACHE 24
 
 typedef struct {
