@@ -133,19 +133,25 @@ static ei_edge *edge_new(tiny *t, const ei_opts *o, ei_gates *g, ag_dtype dt, in
     return e;
 }
 
+/* Options with 9 differing plans for a 35-token document, random gates and the document. */
+static ei_gates *case_setup(tiny *t, ei_opts *o, int bptt, doc *d) {
+    ei_opts_default(o);
+    o->segment = L;
+    o->sink = 2;
+    o->window = 3;
+    o->route_threshold = 0;
+    o->bptt_segments = bptt;
+    ei_gates *g = ei_gates_new(&t->m.cfg, o->gate, 0.0);
+    for (size_t i = 0; i < g->n; i++) g->data[i] = (float)(0.5 * urand());
+    make_doc(d, t->m.cfg.vocab_size);
+    return g;
+}
+
 static void keep_case(ag_dtype dt, int masked, int bptt, int chunk) {
     tiny *t = tiny_new();
     ei_opts o;
-    ei_opts_default(&o);
-    o.segment = L;
-    o.sink = 2;
-    o.window = 3;
-    o.route_threshold = 0;
-    o.bptt_segments = bptt;
-    ei_gates *g = ei_gates_new(&t->m.cfg, o.gate, 0.0);
-    for (size_t i = 0; i < g->n; i++) g->data[i] = (float)(0.5 * urand());
     doc d;
-    make_doc(&d, t->m.cfg.vocab_size);
+    ei_gates *g = case_setup(t, &o, bptt, &d);
     const int n = 35; /* 9 segments, the last of 3 tokens */
     ei_edge *e0 = edge_new(t, &o, g, dt, chunk), *e1 = edge_new(t, &o, g, dt, chunk);
     ei_edge_set_activation_memory(e0, 0);
@@ -221,16 +227,8 @@ static void test_keep_bptt(void **s) {
 static void chunk_case(int bptt) {
     tiny *t = tiny_new();
     ei_opts o;
-    ei_opts_default(&o);
-    o.segment = L;
-    o.sink = 2;
-    o.window = 3;
-    o.route_threshold = 0;
-    o.bptt_segments = bptt;
-    ei_gates *g = ei_gates_new(&t->m.cfg, o.gate, 0.0);
-    for (size_t i = 0; i < g->n; i++) g->data[i] = (float)(0.5 * urand());
     doc d;
-    make_doc(&d, t->m.cfg.vocab_size);
+    ei_gates *g = case_setup(t, &o, bptt, &d);
     const int n = 35, sizes[5] = {1, 2, 3, 5, 9};
     result r[5];
     for (int k = 0; k < 5; k++) {
