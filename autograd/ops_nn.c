@@ -160,8 +160,7 @@ ag_tensor *ag_rope_ex(ag_graph *g, ag_tensor *x, ag_tensor *pos, double theta, a
 #define AG_ATTN_STORE_MAX ((int64_t)1 << 24)
 
 /* The probability store, or NULL (forward-only graphs, or too large). */
-static void *attn_store(const ag_node *n, const ei_k_attn *p) {
-    (void)p;
+static void *attn_store(const ag_node *n) {
     return n->dim.attention.store_probs ? n->keep : NULL;
 }
 
@@ -186,7 +185,7 @@ static void attn_problem(const ag_node *n, ei_k_attn *p) {
 static int attention_forward(ag_node *n) {
     ei_k_attn p;
     attn_problem(n, &p);
-    void *pst = attn_store(n, &p);
+    void *pst = attn_store(n);
     if (n->t.dtype == AG_F32)
         ei_k_attention_forward_p_f32(&p, n->src[0]->t.data, n->src[1]->t.data, n->src[2]->t.data, n->t.data,
                                      n->scratch, pst);
@@ -201,7 +200,7 @@ static void attention_backward(ag_node *n) {
     if (!dq && !dk && !dv) return;
     ei_k_attn p;
     attn_problem(n, &p);
-    const void *pst = attn_store(n, &p);
+    const void *pst = attn_store(n);
     if (n->t.dtype == AG_F32)
         ei_k_attention_backward_ws_f32(&p, n->src[0]->t.data, n->src[1]->t.data, n->src[2]->t.data, n->t.data,
                                        n->scratch, n->t.grad, n->bwd_scratch, pst, dq, dk, dv);

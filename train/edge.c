@@ -38,7 +38,7 @@ typedef struct {
     ckey key;
     ei_seg_graph *sg;
     size_t bytes; /* its arena */
-    int used;     /* assigned to a segment of the current document */
+    int used;     /* assigned to a chunk of the current document */
 } kept_graph;
 
 /* One run of the segment rule: options, mode, the cache / memory state, the open segment's K/V
@@ -683,10 +683,10 @@ static size_t run_bytes(const ei_edge *e) {
     return e->seg_bytes * (size_t)e->chunk_segs + ag_grad_pool_bytes(e->tpool);
 }
 
-void ei_edge_set_activation_memory(ei_edge *e, int64_t bytes) {
-    e->act_budget = bytes < 0 || (uint64_t)bytes >= SIZE_MAX / 2 ? SIZE_MAX : (size_t)bytes;
-    /* a smaller budget frees what no longer fits (all of it for 0) */
-    while (e->n_kept > 0 && kept_total(e) > e->act_budget) {
+/* Frees kept graphs from the end of the pool until it holds at most limit bytes (0: all of it,
+ * with the shared gradients). */
+static void kept_trim(ei_edge *e, size_t limit) {
+    while (e->n_kept > 0 && kept_total(e) > limit) {
         kept_graph *k = &e->kept[--e->n_kept];
         e->kept_bytes -= k->bytes;
         ei_seg_graph_free(k->sg);
@@ -695,6 +695,11 @@ void ei_edge_set_activation_memory(ei_edge *e, int64_t bytes) {
         ag_grad_pool_free(e->gpool);
         e->gpool = NULL;
     }
+}
+
+void ei_edge_set_activation_memory(ei_edge *e, int64_t bytes) {
+    e->act_budget = bytes < 0 || (uint64_t)bytes >= SIZE_MAX / 2 ? SIZE_MAX : (size_t)bytes;
+    kept_trim(e, e->act_budget); /* a smaller budget frees what no longer fits (all of it for 0) */
 }
 
 /* The automatic chunk: EI_EDGE_CHUNK_ROWS rows, but no larger than the activation budget holds
@@ -711,13 +716,7 @@ static int auto_chunk(const ei_edge *e) {
 static void chunk_resize(ei_edge *e, int segments) {
     if (segments != e->chunk_segs) { /* kept graphs of the old size can serve no document */
         e->chunk_segs = segments;
-        while (e->n_kept > 0) {
-            kept_graph *k = &e->kept[--e->n_kept];
-            e->kept_bytes -= k->bytes;
-            ei_seg_graph_free(k->sg);
-        }
-        ag_grad_pool_free(e->gpool);
-        e->gpool = NULL;
+        kept_trim(e, 0);
         e->kept_est = 0;
     }
 }
@@ -814,10 +813,8 @@ static int64_t keep_plan(ei_edge *e, int64_t n, int64_t nch) {
         e->kept_of[u] = e->n_kept++;
     }
     for (int64_t v = u; v < nch; v++) e->kept_of[v] = -1; /* graphs matched past the prefix wait, unused */
-    if (e->n_kept == 0) { /* a budget below one graph: nothing of the pool is needed */
-        ag_grad_pool_free(e->gpool);
-        e->gpool = NULL;
-    }
+    /* with nothing kept (a budget below one graph) the shared gradients are not needed either */
+    kept_trim(e, SIZE_MAX);
     if (getenv("EI_KEEP_DEBUG"))
         fprintf(stderr,
                 "keep_plan: %lld of %lld chunks of up to %d segments kept (segments 0..%lld kept, %lld..%lld "

@@ -156,8 +156,8 @@ static ag_tensor *masked_loss(ei_seg_graph *sg, ag_tensor *x) {
 }
 
 static int fail_build(ei_seg_graph *sg, const char *why) {
-    ei_error_set("edgeinfinite graph (call of %d tokens at position %lld): %s", sg->plan.n, (long long)sg->plan.pos,
-                 why);
+    ei_error_set("edgeinfinite graph (call of %lld tokens at position %lld): %s", (long long)sg->n_rows,
+                 (long long)sg->plans[0].pos, why);
     ei_seg_graph_free(sg);
     return -1;
 }
@@ -165,12 +165,6 @@ static int fail_build(ei_seg_graph *sg, const char *why) {
 ei_seg_graph *ei_seg_graph_build(const ei_model *m, const ei_opts *o, const ei_gates *gates, ei_seg_plan plan,
                                  ei_mode mode, ag_dtype dtype, int kind, int all_params) {
     return ei_seg_graph_build_chunk(m, o, gates, &plan, 1, mode, dtype, kind, all_params, NULL);
-}
-
-ei_seg_graph *ei_seg_graph_build_pooled(const ei_model *m, const ei_opts *o, const ei_gates *gates,
-                                        ei_seg_plan plan, ei_mode mode, ag_dtype dtype, int kind, int all_params,
-                                        ag_grad_pool *pool) {
-    return ei_seg_graph_build_chunk(m, o, gates, &plan, 1, mode, dtype, kind, all_params, pool);
 }
 
 static int check_plans(const ei_opts *o, const ei_seg_plan *plans, int nseg, ei_mode mode) {
@@ -222,7 +216,6 @@ ei_seg_graph *ei_seg_graph_build_chunk(const ei_model *m, const ei_opts *o, cons
     sg->o = *o;
     sg->nseg = nseg;
     memcpy(sg->plans, plans, (size_t)nseg * sizeof *plans);
-    sg->plan = plans[0];
     sg->mode = mode;
     sg->train = kind == EI_SEG_TRAIN && mode == EI_MODE_EDGEINFINITE;
     sg->kind = kind;
@@ -298,7 +291,6 @@ void ei_seg_graph_set_plans(ei_seg_graph *sg, const ei_seg_plan *plans) {
                          sg->kvalid[j] ? ag_tensor_data(sg->kvalid[j]) : NULL, ag_tensor_data(sg->kpos[j]),
                          ag_tensor_data(sg->qpos[j]));
     }
-    sg->plan = plans[0];
 }
 
 void ei_seg_graph_set_positions(ei_seg_graph *sg, const ei_seg_plan *plan) { ei_seg_graph_set_plans(sg, plan); }

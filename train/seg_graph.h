@@ -44,7 +44,6 @@ typedef struct {
     ag_graph *g;
     ag_dtype dtype;
     ei_opts o;
-    ei_seg_plan plan;                    /* plans[0] */
     int nseg;                            /* segments of the graph, in document order */
     ei_seg_plan plans[EI_SEG_CHUNK_MAX]; /* their plans */
     int64_t row0[EI_SEG_CHUNK_MAX];      /* first row of each segment in ids, targets, mask */
@@ -72,11 +71,6 @@ typedef struct {
  * end-to-end gradient self-check; training uses 0). */
 ei_seg_graph *ei_seg_graph_build(const ei_model *m, const ei_opts *o, const ei_gates *gates, ei_seg_plan plan,
                                  ei_mode mode, ag_dtype dtype, int kind, int all_params);
-/* The same with the op-node gradients in a pool shared with other graphs that never run backward
- * at the same time (ag_graph_share_grads; pool NULL: the graph's own, as ei_seg_graph_build). */
-ei_seg_graph *ei_seg_graph_build_pooled(const ei_model *m, const ei_opts *o, const ei_gates *gates,
-                                        ei_seg_plan plan, ei_mode mode, ag_dtype dtype, int kind, int all_params,
-                                        ag_grad_pool *pool);
 void ei_seg_graph_free(ei_seg_graph *sg);
 
 /* One graph over nseg consecutive segments of a document (1 <= nseg <= EI_SEG_CHUNK_MAX): every
@@ -85,7 +79,8 @@ void ei_seg_graph_free(ei_seg_graph *sg);
  * inputs before the first segment, the outputs after the last, ids / targets / mask / loss over
  * the rows of all segments in order. The maths is that of nseg one-segment graphs in a row; only
  * the order of the work differs (layer by layer; see build_layer), so results agree to rounding.
- * pool as for ei_seg_graph_build_pooled (may be NULL). */
+ * pool: the op-node gradients in a pool shared with other graphs that never run backward at the
+ * same time (ag_graph_share_grads), or NULL for the graph's own. */
 ei_seg_graph *ei_seg_graph_build_chunk(const ei_model *m, const ei_opts *o, const ei_gates *gates,
                                        const ei_seg_plan *plans, int nseg, ei_mode mode, ag_dtype dtype, int kind,
                                        int all_params, ag_grad_pool *pool);
