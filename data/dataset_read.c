@@ -91,14 +91,7 @@ static hid_t open_checked(ei_dataset *d, const char *name, size_t elem, H5T_sign
         H5Dclose(ds);
         return -1;
     }
-    /* The extent is only a claim: a chunked dataset with nothing written stores nothing, so a 1 KiB
-     * file can declare 2^29 offsets and make the reader allocate 4 GiB (found by fuzz_dataset_h5).
-     * Our writer writes every element, deflated, and deflate packs at most 1032 bytes into one:
-     * more elements than the stored bytes can hold is a corrupt file. */
-    const double stored = (double)H5Dget_storage_size(ds);
-    if ((double)dims * (double)elem > 1100.0 * stored + 4096.0) {
-        ei_error_set("%s: /%s claims %llu elements but the file stores %.0f bytes of it (corrupt file)", d->path,
-                     name, (unsigned long long)dims, stored);
+    if (ei_h5_check_stored(ds, d->path, name, (unsigned long long)dims, elem) != 0) {
         H5Dclose(ds);
         return -1;
     }

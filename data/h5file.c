@@ -1,5 +1,6 @@
 #include "data/h5file.h"
 
+#include "core/ei_error.h"
 #include "core/ei_seal.h"
 
 #include <pthread.h>
@@ -36,5 +37,13 @@ int ei_h5_check_seal(const char *path, const char *kind, const char *what) {
     int s = ei_seal_check(path, kind);
     if (s < 0) return -1;
     if (s == 0) ei_seal_note_unverified(path, what);
+    return 0;
+}
+
+int ei_h5_check_stored(hid_t ds, const char *path, const char *name, unsigned long long n, size_t elem) {
+    const double stored = (double)H5Dget_storage_size(ds);
+    if ((double)n * (double)elem > 1100.0 * stored + 4096.0)
+        return ei_error_set("%s: /%s claims %llu elements but the file stores %.0f bytes of it (corrupt file)", path,
+                            name, n, stored);
     return 0;
 }

@@ -25,6 +25,13 @@ hid_t ei_h5_sealed_fcpl(void);
  * ei_error set naming the file when the seal does not match. */
 int ei_h5_check_seal(const char *path, const char *kind, const char *what);
 
+/* The extent of a dataset is only a claim: a chunked dataset with nothing written stores nothing,
+ * so a 1 KiB file can declare 2^32 elements and make a reader allocate 16 GiB (found by
+ * fuzz_dataset_h5 and fuzz_checkpoint_h5). ei's writers write every element, at worst deflated,
+ * and deflate packs at most 1032 bytes into one: more elements of elem bytes than the stored bytes
+ * can hold is a corrupt file. 0, or -1 with ei_error set naming path and /name. */
+int ei_h5_check_stored(hid_t ds, const char *path, const char *name, unsigned long long n, size_t elem);
+
 #define EI_SEAL_KIND_DATASET "ei-dataset"
 #define EI_SEAL_KIND_CHECKPOINT "ei-checkpoint"
 

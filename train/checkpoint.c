@@ -251,6 +251,10 @@ static hid_t open_array(hid_t f, const char *path, const char *name, H5T_class_t
         return ei_error_set("%s: dataset '/%s' has the wrong type or shape (expected a 1-D array of %zu-byte %s)", path,
                             name, elem, cls == H5T_FLOAT ? "floats" : "integers");
     }
+    if (ei_h5_check_stored(ds, path, name, (unsigned long long)dims[0], elem) != 0) {
+        H5Dclose(ds);
+        return -1;
+    }
     *n = (size_t)dims[0];
     return ds;
 }
