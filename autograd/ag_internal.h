@@ -18,8 +18,10 @@ typedef struct ag_node ag_node;
 
 /* One op: forward computes n->t.data from the sources (returns -1 with ei_error on bad runtime
  * data); backward adds n->t.grad's contribution into the gradient of every source that has one,
- * acquiring it first with ag_grad_acquire. view: the node's data aliases its first source. The
- * op's name is ag_op_name(kind), so messages and dumps cannot disagree with the enum. */
+ * acquiring it first with ag_grad_acquire, or with ag_grad_acquire_overwrite when it writes every
+ * element (then a first touch is written, not zeroed and added to). view: the node's data aliases
+ * its first source. The op's name is ag_op_name(kind), so messages and dumps cannot disagree with
+ * the enum. */
 typedef struct {
     ag_op_kind kind;
     int (*forward)(ag_node *n);
@@ -93,6 +95,7 @@ struct ag_node {
     int table_valid;  /* rope: scratch holds the (cos, sin) table for scratch2's / all positions */
     double ce_count;  /* cross-entropy: sum of the counted rows' weights in the last forward */
     int64_t lce_m;    /* linear_cross_entropy: counted rows in the last forward */
+    int lce_spent;    /* linear_cross_entropy: a backward turned the stored logits into dlogits */
     int bound_data;   /* leaf data points to caller memory */
     int bound_grad;
     int read_only;    /* bound with ag_tensor_bind_const */

@@ -140,6 +140,8 @@ typedef struct {
 typedef struct {
     double scale;
     int64_t causal_offset; /* as applied: AG_ATTN_NONCAUSAL, or raised to -Tq - 1 if below */
+    int n_parts;           /* key / value parts (ag_attention_parts); 1 for ag_attention */
+    unsigned masked;       /* bit i: part i has a valid mask (a source after the value parts) */
 } ag_attention_params;
 typedef struct {
     int axis, keepdim;
@@ -380,6 +382,15 @@ ag_tensor *ag_rope_ex(ag_graph *g, ag_tensor *x, ag_tensor *pos, double theta, a
  * backward recomputes the scores. A row with no visible key outputs 0 (and passes no gradient). */
 ag_tensor *ag_attention(ag_graph *g, ag_tensor *q, ag_tensor *k, ag_tensor *v, ag_tensor *valid,
                         double scale, int64_t causal_offset);
+/* The same with the keys and values in 1 to 4 parts, as if concatenated along the rows in order
+ * (k[i] [Tk_i, Hkv, d], v[i] [Tk_i, Hkv, dv]; the causal rule indexes the concatenation), without
+ * building the concatenation: a segment's sink, window and own keys are read where they are and
+ * their gradients written there. valid: NULL, or n_parts masks, each NULL (all keys of the part
+ * valid) or AG_U8 / AG_I32 [Tk_i]. Sources: q, the key parts, the value parts, the non-NULL masks
+ * (params.masked says whose). No two parts may share a tensor (k[i] == v[i] may). Rounding differs
+ * from one concatenated part by how the softmax is blocked (key tiles never span two parts). */
+ag_tensor *ag_attention_parts(ag_graph *g, ag_tensor *q, int n_parts, ag_tensor *const *k, ag_tensor *const *v,
+                              ag_tensor *const *valid, double scale, int64_t causal_offset);
 
 /* Row gather: table [V, D], ids AG_I32 of any shape [..] -> [.., D]. Backward scatter-adds into
  * the table's gradient. Ids outside [0, V) fail the forward. */

@@ -24,6 +24,25 @@ static inline float sigmoid_f32(float v) {
     return ei_k_select_f32(v >= 0.0f, r, e * r);
 }
 
+/* for i < n (the caller's n, which the pragma names): dst[i] = v when over (the gradient's first
+ * touch in this backward: its bytes are garbage), else dst[i] += v; pre declares what v needs (may
+ * be empty). The choice sits outside the loop: GCC keeps a loop with a conditional float add
+ * scalar (under -ftrapping-math it is not if-converted) and unswitches only small bodies. */
+#define GRAD_LOOP(over, dst, pre, v)                                                                          \
+    do {                                                                                                      \
+        if (over) {                                                                                           \
+            _Pragma("omp parallel for schedule(static) if (n > AG_PAR_MIN)") for (int64_t i = 0; i < n; i++) { \
+                pre;                                                                                          \
+                dst[i] = (v);                                                                                 \
+            }                                                                                                 \
+        } else {                                                                                              \
+            _Pragma("omp parallel for schedule(static) if (n > AG_PAR_MIN)") for (int64_t i = 0; i < n; i++) { \
+                pre;                                                                                          \
+                dst[i] += (v);                                                                                \
+            }                                                                                                 \
+        }                                                                                                     \
+    } while (0)
+
 #define REAL float
 #define SFX(name) name##_f32
 #define EXPR expf
@@ -93,23 +112,25 @@ static void bin_backward(ag_node *n) {
     int64_t os[4], as[4], bs[4], sta[4], stb[4];
     bin_shapes(n, os, as, bs, sta, stb);
     const int flat = !memcmp(os, as, sizeof os) && !memcmp(os, bs, sizeof os);
+    /* acquired one operand at a time: in add(x, x) the second sees the first's write and adds */
     for (int w = 0; w < 2; w++) {
-        void *dx = ag_grad_acquire(n->src[w]);
+        int over;
+        void *dx = ag_grad_acquire_overwrite(n->src[w], &over);
         if (!dx) continue;
         if (flat && n->t.dtype == AG_F32)
-            bin_backward_flat_f32(op, w, n->t.numel, n->t.grad, n->src[0]->t.data, n->src[1]->t.data, dx);
+            bin_backward_flat_f32(op, w, n->t.numel, n->t.grad, n->src[0]->t.data, n->src[1]->t.data, dx, over);
         else if (flat)
-            bin_backward_flat_f64(op, w, n->t.numel, n->t.grad, n->src[0]->t.data, n->src[1]->t.data, dx);
+            bin_backward_flat_f64(op, w, n->t.numel, n->t.grad, n->src[0]->t.data, n->src[1]->t.data, dx, over);
         else if (!memcmp(os, w ? bs : as, sizeof os) && n->t.dtype == AG_F32)
-            bin_backward_full_f32(op, w, os, n->t.grad, n->src[0]->t.data, sta, n->src[1]->t.data, stb, dx);
+            bin_backward_full_f32(op, w, os, n->t.grad, n->src[0]->t.data, sta, n->src[1]->t.data, stb, dx, over);
         else if (!memcmp(os, w ? bs : as, sizeof os))
-            bin_backward_full_f64(op, w, os, n->t.grad, n->src[0]->t.data, sta, n->src[1]->t.data, stb, dx);
+            bin_backward_full_f64(op, w, os, n->t.grad, n->src[0]->t.data, sta, n->src[1]->t.data, stb, dx, over);
         else if (n->t.dtype == AG_F32)
             bin_backward_f32(op, w, os, w ? bs : as, n->t.grad, n->src[0]->t.data, sta, n->src[1]->t.data,
-                             stb, dx);
+                             stb, dx, over);
         else
             bin_backward_f64(op, w, os, w ? bs : as, n->t.grad, n->src[0]->t.data, sta, n->src[1]->t.data,
-                             stb, dx);
+                             stb, dx, over);
     }
 }
 
@@ -160,13 +181,15 @@ static int un_forward(ag_node *n) {
 }
 
 static void un_backward(ag_node *n) {
-    void *dx = ag_grad_acquire(n->src[0]);
+    int over;
+    void *dx = ag_grad_acquire_overwrite(n->src[0], &over);
     if (!dx) return;
     if (n->t.dtype == AG_F32)
         unary_backward_f32((int)n->op->kind, n->t.numel, n->src[0]->t.data, n->t.data, n->t.grad, dx,
-                           (float)un_arg(n));
+                           (float)un_arg(n), over);
     else
-        unary_backward_f64((int)n->op->kind, n->t.numel, n->src[0]->t.data, n->t.data, n->t.grad, dx, un_arg(n));
+        unary_backward_f64((int)n->op->kind, n->t.numel, n->src[0]->t.data, n->t.data, n->t.grad, dx, un_arg(n),
+                           over);
 }
 
 static const ag_op op_silu = {AG_OP_SILU, un_forward, un_backward, 0, 0};
@@ -217,12 +240,13 @@ static int swiglu_forward(ag_node *n) {
 }
 
 static void swiglu_backward(ag_node *n) {
-    void *da = ag_grad_acquire(n->src[0]), *db = ag_grad_acquire(n->src[1]);
+    int oa, ob;
+    void *da = ag_grad_acquire_overwrite(n->src[0], &oa), *db = ag_grad_acquire_overwrite(n->src[1], &ob);
     if (!da && !db) return;
     if (n->t.dtype == AG_F32)
-        swiglu_backward_f32(n->t.numel, n->src[0]->t.data, n->src[1]->t.data, n->t.grad, da, db);
+        swiglu_backward_f32(n->t.numel, n->src[0]->t.data, n->src[1]->t.data, n->t.grad, da, oa, db, ob);
     else
-        swiglu_backward_f64(n->t.numel, n->src[0]->t.data, n->src[1]->t.data, n->t.grad, da, db);
+        swiglu_backward_f64(n->t.numel, n->src[0]->t.data, n->src[1]->t.data, n->t.grad, da, oa, db, ob);
 }
 
 static const ag_op op_swiglu = {AG_OP_SWIGLU, swiglu_forward, swiglu_backward, 0, 0};

@@ -37,15 +37,20 @@ static void matmul_backward(ag_node *n) {
     const ag_dtype dt = n->t.dtype;
     const size_t es = ag_dtype_size(dt);
     const char *a = n->src[0]->t.data, *b = n->src[1]->t.data, *dc = n->t.grad;
-    char *da = ag_grad_acquire(n->src[0]), *db = ag_grad_acquire(n->src[1]);
+    /* a first touch is written with beta 0 (no zeroing pass). In matmul(x, x) only da is fresh, and
+     * each block of it is written before db adds to the same block. */
+    int fa, fb;
+    char *da = ag_grad_acquire_overwrite(n->src[0], &fa), *db = ag_grad_acquire_overwrite(n->src[1], &fb);
+    const double beta_a = fa ? 0.0 : 1.0;
     const int64_t lda = ta ? M : K, ldb = tb ? K : N;
     if (shared && !ta) {
-        if (da) gemm(dt, 0, !tb, B * M, K, N, dc, N, b, ldb, 1.0, da, K);
+        const double beta_b = fb ? 0.0 : 1.0;
+        if (da) gemm(dt, 0, !tb, B * M, K, N, dc, N, b, ldb, beta_a, da, K);
         if (db) {
             if (!tb)
-                gemm(dt, 1, 0, K, N, B * M, a, lda, dc, N, 1.0, db, N);
+                gemm(dt, 1, 0, K, N, B * M, a, lda, dc, N, beta_b, db, N);
             else
-                gemm(dt, 1, 0, N, K, B * M, dc, N, a, lda, 1.0, db, K);
+                gemm(dt, 1, 0, N, K, B * M, dc, N, a, lda, beta_b, db, K);
         }
         return;
     }
@@ -55,16 +60,18 @@ static void matmul_backward(ag_node *n) {
         if (da) {
             char *dai = da + (size_t)(i * M * K) * es;
             if (!ta)
-                gemm(dt, 0, !tb, M, K, N, dci, N, bi, ldb, 1.0, dai, K);
+                gemm(dt, 0, !tb, M, K, N, dci, N, bi, ldb, beta_a, dai, K);
             else
-                gemm(dt, tb, 1, K, M, N, bi, ldb, dci, N, 1.0, dai, M);
+                gemm(dt, tb, 1, K, M, N, bi, ldb, dci, N, beta_a, dai, M);
         }
         if (db) {
+            /* a shared b sums every batch entry into one block: only the first is written */
             char *dbi = db + (shared ? 0 : (size_t)(i * K * N) * es);
+            const double beta_b = fb && (!shared || i == 0) ? 0.0 : 1.0;
             if (!tb)
-                gemm(dt, !ta, 0, K, N, M, ai, lda, dci, N, 1.0, dbi, N);
+                gemm(dt, !ta, 0, K, N, M, ai, lda, dci, N, beta_b, dbi, N);
             else
-                gemm(dt, 1, ta, N, K, M, dci, N, ai, lda, 1.0, dbi, K);
+                gemm(dt, 1, ta, N, K, M, dci, N, ai, lda, beta_b, dbi, K);
         }
     }
 }
@@ -142,7 +149,8 @@ static void linear_backward(ag_node *n) {
     void *dx = ag_grad_acquire_overwrite(n->src[0], &fx), *dw = ag_grad_acquire_overwrite(n->src[1], &fw);
     if (dx) gemm(dt, 0, 0, R, I, O, n->t.grad, O, n->src[1]->t.data, I, fx ? 0.0 : 1.0, dx, I);
     if (dw) gemm(dt, 1, 0, O, I, R, n->t.grad, O, n->src[0]->t.data, I, fw ? 0.0 : 1.0, dw, I);
-    void *db = n->nsrc == 3 ? ag_grad_acquire(n->src[2]) : NULL;
+    int fb;
+    void *db = n->nsrc == 3 ? ag_grad_acquire_overwrite(n->src[2], &fb) : NULL;
     if (!db) return;
     /* columns split across threads, rows summed in order inside each */
     if (dt == AG_F32) {
@@ -152,7 +160,7 @@ static void linear_backward(ag_node *n) {
         for (int64_t o = 0; o < O; o++) {
             float s = 0;
             for (int64_t r = 0; r < R; r++) s += dy[r * O + o];
-            b[o] += s;
+            b[o] = fb ? s : b[o] + s;
         }
     } else {
         const double *dy = n->t.grad;
@@ -161,7 +169,7 @@ static void linear_backward(ag_node *n) {
         for (int64_t o = 0; o < O; o++) {
             double s = 0;
             for (int64_t r = 0; r < R; r++) s += dy[r * O + o];
-            b[o] += s;
+            b[o] = fb ? s : b[o] + s;
         }
     }
 }

@@ -21,14 +21,17 @@ static int rmsnorm_forward(ag_node *n) {
 
 static void rmsnorm_backward(ag_node *n) {
     const void *w = n->nsrc == 2 ? n->src[1]->t.data : NULL;
-    void *dx = ag_grad_acquire(n->src[0]), *dw = n->nsrc == 2 ? ag_grad_acquire(n->src[1]) : NULL;
+    /* dx is written once per element (no zeroing pass when fresh); dw, one row of dim sums, is
+     * zeroed and accumulated as before. The kernel writes dx before dw, for rmsnorm(x, x). */
+    int fx;
+    void *dx = ag_grad_acquire_overwrite(n->src[0], &fx), *dw = n->nsrc == 2 ? ag_grad_acquire(n->src[1]) : NULL;
     if (!dx && !dw) return;
     if (n->t.dtype == AG_F32)
         ei_k_rmsnorm_backward_f32(n->dim.rmsnorm.rows, n->dim.rmsnorm.dim, n->src[0]->t.data, w, n->scratch,
-                                  n->t.grad, dx, dw);
+                                  n->t.grad, dx, fx, dw);
     else
         ei_k_rmsnorm_backward_f64(n->dim.rmsnorm.rows, n->dim.rmsnorm.dim, n->src[0]->t.data, w, n->scratch,
-                                  n->t.grad, dx, dw);
+                                  n->t.grad, dx, fx, dw);
 }
 
 static const ag_op op_rmsnorm = {AG_OP_RMSNORM, rmsnorm_forward, rmsnorm_backward, 0, 0};
@@ -95,25 +98,26 @@ static int rope_forward(ag_node *n) {
     const int32_t *idx;
     if (rope_table(n, &cs, &idx)) return -1;
     if (n->t.dtype == AG_F32)
-        ei_k_rope_tab_f32(n->dim.rope.t, n->dim.rope.h, n->dim.rope.d, cs, idx, (int)n->p.rope.layout, 0,
+        ei_k_rope_tab_f32(n->dim.rope.t, n->dim.rope.h, n->dim.rope.d, cs, idx, (int)n->p.rope.layout, 0, 0,
                           n->src[0]->t.data, n->t.data);
     else
-        ei_k_rope_tab_f64(n->dim.rope.t, n->dim.rope.h, n->dim.rope.d, cs, idx, (int)n->p.rope.layout, 0,
+        ei_k_rope_tab_f64(n->dim.rope.t, n->dim.rope.h, n->dim.rope.d, cs, idx, (int)n->p.rope.layout, 0, 0,
                           n->src[0]->t.data, n->t.data);
     return 0;
 }
 
 static void rope_backward(ag_node *n) {
-    void *dx = ag_grad_acquire(n->src[0]);
+    int over; /* the rotation writes every element once: a fresh dx needs no zeroing */
+    void *dx = ag_grad_acquire_overwrite(n->src[0], &over);
     const void *cs;
     const int32_t *idx;
     if (!dx || rope_table(n, &cs, &idx)) return; /* positions were checked by the forward */
     if (n->t.dtype == AG_F32)
-        ei_k_rope_tab_f32(n->dim.rope.t, n->dim.rope.h, n->dim.rope.d, cs, idx, (int)n->p.rope.layout, 1, n->t.grad,
-                          dx);
+        ei_k_rope_tab_f32(n->dim.rope.t, n->dim.rope.h, n->dim.rope.d, cs, idx, (int)n->p.rope.layout, 1, !over,
+                          n->t.grad, dx);
     else
-        ei_k_rope_tab_f64(n->dim.rope.t, n->dim.rope.h, n->dim.rope.d, cs, idx, (int)n->p.rope.layout, 1, n->t.grad,
-                          dx);
+        ei_k_rope_tab_f64(n->dim.rope.t, n->dim.rope.h, n->dim.rope.d, cs, idx, (int)n->p.rope.layout, 1, !over,
+                          n->t.grad, dx);
 }
 
 static const ag_op op_rope = {AG_OP_ROPE, rope_forward, rope_backward, 0, 0};
@@ -166,6 +170,7 @@ static void *attn_store(const ag_node *n) {
 
 static void attn_problem(const ag_node *n, ei_k_attn *p) {
     memset(p, 0, sizeof *p);
+    const int np = n->p.attention.n_parts;
     p->tq = n->dim.attention.tq;
     p->tk = n->dim.attention.tk;
     p->h = n->dim.attention.h;
@@ -174,90 +179,172 @@ static void attn_problem(const ag_node *n, ei_k_attn *p) {
     p->dv = n->dim.attention.dv;
     p->causal_offset = n->p.attention.causal_offset;
     p->scale = n->p.attention.scale;
-    if (n->nsrc == 4) {
-        if (n->src[3]->t.dtype == AG_U8)
-            p->valid_u8 = n->src[3]->t.data;
+    p->n_parts = np;
+    for (int i = 0; i < np; i++) p->part_len[i] = n->src[1 + i]->t.shape[0];
+    if (!n->p.attention.masked) return;
+    if (np == 1) { /* the mask as it is */
+        const ag_node *m = n->src[3];
+        if (m->t.dtype == AG_U8)
+            p->valid_u8 = m->t.data;
         else
-            p->valid_i32 = n->src[3]->t.data;
+            p->valid_i32 = m->t.data;
+        return;
+    }
+    p->valid_u8 = n->scratch2; /* the parts' masks joined by attn_join_masks */
+}
+
+/* The one mask over all keys the kernel reads, from the parts' masks (a part without one: all
+ * valid), into scratch2: a few hundred bytes per call. */
+static void attn_join_masks(ag_node *n) {
+    const int np = n->p.attention.n_parts;
+    uint8_t *all = n->scratch2;
+    int s = 1 + 2 * np;
+    for (int i = 0; i < np; i++) {
+        const int64_t len = n->src[1 + i]->t.shape[0];
+        if (n->p.attention.masked >> i & 1) {
+            const ag_node *m = n->src[s++];
+            if (m->t.dtype == AG_U8)
+                memcpy(all, m->t.data, (size_t)len);
+            else
+                for (int64_t j = 0; j < len; j++) all[j] = ((const int32_t *)m->t.data)[j] != 0;
+        } else {
+            memset(all, 1, (size_t)len);
+        }
+        all += len;
     }
 }
 
 static int attention_forward(ag_node *n) {
+    if (n->p.attention.masked && n->p.attention.n_parts > 1) attn_join_masks(n);
     ei_k_attn p;
     attn_problem(n, &p);
+    const int np = p.n_parts;
     void *pst = attn_store(n);
+    const void *k[EI_K_ATTN_MAX_PARTS], *v[EI_K_ATTN_MAX_PARTS];
+    for (int i = 0; i < np; i++) k[i] = n->src[1 + i]->t.data, v[i] = n->src[1 + np + i]->t.data;
     if (n->t.dtype == AG_F32)
-        ei_k_attention_forward_p_f32(&p, n->src[0]->t.data, n->src[1]->t.data, n->src[2]->t.data, n->t.data,
-                                     n->scratch, pst);
+        ei_k_attention_forward_parts_f32(&p, n->src[0]->t.data, (const float *const *)k, (const float *const *)v,
+                                         n->t.data, n->scratch, pst);
     else
-        ei_k_attention_forward_p_f64(&p, n->src[0]->t.data, n->src[1]->t.data, n->src[2]->t.data, n->t.data,
-                                     n->scratch, pst);
+        ei_k_attention_forward_parts_f64(&p, n->src[0]->t.data, (const double *const *)k, (const double *const *)v,
+                                         n->t.data, n->scratch, pst);
     return 0;
 }
 
 static void attention_backward(ag_node *n) {
-    void *dq = ag_grad_acquire(n->src[0]), *dk = ag_grad_acquire(n->src[1]), *dv = ag_grad_acquire(n->src[2]);
-    if (!dq && !dk && !dv) return;
+    const int np = n->p.attention.n_parts;
+    void *dq = ag_grad_acquire(n->src[0]), *dk[EI_K_ATTN_MAX_PARTS], *dv[EI_K_ATTN_MAX_PARTS];
+    const void *k[EI_K_ATTN_MAX_PARTS], *v[EI_K_ATTN_MAX_PARTS];
+    int any = dq != NULL;
+    for (int i = 0; i < np; i++) {
+        dk[i] = ag_grad_acquire(n->src[1 + i]);
+        dv[i] = ag_grad_acquire(n->src[1 + np + i]);
+        k[i] = n->src[1 + i]->t.data;
+        v[i] = n->src[1 + np + i]->t.data;
+        any |= dk[i] || dv[i];
+    }
+    if (!any) return;
     ei_k_attn p;
     attn_problem(n, &p);
     const void *pst = attn_store(n);
     if (n->t.dtype == AG_F32)
-        ei_k_attention_backward_ws_f32(&p, n->src[0]->t.data, n->src[1]->t.data, n->src[2]->t.data, n->t.data,
-                                       n->scratch, n->t.grad, n->bwd_scratch, pst, dq, dk, dv);
+        ei_k_attention_backward_parts_f32(&p, n->src[0]->t.data, (const float *const *)k, (const float *const *)v,
+                                          n->t.data, n->scratch, n->t.grad, n->bwd_scratch, pst, dq,
+                                          (float *const *)dk, (float *const *)dv);
     else
-        ei_k_attention_backward_ws_f64(&p, n->src[0]->t.data, n->src[1]->t.data, n->src[2]->t.data, n->t.data,
-                                       n->scratch, n->t.grad, n->bwd_scratch, pst, dq, dk, dv);
+        ei_k_attention_backward_parts_f64(&p, n->src[0]->t.data, (const double *const *)k, (const double *const *)v,
+                                          n->t.data, n->scratch, n->t.grad, n->bwd_scratch, pst, dq,
+                                          (double *const *)dk, (double *const *)dv);
 }
 
 static const ag_op op_attention = {AG_OP_ATTENTION, attention_forward, attention_backward, 0, 0};
 
 ag_tensor *ag_attention(ag_graph *g, ag_tensor *q, ag_tensor *k, ag_tensor *v, ag_tensor *valid, double scale,
                         int64_t causal_offset) {
-    ag_tensor *src[4] = {q, k, v, valid};
-    const int ns = valid ? 4 : 3;
+    return ag_attention_parts(g, q, 1, &k, &v, &valid, scale, causal_offset);
+}
+
+ag_tensor *ag_attention_parts(ag_graph *g, ag_tensor *q, int n_parts, ag_tensor *const *kp, ag_tensor *const *vp,
+                              ag_tensor *const *valid, double scale, int64_t causal_offset) {
+    if (n_parts < 1 || n_parts > EI_K_ATTN_MAX_PARTS || !kp || !vp)
+        return ag_fail(g, "attention: %d key parts (1..%d supported)", n_parts, EI_K_ATTN_MAX_PARTS);
+    ag_tensor *src[1 + 3 * EI_K_ATTN_MAX_PARTS]; /* q, keys, values, masks */
+    int ns = 0;
+    src[ns++] = q;
+    for (int i = 0; i < n_parts; i++) src[ns++] = kp[i];
+    for (int i = 0; i < n_parts; i++) src[ns++] = vp[i];
+    unsigned masked = 0;
+    for (int i = 0; valid && i < n_parts; i++)
+        if (valid[i]) {
+            src[ns++] = valid[i];
+            masked |= 1u << i;
+        }
     if (ag_check_srcs(g, &op_attention, ns, src)) return NULL;
+    /* the key-tile tasks of the backward write the parts' gradients in parallel: a tensor may be
+     * the keys and the values of one part, never of two */
+    for (int i = 0; i < n_parts; i++)
+        for (int j = 0; j < i; j++)
+            if (kp[i] == kp[j] || vp[i] == vp[j] || kp[i] == vp[j] || vp[i] == kp[j])
+                return ag_fail(g, "attention: key / value parts %d and %d share a tensor", j, i);
     char sq[96], sk[96], sv[96];
     ag_shape_str(q, sq, sizeof sq);
-    ag_shape_str(k, sk, sizeof sk);
-    ag_shape_str(v, sv, sizeof sv);
-    if (!ag_is_float(q) || !ag_is_float(k) || !ag_is_float(v)) return ag_fail(g, "attention: q, k, v must be float");
-    if (q->ndim != 3 || k->ndim != 3 || v->ndim != 3)
-        return ag_fail(g, "attention: q, k, v must be [T, heads, d]: q %s, k %s, v %s", sq, sk, sv);
+    ag_shape_str(kp[0], sk, sizeof sk);
+    ag_shape_str(vp[0], sv, sizeof sv);
+    if (!ag_is_float(q)) return ag_fail(g, "attention: q, k, v must be float");
+    if (q->ndim != 3) return ag_fail(g, "attention: q, k, v must be [T, heads, d]: q %s, k %s, v %s", sq, sk, sv);
     const int64_t Tq = q->shape[0], H = q->shape[1], d = q->shape[2];
-    const int64_t Tk = k->shape[0], Hkv = k->shape[1];
-    if (k->shape[2] != d) return ag_fail(g, "attention: head dims differ: q %s, k %s", sq, sk);
-    if (v->shape[0] != Tk || v->shape[1] != Hkv) return ag_fail(g, "attention: k %s and v %s differ", sk, sv);
+    const int64_t Hkv = kp[0]->shape[1], dvv = vp[0]->shape[2];
+    int64_t Tk = 0;
+    for (int i = 0; i < n_parts; i++) {
+        ag_tensor *k = kp[i], *v = vp[i];
+        ag_shape_str(k, sk, sizeof sk);
+        ag_shape_str(v, sv, sizeof sv);
+        if (!ag_is_float(k) || !ag_is_float(v)) return ag_fail(g, "attention: q, k, v must be float");
+        if (k->ndim != 3 || v->ndim != 3)
+            return ag_fail(g, "attention: q, k, v must be [T, heads, d]: q %s, k %s, v %s", sq, sk, sv);
+        if (k->shape[2] != d) return ag_fail(g, "attention: head dims differ: q %s, k %s", sq, sk);
+        if (v->shape[0] != k->shape[0] || v->shape[1] != k->shape[1])
+            return ag_fail(g, "attention: k %s and v %s differ", sk, sv);
+        if (k->shape[1] != Hkv || v->shape[2] != dvv)
+            return ag_fail(g, "attention: key part %d (k %s, v %s) differs from part 0 off the rows", i, sk, sv);
+        Tk += k->shape[0];
+    }
     if (H % Hkv) return ag_fail(g, "attention: %lld query heads not a multiple of %lld kv heads: q %s, k %s",
                                 (long long)H, (long long)Hkv, sq, sk);
-    if (valid) {
-        if (valid->dtype != AG_U8 && valid->dtype != AG_I32)
+    for (int i = 0; valid && i < n_parts; i++) {
+        if (!valid[i]) continue;
+        if (valid[i]->dtype != AG_U8 && valid[i]->dtype != AG_I32)
             return ag_fail(g, "attention: valid mask must be uint8 or int32");
-        if (valid->numel != Tk)
-            return ag_fail(g, "attention: valid mask has %lld entries for %lld keys", (long long)valid->numel,
-                           (long long)Tk);
+        if (valid[i]->numel != kp[i]->shape[0])
+            return ag_fail(g, "attention: valid mask has %lld entries for %lld keys", (long long)valid[i]->numel,
+                           (long long)kp[i]->shape[0]);
     }
     if (!(scale == scale)) return ag_fail(g, "attention: scale is NaN");
-    ei_k_attn kp;
+    ei_k_attn kp_;
     if (causal_offset < -Tq - 1) causal_offset = -Tq - 1; /* no query sees a key; keeps index math in range */
-    const int64_t shape[3] = {Tq, H, v->shape[2]};
+    const int64_t shape[3] = {Tq, H, dvv};
     ag_node *n = ag_node_new(g, &op_attention, 3, shape, ns, src);
     if (!n) return NULL;
     n->p.attention.scale = scale;
     n->p.attention.causal_offset = causal_offset;
+    n->p.attention.n_parts = n_parts;
+    n->p.attention.masked = masked;
     n->dim.attention.tq = Tq;
     n->dim.attention.tk = Tk;
     n->dim.attention.h = H;
     n->dim.attention.hkv = Hkv;
     n->dim.attention.d = d;
-    n->dim.attention.dv = v->shape[2];
+    n->dim.attention.dv = dvv;
     n->dim.attention.store_probs = H * Tq * Tk <= AG_ATTN_STORE_MAX;
     n->scratch = ag_arena_alloc(g, (size_t)(H * Tq) * ag_dtype_size(g->dtype));
-    attn_problem(n, &kp);
+    if (masked && n_parts > 1 && !(n->scratch2 = ag_arena_alloc(g, (size_t)Tk)))
+        return ag_fail(g, "attention: out of memory");
+    attn_problem(n, &kp_);
     /* the workspace lives in the backward only (a shared gradient pool may hold it); the
      * probabilities are written by the forward */
-    n->bwd_bytes = (size_t)ei_k_attention_ws_len(&kp) * ag_dtype_size(g->dtype);
+    n->bwd_bytes = (size_t)ei_k_attention_ws_len(&kp_) * ag_dtype_size(g->dtype);
     n->bwd_shared = 1;
-    n->keep_bytes = n->dim.attention.store_probs ? (size_t)ei_k_attention_p_len(&kp) * ag_dtype_size(g->dtype) : 0;
+    n->keep_bytes = n->dim.attention.store_probs ? (size_t)ei_k_attention_p_len(&kp_) * ag_dtype_size(g->dtype) : 0;
     return n->scratch ? &n->t : ag_fail(g, "attention: out of memory");
 }
 

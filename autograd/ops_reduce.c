@@ -39,13 +39,14 @@ static int sum_forward(ag_node *n) {
 }
 
 static void sum_backward(ag_node *n) {
-    void *da = ag_grad_acquire(n->src[0]);
+    int over;
+    void *da = ag_grad_acquire_overwrite(n->src[0], &over);
     if (!da) return;
     const int64_t outer = n->dim.reduce.outer, len = n->dim.reduce.n, inner = n->dim.reduce.inner;
     if (n->t.dtype == AG_F32)
-        sum_backward_f32(outer, len, inner, n->t.grad, da, (float)n->dim.reduce.coef);
+        sum_backward_f32(outer, len, inner, n->t.grad, da, (float)n->dim.reduce.coef, over);
     else
-        sum_backward_f64(outer, len, inner, n->t.grad, da, n->dim.reduce.coef);
+        sum_backward_f64(outer, len, inner, n->t.grad, da, n->dim.reduce.coef, over);
 }
 
 static const ag_op op_sum = {AG_OP_SUM, sum_forward, sum_backward, 0, 0};
@@ -100,12 +101,13 @@ static int sum_all_forward(ag_node *n) {
 }
 
 static void sum_all_backward(ag_node *n) {
-    void *da = ag_grad_acquire(n->src[0]);
+    int over;
+    void *da = ag_grad_acquire_overwrite(n->src[0], &over);
     if (!da) return;
     if (n->t.dtype == AG_F32)
-        sum_backward_f32(1, n->src[0]->t.numel, 1, n->t.grad, da, 1.0f);
+        sum_backward_f32(1, n->src[0]->t.numel, 1, n->t.grad, da, 1.0f, over);
     else
-        sum_backward_f64(1, n->src[0]->t.numel, 1, n->t.grad, da, 1.0);
+        sum_backward_f64(1, n->src[0]->t.numel, 1, n->t.grad, da, 1.0, over);
 }
 
 static const ag_op op_sum_all = {AG_OP_SUM_ALL, sum_all_forward, sum_all_backward, 0, 0};
@@ -131,13 +133,14 @@ static int softmax_forward(ag_node *n) {
 }
 
 static void softmax_backward(ag_node *n) {
-    void *dx = ag_grad_acquire(n->src[0]);
+    int over;
+    void *dx = ag_grad_acquire_overwrite(n->src[0], &over);
     if (!dx) return;
     const int64_t v = n->t.shape[n->t.ndim - 1], rows = n->t.numel / v;
     if (n->t.dtype == AG_F32)
-        softmax_backward_f32(rows, v, n->t.data, n->t.grad, dx);
+        softmax_backward_f32(rows, v, n->t.data, n->t.grad, dx, over);
     else
-        softmax_backward_f64(rows, v, n->t.data, n->t.grad, dx);
+        softmax_backward_f64(rows, v, n->t.data, n->t.grad, dx, over);
 }
 
 static const ag_op op_softmax = {AG_OP_SOFTMAX, softmax_forward, softmax_backward, 0, 0};
@@ -170,16 +173,18 @@ static int ce_forward(ag_node *n) {
 }
 
 static void ce_backward(ag_node *n) {
-    void *dx = ag_grad_acquire(n->src[0]);
+    int over;
+    void *dx = ag_grad_acquire_overwrite(n->src[0], &over);
     if (!dx) return;
     const int64_t R = n->dim.ce.rows, V = n->dim.ce.vocab;
     const void *mask = n->nsrc == 3 ? n->src[2]->t.data : NULL;
     const int mdt = n->nsrc == 3 ? (int)n->src[2]->t.dtype : -1;
     if (n->t.dtype == AG_F32)
-        ce_backward_f32(R, V, n->src[0]->t.data, n->src[1]->t.data, mask, mdt, n->scratch, ((float *)n->t.grad)[0], dx);
+        ce_backward_f32(R, V, n->src[0]->t.data, n->src[1]->t.data, mask, mdt, n->scratch, ((float *)n->t.grad)[0], dx,
+                        over);
     else
         ce_backward_f64(R, V, n->src[0]->t.data, n->src[1]->t.data, mask, mdt, n->scratch, ((double *)n->t.grad)[0],
-                        dx);
+                        dx, over);
 }
 
 static const ag_op op_ce = {AG_OP_CROSS_ENTROPY, ce_forward, ce_backward, 0, 0};
@@ -217,8 +222,8 @@ ag_tensor *ag_cross_entropy(ag_graph *g, ag_tensor *logits, ag_tensor *targets, 
  * answer tokens of a long context, and the vocabulary GEMM is the largest product per token).
  * src: x [.., D] (R rows), w [V, D], targets, [mask]. scratch: int64 rows [R] (the counted rows in
  * order), then the gathered targets [R] (int32) and weights [R]; scratch2: the gathered x [R, D],
- * logits [R, V], lse [R], row losses [R]; bwd_scratch: dlogits [R, V] and dx rows [R, D]. Only the
- * first m (counted) rows of each are used. When every row counts, x is used in place and every
+ * logits [R, V] (turned into dlogits in place by the backward), lse [R], row losses [R];
+ * bwd_scratch: dx rows [R, D]. Only the first m (counted) rows of each are used. When every row counts, x is used in place and every
  * GEMM is the one ag_linear + ag_cross_entropy run, so the results are bit-identical to that pair;
  * otherwise a row's logits come from a GEMM with fewer rows, which BLAS kernels may round
  * differently in the last bit. */
@@ -266,6 +271,7 @@ static int lce_forward(ag_node *n) {
         m++;
     }
     n->lce_m = m;
+    n->lce_spent = 0;
     n->ce_count = 0;
     memset(n->t.data, 0, es);
     if (m == 0) return 0;
@@ -303,14 +309,24 @@ static void lce_backward(ag_node *n) {
         if (dw && fw) memset(dw, 0, (size_t)(V * D) * es);
         return;
     }
-    char *dl = n->bwd_scratch, *dxg = dl + (size_t)(R * V) * es;
-    memset(dl, 0, (size_t)(m * V) * es);
-    if (dt == AG_F32)
-        ce_backward_f32(m, V, b.logits, b.tg, b.w, AG_F32, b.lse, ((float *)n->t.grad)[0], (float *)dl);
-    else
-        ce_backward_f64(m, V, b.logits, b.tg, b.w, AG_F64, b.lse, ((double *)n->t.grad)[0], (double *)dl);
+    /* dlogits replace the stored logits in place (each element is read, then written): no second
+     * [m, V] buffer (262 MB for 2,048 rows of a 32,000 vocabulary) and no pass over one. A second
+     * backward without a forward in between finds them spent and recomputes the logits first. */
+    char *dl = b.logits, *dxg = n->bwd_scratch;
     const void *w = n->src[1]->t.data;
     const int all = m == R;
+    if (n->lce_spent) {
+        const void *xs = all ? n->src[0]->t.data : b.xg;
+        if (dt == AG_F32)
+            ei_k_gemm_f32(0, 1, m, V, D, 1.0f, (const float *)xs, D, w, D, 0.0f, b.logits, V);
+        else
+            ei_k_gemm_f64(0, 1, m, V, D, 1.0, (const double *)xs, D, w, D, 0.0, b.logits, V);
+    }
+    n->lce_spent = 1;
+    if (dt == AG_F32)
+        ce_backward_f32(m, V, b.logits, b.tg, b.w, AG_F32, b.lse, ((float *)n->t.grad)[0], (float *)dl, 1);
+    else
+        ce_backward_f64(m, V, b.logits, b.tg, b.w, AG_F64, b.lse, ((double *)n->t.grad)[0], (double *)dl, 1);
     if (dx) {
         /* all rows: straight into dx as ag_linear's backward; else the m rows, then scattered */
         char *dst = all ? dx : dxg;
@@ -376,8 +392,8 @@ ag_tensor *ag_linear_cross_entropy(ag_graph *g, ag_tensor *x, ag_tensor *w, ag_t
     n->dim.lce.dim = D;
     n->scratch = ag_arena_alloc(g, (size_t)R * (8 + 4) + 8 + (size_t)R * es);
     n->scratch2 = ag_arena_alloc(g, ((size_t)(R * D) + (size_t)(R * V) + 2 * (size_t)R) * es);
-    n->bwd_bytes = ((size_t)(R * V) + (size_t)(R * D)) * es;
-    n->bwd_shared = 1; /* dlogits and dx rows: written and read inside the backward only */
+    n->bwd_bytes = (size_t)(R * D) * es;
+    n->bwd_shared = 1; /* the dx rows: written and read inside the backward only */
     return n->scratch && n->scratch2 ? &n->t : ag_fail(g, "linear_cross_entropy: out of memory");
 }
 

@@ -1,11 +1,14 @@
 /* Shape ops: concat, slice (a view over the leading axis), reshape (a view), transpose. Forward moves
- * bytes; backward adds. */
+ * bytes; backward adds, or copies into a gradient it touches first (ag_grad_acquire_overwrite). */
 #include "autograd/ag_internal.h"
 
 #include <string.h>
 
-static void add_into(ag_dtype dt, void *dst, const void *src, int64_t n) {
-    if (dt == AG_F32) {
+/* dst += src, or dst = src when over (dst is a fresh gradient: its old bytes are garbage). */
+static void grad_into(ag_dtype dt, void *dst, const void *src, int64_t n, int over) {
+    if (over) {
+        memcpy(dst, src, (size_t)n * ag_dtype_size(dt));
+    } else if (dt == AG_F32) {
         float *d = dst;
         const float *s = src;
         for (int64_t i = 0; i < n; i++) d[i] += s[i];
@@ -42,15 +45,17 @@ static void concat_backward(ag_node *n) {
     const int ax = n->p.concat.axis;
     const size_t es = ag_dtype_size(n->t.dtype);
     int64_t off = 0;
+    /* one source at a time: a source given twice is copied into at its first place, then added to */
     for (int s = 0; s < n->nsrc; s++) {
         const int64_t e = n->src[s]->t.shape[ax];
-        char *dx = ag_grad_acquire(n->src[s]);
+        int over;
+        char *dx = ag_grad_acquire_overwrite(n->src[s], &over);
         if (dx) {
             const char *dy = n->t.grad;
 #pragma omp parallel for schedule(static) if (n->t.numel > AG_PAR_MIN)
             for (int64_t o = 0; o < outer; o++)
-                add_into(n->t.dtype, dx + (size_t)(o * e * inner) * es, dy + (size_t)((o * tot + off) * inner) * es,
-                         e * inner);
+                grad_into(n->t.dtype, dx + (size_t)(o * e * inner) * es, dy + (size_t)((o * tot + off) * inner) * es,
+                          e * inner, over);
         }
         off += e;
     }
@@ -113,15 +118,23 @@ static int slice_forward(ag_node *n) {
 }
 
 static void slice_backward(ag_node *n) {
-    char *dx = ag_grad_acquire(n->src[0]);
+    int over;
+    char *dx = ag_grad_acquire_overwrite(n->src[0], &over);
     if (!dx) return;
     const int64_t outer = n->dim.slice.outer, ext = n->dim.slice.extent, inner = n->dim.slice.inner;
     const int64_t st = n->p.slice.start, len = n->p.slice.len;
     const size_t es = ag_dtype_size(n->t.dtype);
     const char *dy = n->t.grad;
+    /* a fresh gradient gets its zeros outside the slice here, so other slices of the source add */
 #pragma omp parallel for schedule(static) if (n->t.numel > AG_PAR_MIN)
-    for (int64_t o = 0; o < outer; o++)
-        add_into(n->t.dtype, dx + (size_t)((o * ext + st) * inner) * es, dy + (size_t)(o * len * inner) * es, len * inner);
+    for (int64_t o = 0; o < outer; o++) {
+        char *row = dx + (size_t)(o * ext * inner) * es;
+        if (over) {
+            memset(row, 0, (size_t)(st * inner) * es);
+            memset(row + (size_t)((st + len) * inner) * es, 0, (size_t)((ext - st - len) * inner) * es);
+        }
+        grad_into(n->t.dtype, row + (size_t)(st * inner) * es, dy + (size_t)(o * len * inner) * es, len * inner, over);
+    }
 }
 
 static const ag_op op_slice = {AG_OP_SLICE, slice_forward, slice_backward, 0, 0};
@@ -137,7 +150,6 @@ ag_tensor *ag_slice(ag_graph *g, ag_tensor *a, int axis, int64_t start, int64_t 
     if (ag_check_srcs(g, &op_slice, 1, &a)) return NULL;
     char sa[96];
     ag_shape_str(a, sa, sizeof sa);
-    if (!ag_is_float(a)) return ag_fail(g, "slice: input must be float");
     const int ax = ag_axis(axis, a->ndim);
     if (ax < 0) return ag_fail(g, "slice: axis %d out of range for %s", axis, sa);
     if (start < 0 || len < 1 || start > a->shape[ax] - len)
@@ -149,6 +161,9 @@ ag_tensor *ag_slice(ag_graph *g, ag_tensor *a, int axis, int64_t start, int64_t 
         if (d < ax) outer *= a->shape[d];
         if (d > ax) inner *= a->shape[d];
     }
+    /* a view keeps its source's dtype: masks and positions (uint8, int32) may be sliced that way */
+    if (!ag_is_float(a) && outer != 1)
+        return ag_fail(g, "slice: input must be float unless sliced along its leading axis (%s, axis %d)", sa, ax);
     ag_node *n = ag_node_new(g, outer == 1 ? &op_slice_view : &op_slice, a->ndim, shape, 1, &a);
     if (!n) return NULL;
     if (outer == 1) {
@@ -167,8 +182,9 @@ ag_tensor *ag_slice(ag_graph *g, ag_tensor *a, int axis, int64_t start, int64_t 
 /* ------------------------------------------------------------------ reshape (view, own gradient) */
 
 static void reshape_backward(ag_node *n) {
-    void *dx = ag_grad_acquire(n->src[0]);
-    if (dx) add_into(n->t.dtype, dx, n->t.grad, n->t.numel);
+    int over;
+    void *dx = ag_grad_acquire_overwrite(n->src[0], &over);
+    if (dx) grad_into(n->t.dtype, dx, n->t.grad, n->t.numel, over);
 }
 
 static const ag_op op_reshape = {AG_OP_RESHAPE, NULL, reshape_backward, 1, 0};
@@ -212,7 +228,8 @@ static void transpose_run(ag_node *n, int backward) {
     for (int d = 0; d < 4; d++) os[d] = d < off ? 1 : n->t.shape[d - off];
     const int64_t *st = n->dim.transpose.stride;
     const size_t es = ag_dtype_size(n->t.dtype);
-    char *x = backward ? ag_grad_acquire(n->src[0]) : n->src[0]->t.data;
+    int over = 0; /* the backward writes each element of the source's gradient once: a permutation */
+    char *x = backward ? ag_grad_acquire_overwrite(n->src[0], &over) : n->src[0]->t.data;
     char *y = backward ? n->t.grad : n->t.data;
     if (!x) return;
     const int f32 = n->t.dtype == AG_F32;
@@ -226,17 +243,20 @@ static void transpose_run(ag_node *n, int backward) {
                     if (!backward)
                         memcpy(y + (size_t)ob * es, x + (size_t)ib * es, (size_t)os[3] * es);
                     else
-                        add_into(n->t.dtype, x + (size_t)ib * es, y + (size_t)ob * es, os[3]);
+                        grad_into(n->t.dtype, x + (size_t)ib * es, y + (size_t)ob * es, os[3], over);
                     continue;
                 }
                 for (int64_t i3 = 0; i3 < os[3]; i3++) {
                     const int64_t xi = ib + i3 * st[3], yi = ob + i3;
                     if (!backward)
                         memcpy(y + (size_t)yi * es, x + (size_t)xi * es, es);
-                    else if (f32)
-                        ((float *)x)[xi] += ((const float *)y)[yi];
-                    else
-                        ((double *)x)[xi] += ((const double *)y)[yi];
+                    else if (f32) {
+                        const float v = ((const float *)y)[yi];
+                        ((float *)x)[xi] = over ? v : ((float *)x)[xi] + v;
+                    } else {
+                        const double v = ((const double *)y)[yi];
+                        ((double *)x)[xi] = over ? v : ((double *)x)[xi] + v;
+                    }
                 }
             }
 }

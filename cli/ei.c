@@ -38,9 +38,10 @@ int main(int argc, char **argv) {
         printf("ei %s\n", EI_VERSION);
         return 0;
     }
-    /* The commands that run OpenMP teams get a short libgomp spin (kernels.h, ei_k_process_init:
-     * the default spin made 2-thread training 10x slower on a loaded machine); this re-executes
-     * the program once, before anything is printed. */
+    /* The commands that run OpenMP teams get a libgomp spin that follows the machine's load
+     * (kernels.h, ei_k_process_init: the default spin made 2-thread training 10x slower on a
+     * loaded machine, a short one cost 10-20% on an idle one); this re-executes the program once,
+     * before anything is printed. */
     static const char *const team_commands[] = {"train", "eval", "generate", "compile"};
     for (size_t i = 0; i < sizeof team_commands / sizeof team_commands[0]; i++)
         if (strcmp(argv[1], team_commands[i]) == 0) ei_k_process_init(argv);

@@ -32,16 +32,46 @@ static inline int attn_key_valid(const ei_k_attn *p, int64_t j) {
  * 128 KiB in float, 256 KiB in double), well inside a thread's stack. */
 #define EI_ATTN_BK 256
 
-/* Workspace of the one-pass backward: delta [h, tq] and one dQ share [tq, h, d] per key tile. */
-int64_t ei_k_attention_ws_len(const ei_k_attn *p) {
-    return p->h * p->tq + (p->tk + EI_ATTN_BK - 1) / EI_ATTN_BK * p->tq * p->h * p->d;
+/* Key tiles: EI_ATTN_BK rows at a time inside each part, so that a tile never spans two parts. */
+static inline int attn_nparts(const ei_k_attn *p) { return p->n_parts > 1 ? p->n_parts : 1; }
+static inline int64_t attn_part_len(const ei_k_attn *p, int i) { return p->n_parts > 1 ? p->part_len[i] : p->tk; }
+
+static int64_t attn_ntiles(const ei_k_attn *p) {
+    int64_t n = 0;
+    for (int i = 0; i < attn_nparts(p); i++) n += (attn_part_len(p, i) + EI_ATTN_BK - 1) / EI_ATTN_BK;
+    return n;
 }
 
-/* Stored probabilities: [h, tq, tk] values, then the maximum they are relative to per row and key
- * tile, [h, tq, ceil(tk / BK)]. */
-int64_t ei_k_attention_p_len(const ei_k_attn *p) {
-    return p->h * p->tq * (p->tk + (p->tk + EI_ATTN_BK - 1) / EI_ATTN_BK);
+typedef struct {
+    int part;
+    int64_t j0, nk, off; /* first key (over all parts), rows, first row inside the part */
+} attn_tile;
+
+/* Tile b (0 <= b < attn_ntiles). */
+static attn_tile attn_tile_at(const ei_k_attn *p, int64_t b) {
+    attn_tile t = {0, 0, 0, 0};
+    int64_t j = 0;
+    for (int i = 0; i < attn_nparts(p); i++) {
+        const int64_t len = attn_part_len(p, i), nt = (len + EI_ATTN_BK - 1) / EI_ATTN_BK;
+        if (b < nt) {
+            t.part = i;
+            t.off = b * EI_ATTN_BK;
+            t.j0 = j + t.off;
+            t.nk = len - t.off < EI_ATTN_BK ? len - t.off : EI_ATTN_BK;
+            return t;
+        }
+        b -= nt;
+        j += len;
+    }
+    return t;
 }
+
+/* Workspace of the one-pass backward: delta [h, tq] and one dQ share [tq, h, d] per key tile. */
+int64_t ei_k_attention_ws_len(const ei_k_attn *p) { return p->h * p->tq + attn_ntiles(p) * p->tq * p->h * p->d; }
+
+/* Stored probabilities: [h, tq, tk] values, then the maximum they are relative to per row and key
+ * tile, [h, tq, tiles]. */
+int64_t ei_k_attention_p_len(const ei_k_attn *p) { return p->h * p->tq * (p->tk + attn_ntiles(p)); }
 
 #define REAL float
 #define SFX(name) name##_f32

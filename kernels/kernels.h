@@ -84,15 +84,21 @@ int ei_k_threads_get(void);
 void ei_k_blas_init(void);
 
 /* How long an idle OpenMP thread spins before it sleeps, as a program's main() sets it: when
- * neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT is in the environment, sets GOMP_SPINCOUNT to
- * EI_K_SPINCOUNT and re-executes the program (/proc/self/exe, same argv and environment), because
- * libgomp reads both variables once, in its constructor, before main runs. Returns 0 when nothing
- * was needed, -1 when the re-exec failed (the program then runs on with libgomp's default); on
- * success it does not return. Call it first in main, before any output or threads. Why (gemm.c):
- * libgomp's default of 300,000 spins made a 2-thread training step 10x slower on a loaded machine.
+ * neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT is in the environment, sets GOMP_SPINCOUNT from the
+ * machine's load (ei_k_spin_for_load) and re-executes the program (/proc/self/exe, same argv and
+ * environment), because libgomp reads both variables once, in its constructor, before main runs.
+ * Returns 0 when nothing was needed, -1 when the re-exec failed (the program then runs on with
+ * libgomp's default); on success it does not return. Call it first in main, before any output or
+ * threads. Why (gemm.c): libgomp's default of 300,000 spins made a 2-thread training step 10x
+ * slower on a loaded machine, while on an idle one 1000 spins cost 10-20% of a training step.
  * Not under valgrind (LD_PRELOAD names its vgpreload library): the exec would leave the tool. `ei`
  * calls it for train, eval, generate and compile. */
-#define EI_K_SPINCOUNT "1000"
+#define EI_K_SPINCOUNT "1000"        /* other tasks are running */
+#define EI_K_SPINCOUNT_IDLE "300000" /* libgomp's default: the cores are free */
+/* The GOMP_SPINCOUNT for a machine of ncpu CPUs with `others` runnable tasks besides this one
+ * (-1: unknown): EI_K_SPINCOUNT_IDLE when the team has the cores to itself (no other task below
+ * 8 CPUs; fewer than one per 8 CPUs above), else EI_K_SPINCOUNT. A static string. */
+const char *ei_k_spin_for_load(int ncpu, int others);
 int ei_k_process_init(char **argv);
 
 /* C = alpha * op(A) op(B) + beta * C, row-major. op(A) is M x K, op(B) is K x N; lda/ldb/ldc are
@@ -107,12 +113,20 @@ void ei_k_gemm_f64(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, do
  * key, whose output is 0). Query head hh uses KV head hh / (h / hkv). Query i sees key j iff
  * j <= causal_offset + i (INT64_MAX: all keys) and the key is valid (valid_u8 / valid_i32 both
  * NULL: all valid; otherwise the non-NULL one, [tk], nonzero = valid). */
+#define EI_K_ATTN_MAX_PARTS 4
 typedef struct {
     int64_t tq, tk, h, hkv, d, dv;
     double scale;
     int64_t causal_offset;
     const uint8_t *valid_u8;
     const int32_t *valid_i32;
+    /* Keys in parts (a segment's sink, window and own rows, without concatenating them): n_parts
+     * 0 or 1 means one part of tk rows; else part i holds part_len[i] rows, keys in part order,
+     * sum = tk. The causal rule and the valid mask index the keys of all parts in that order. Key
+     * tiles never span two parts, so the parts change how the softmax is blocked and results move
+     * by rounding against one part. */
+    int n_parts;
+    int64_t part_len[EI_K_ATTN_MAX_PARTS];
 } ei_k_attn;
 
 /* Online softmax over key blocks; no tq x tk buffer. */
@@ -143,6 +157,21 @@ void ei_k_attention_backward_f64(const ei_k_attn *p, const double *q, const doub
  * kernel's type (overwritten; delta included). pst: NULL (recompute the scores) or the store of
  * ei_k_attention_forward_p from the same inputs. dq, dk, dv: += . */
 int64_t ei_k_attention_ws_len(const ei_k_attn *p);
+/* The single-array functions take k, v (and dk, dv) as one array of tk rows, cut into p's parts
+ * when it has several; the _parts ones take an array of p->n_parts part pointers each (dk, dv NULL,
+ * or NULL entries, for gradients not wanted). */
+void ei_k_attention_forward_parts_f32(const ei_k_attn *p, const float *q, const float *const *k,
+                                      const float *const *v, float *out, float *lse, float *pst);
+void ei_k_attention_forward_parts_f64(const ei_k_attn *p, const double *q, const double *const *k,
+                                      const double *const *v, double *out, double *lse, double *pst);
+void ei_k_attention_backward_parts_f32(const ei_k_attn *p, const float *q, const float *const *k,
+                                       const float *const *v, const float *out, const float *lse,
+                                       const float *dout, float *ws, const float *pst, float *dq,
+                                       float *const *dk, float *const *dv);
+void ei_k_attention_backward_parts_f64(const ei_k_attn *p, const double *q, const double *const *k,
+                                       const double *const *v, const double *out, const double *lse,
+                                       const double *dout, double *ws, const double *pst, double *dq,
+                                       double *const *dk, double *const *dv);
 void ei_k_attention_backward_ws_f32(const ei_k_attn *p, const float *q, const float *k, const float *v,
                                     const float *out, const float *lse, const float *dout, float *ws,
                                     const float *pst, float *dq, float *dk, float *dv);
@@ -156,24 +185,25 @@ void ei_k_rmsnorm_forward_f32(int64_t rows, int64_t dim, const float *x, const f
                               float *rstd);
 void ei_k_rmsnorm_forward_f64(int64_t rows, int64_t dim, const double *x, const double *w, double eps, double *y,
                               double *rstd);
-/* dx += , dw += (dw reduced over rows in a fixed order). */
+/* dx += (dx = when overwrite: a gradient's first write, its old contents ignored), dw += (dw
+ * reduced over rows in a fixed order). */
 void ei_k_rmsnorm_backward_f32(int64_t rows, int64_t dim, const float *x, const float *w, const float *rstd,
-                               const float *dy, float *dx, float *dw);
+                               const float *dy, float *dx, int overwrite, float *dw);
 void ei_k_rmsnorm_backward_f64(int64_t rows, int64_t dim, const double *x, const double *w, const double *rstd,
-                               const double *dy, double *dx, double *dw);
+                               const double *dy, double *dx, int overwrite, double *dw);
 
 /* RoPE, one table generator and one rotation. Layout 0 = interleaved pairs (2i, 2i+1), 1 =
  * rotate-half pairs (i, i + d/2); angle of pair i: pos * theta^(-2i/d), computed in double and
  * rounded once. ei_k_rope_angles_* fills cs [t, d/2, 2] with (cos, sin) of the pair angles of
  * positions pos[0..t) (pos NULL: positions 0 .. t-1). ei_k_rope_tab_* rotates row r of x [t, h, d]
  * by the table row idx[r] (idx NULL: row r), so a table over positions 0..P-1 serves any positions
- * in that range without recomputing; inverse = 1 rotates by the negative angle and ADDS into y
- * (the backward: dx += R^T dy), inverse = 0 writes y. */
+ * in that range without recomputing; inverse = 1 rotates by the negative angle (the backward:
+ * dx = R^T dy). add = 1 ADDS into y (a gradient being accumulated), add = 0 writes y. */
 void ei_k_rope_angles_f32(int64_t t, int64_t d, const int32_t *pos, double theta, float *cs);
 void ei_k_rope_angles_f64(int64_t t, int64_t d, const int32_t *pos, double theta, double *cs);
 void ei_k_rope_tab_f32(int64_t t, int64_t h, int64_t d, const float *cs, const int32_t *idx, int layout, int inverse,
-                       const float *x, float *y);
+                       int add, const float *x, float *y);
 void ei_k_rope_tab_f64(int64_t t, int64_t h, int64_t d, const double *cs, const int32_t *idx, int layout,
-                       int inverse, const double *x, double *y);
+                       int inverse, int add, const double *x, double *y);
 
 #endif

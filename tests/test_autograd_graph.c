@@ -611,6 +611,261 @@ static void test_pool_seed_unmarked(void **state) {
     ag_grad_pool_free(p);
 }
 
+/* ---------------------------------------------------------------- first-touch gradients
+ * An op that writes every element of a source's gradient overwrites it on the first touch in a
+ * backward (ag_grad_acquire_overwrite) instead of zeroing it and adding. Each case runs its op on
+ * op-node inputs u, v (leaves are never fresh) in three graphs: the op alone (fresh), with a second
+ * consumer of u and v built before it (the op's backward runs first, fresh, and the other adds) and
+ * built after it (the op adds to a live gradient). Every op-node gradient starts as NaN, or lies in
+ * a shared pool, so an element a fresh write skips reaches the leaves' gradients as NaN or as
+ * another gradient's bytes. Checked by central differences in float64, and float32 against it. */
+
+typedef ag_tensor *(*ow_build_fn)(ag_graph *g, ag_tensor *u, ag_tensor *v);
+
+typedef struct {
+    const char *name;
+    int un; /* rank and shape of u's leaf, then of v's */
+    int64_t us[4];
+    int vn;
+    int64_t vs[4];
+    ow_build_fn build;
+} ow_case;
+
+static ag_tensor *ow_i32(ag_graph *g, int64_t n, const int32_t *vals) {
+    ag_tensor *t = ag_input_i32(g, 1, &n);
+    memcpy(ag_tensor_data(t), vals, (size_t)n * sizeof *vals);
+    return t;
+}
+
+static ag_tensor *ow_add(ag_graph *g, ag_tensor *u, ag_tensor *v) { return ag_add(g, u, v); }
+static ag_tensor *ow_sub(ag_graph *g, ag_tensor *u, ag_tensor *v) { return ag_sub(g, u, v); }
+static ag_tensor *ow_sub_rev(ag_graph *g, ag_tensor *u, ag_tensor *v) { return ag_sub(g, v, u); }
+static ag_tensor *ow_mul(ag_graph *g, ag_tensor *u, ag_tensor *v) { return ag_mul(g, u, v); }
+static ag_tensor *ow_mul_rev(ag_graph *g, ag_tensor *u, ag_tensor *v) { return ag_mul(g, v, u); }
+static ag_tensor *ow_div(ag_graph *g, ag_tensor *u, ag_tensor *v) { return ag_div(g, u, v); }
+static ag_tensor *ow_mul_self(ag_graph *g, ag_tensor *u, ag_tensor *v) { return ag_add(g, ag_mul(g, u, u), v); }
+static ag_tensor *ow_add_self(ag_graph *g, ag_tensor *u, ag_tensor *v) { return ag_mul(g, ag_add(g, u, u), v); }
+static ag_tensor *ow_silu(ag_graph *g, ag_tensor *u, ag_tensor *v) { return (void)v, ag_silu(g, u); }
+static ag_tensor *ow_sigmoid(ag_graph *g, ag_tensor *u, ag_tensor *v) { return (void)v, ag_sigmoid(g, u); }
+static ag_tensor *ow_elu1(ag_graph *g, ag_tensor *u, ag_tensor *v) { return (void)v, ag_elu1(g, u); }
+static ag_tensor *ow_exp(ag_graph *g, ag_tensor *u, ag_tensor *v) { return (void)v, ag_exp(g, u); }
+static ag_tensor *ow_scale(ag_graph *g, ag_tensor *u, ag_tensor *v) { return (void)v, ag_scale(g, u, -0.75); }
+static ag_tensor *ow_addc(ag_graph *g, ag_tensor *u, ag_tensor *v) { return (void)v, ag_add_scalar(g, u, 0.5); }
+static ag_tensor *ow_swiglu(ag_graph *g, ag_tensor *u, ag_tensor *v) { return ag_swiglu(g, u, v); }
+static ag_tensor *ow_swiglu_rev(ag_graph *g, ag_tensor *u, ag_tensor *v) { return ag_swiglu(g, v, u); }
+static ag_tensor *ow_swiglu_self(ag_graph *g, ag_tensor *u, ag_tensor *v) { return ag_mul(g, ag_swiglu(g, u, u), v); }
+static ag_tensor *ow_concat(ag_graph *g, ag_tensor *u, ag_tensor *v) { return ag_concat(g, u, v, 1); }
+static ag_tensor *ow_concat0(ag_graph *g, ag_tensor *u, ag_tensor *v) { return ag_concat(g, v, u, 0); }
+static ag_tensor *ow_concat_twice(ag_graph *g, ag_tensor *u, ag_tensor *v) {
+    ag_tensor *ts[3] = {u, v, u};
+    return ag_concat_n(g, 3, ts, 1);
+}
+static ag_tensor *ow_slice_lead(ag_graph *g, ag_tensor *u, ag_tensor *v) { return (void)v, ag_slice(g, u, 0, 1, 2); }
+static ag_tensor *ow_slice_mid(ag_graph *g, ag_tensor *u, ag_tensor *v) { return (void)v, ag_slice(g, u, 1, 2, 3); }
+static ag_tensor *ow_slice_all(ag_graph *g, ag_tensor *u, ag_tensor *v) { return (void)v, ag_slice(g, u, 1, 0, 6); }
+static ag_tensor *ow_slice_two(ag_graph *g, ag_tensor *u, ag_tensor *v) {
+    (void)v;
+    return ag_mul(g, ag_slice(g, u, 1, 0, 2), ag_slice(g, u, 1, 3, 2)); /* column 2 and 5 of u get nothing */
+}
+static ag_tensor *ow_slice_3d(ag_graph *g, ag_tensor *u, ag_tensor *v) { return (void)v, ag_slice(g, u, 1, 1, 1); }
+static ag_tensor *ow_reshape(ag_graph *g, ag_tensor *u, ag_tensor *v) {
+    return ag_add(g, ag_reshape(g, ag_reshape(g, u, AG_SHAPE(2, 6)), AG_SHAPE(3, 4)), v);
+}
+static ag_tensor *ow_transpose01(ag_graph *g, ag_tensor *u, ag_tensor *v) { return (void)v, ag_transpose(g, u, 0, 1); }
+static ag_tensor *ow_transpose12(ag_graph *g, ag_tensor *u, ag_tensor *v) { return (void)v, ag_transpose(g, u, 1, 2); }
+static ag_tensor *ow_sum1(ag_graph *g, ag_tensor *u, ag_tensor *v) { return (void)v, ag_sum(g, u, 1, 0); }
+static ag_tensor *ow_sum2(ag_graph *g, ag_tensor *u, ag_tensor *v) { return (void)v, ag_sum(g, u, 2, 1); }
+static ag_tensor *ow_mean0(ag_graph *g, ag_tensor *u, ag_tensor *v) { return (void)v, ag_mean(g, u, 0, 0); }
+static ag_tensor *ow_sum_all(ag_graph *g, ag_tensor *u, ag_tensor *v) { return ag_mul(g, ag_sum_all(g, u), v); }
+static ag_tensor *ow_softmax(ag_graph *g, ag_tensor *u, ag_tensor *v) { return (void)v, ag_softmax(g, u); }
+static const int32_t ow_targets[4] = {1, -1, 4, 0};
+static ag_tensor *ow_ce(ag_graph *g, ag_tensor *u, ag_tensor *v) {
+    return (void)v, ag_cross_entropy(g, u, ow_i32(g, 4, ow_targets), NULL);
+}
+static ag_tensor *ow_ce_mask(ag_graph *g, ag_tensor *u, ag_tensor *v) {
+    ag_tensor *m = ag_input_u8(g, AG_SHAPE(4));
+    memcpy(ag_tensor_data(m), (const uint8_t[]){1, 1, 0, 1}, 4); /* rows 1 (target -1) and 2 count nothing */
+    return (void)v, ag_cross_entropy(g, u, ow_i32(g, 4, ow_targets), m);
+}
+static ag_tensor *ow_lce(ag_graph *g, ag_tensor *u, ag_tensor *v) {
+    return ag_linear_cross_entropy(g, u, v, ow_i32(g, 4, ow_targets), NULL);
+}
+static ag_tensor *ow_lce_all(ag_graph *g, ag_tensor *u, ag_tensor *v) {
+    return ag_linear_cross_entropy(g, u, v, ow_i32(g, 4, (const int32_t[]){1, 3, 4, 0}), NULL);
+}
+static ag_tensor *ow_matmul(ag_graph *g, ag_tensor *u, ag_tensor *v) { return ag_matmul(g, u, v, 0, 0); }
+static ag_tensor *ow_matmul_ta(ag_graph *g, ag_tensor *u, ag_tensor *v) { return ag_matmul(g, u, v, 1, 0); }
+static ag_tensor *ow_matmul_tb(ag_graph *g, ag_tensor *u, ag_tensor *v) { return ag_matmul(g, u, v, 0, 1); }
+static ag_tensor *ow_matmul_tab(ag_graph *g, ag_tensor *u, ag_tensor *v) { return ag_matmul(g, u, v, 1, 1); }
+static ag_tensor *ow_matmul_self(ag_graph *g, ag_tensor *u, ag_tensor *v) {
+    return ag_mul(g, ag_matmul(g, u, u, 0, 1), v);
+}
+static ag_tensor *ow_linear(ag_graph *g, ag_tensor *u, ag_tensor *v) {
+    return ag_linear(g, u, v, ag_sum(g, v, 1, 0)); /* an op-node bias, so its gradient can be fresh */
+}
+static ag_tensor *ow_linear_bias_live(ag_graph *g, ag_tensor *u, ag_tensor *v) {
+    ag_tensor *b = ag_sum(g, v, 1, 0);
+    return ag_mul(g, ag_linear(g, u, v, b), b); /* the mul's backward touches b first */
+}
+static ag_tensor *ow_rmsnorm(ag_graph *g, ag_tensor *u, ag_tensor *v) {
+    return ag_rmsnorm(g, u, ag_sum(g, v, 0, 0), 1e-5);
+}
+static ag_tensor *ow_rmsnorm_now(ag_graph *g, ag_tensor *u, ag_tensor *v) {
+    return (void)v, ag_rmsnorm(g, u, NULL, 1e-5);
+}
+static const int32_t ow_pos[3] = {0, 5, 2};
+static ag_tensor *ow_rope(ag_graph *g, ag_tensor *u, ag_tensor *v) {
+    return (void)v, ag_rope(g, u, ow_i32(g, 3, ow_pos), 1e4, AG_ROPE_INTERLEAVED);
+}
+static ag_tensor *ow_rope_half(ag_graph *g, ag_tensor *u, ag_tensor *v) {
+    return (void)v, ag_rope_ex(g, u, ow_i32(g, 3, ow_pos), 1e4, AG_ROPE_HALF, 8);
+}
+
+#define OW2(a, b) 2, {a, b, 1, 1}
+#define OW3(a, b, c) 3, {a, b, c, 1}
+#define OW1(a) 1, {a, 1, 1, 1}
+
+static const ow_case ow_cases[] = {
+    {"add flat", OW2(3, 4), OW2(3, 4), ow_add},
+    {"sub, v broadcast over rows", OW2(3, 4), OW1(4), ow_sub},
+    {"sub, u broadcast over rows", OW1(4), OW2(3, 4), ow_sub_rev},
+    {"mul, v per row", OW2(3, 4), OW2(3, 1), ow_mul},
+    {"mul, u per row", OW2(3, 1), OW2(3, 4), ow_mul_rev},
+    {"mul, u over a middle axis", OW3(2, 1, 4), OW3(2, 3, 4), ow_mul_rev},
+    {"div flat", OW2(3, 4), OW2(3, 4), ow_div},
+    {"div, v per row", OW2(3, 4), OW2(3, 1), ow_div},
+    {"mul(u, u)", OW2(3, 4), OW2(3, 4), ow_mul_self},
+    {"add(u, u)", OW2(3, 4), OW2(3, 4), ow_add_self},
+    {"silu", OW2(3, 4), OW1(1), ow_silu},
+    {"sigmoid", OW2(3, 4), OW1(1), ow_sigmoid},
+    {"elu1", OW2(3, 4), OW1(1), ow_elu1},
+    {"exp", OW2(3, 4), OW1(1), ow_exp},
+    {"scale", OW2(3, 4), OW1(1), ow_scale},
+    {"add_scalar", OW2(3, 4), OW1(1), ow_addc},
+    {"swiglu", OW2(3, 4), OW2(3, 4), ow_swiglu},
+    {"swiglu(v, u)", OW2(3, 4), OW2(3, 4), ow_swiglu_rev},
+    {"swiglu(u, u)", OW2(3, 4), OW2(3, 4), ow_swiglu_self},
+    {"concat axis 1", OW2(3, 2), OW2(3, 3), ow_concat},
+    {"concat axis 0", OW2(2, 3), OW2(3, 3), ow_concat0},
+    {"concat u, v, u", OW2(3, 2), OW2(3, 3), ow_concat_twice},
+    {"slice leading (view)", OW2(4, 6), OW1(1), ow_slice_lead},
+    {"slice inside", OW2(4, 6), OW1(1), ow_slice_mid},
+    {"slice whole", OW2(4, 6), OW1(1), ow_slice_all},
+    {"two slices, gaps", OW2(4, 6), OW1(1), ow_slice_two},
+    {"slice middle axis", OW3(2, 3, 4), OW1(1), ow_slice_3d},
+    {"reshape", OW2(3, 4), OW2(3, 4), ow_reshape},
+    {"transpose rows", OW3(2, 3, 4), OW1(1), ow_transpose01},
+    {"transpose inner", OW3(2, 3, 4), OW1(1), ow_transpose12},
+    {"sum axis 1", OW3(2, 3, 4), OW1(1), ow_sum1},
+    {"sum last axis keepdim", OW3(2, 3, 4), OW1(1), ow_sum2},
+    {"mean axis 0", OW3(2, 3, 4), OW1(1), ow_mean0},
+    {"sum_all", OW2(3, 4), OW1(1), ow_sum_all},
+    {"softmax", OW2(3, 5), OW1(1), ow_softmax},
+    {"cross_entropy", OW2(4, 5), OW1(1), ow_ce},
+    {"cross_entropy masked", OW2(4, 5), OW1(1), ow_ce_mask},
+    {"linear_cross_entropy, rows skipped", OW2(4, 3), OW2(5, 3), ow_lce},
+    {"linear_cross_entropy, every row", OW2(4, 3), OW2(5, 3), ow_lce_all},
+    {"matmul", OW2(3, 4), OW2(4, 2), ow_matmul},
+    {"matmul batched, shared b", OW3(2, 3, 4), OW2(4, 2), ow_matmul},
+    {"matmul batched trans_a, shared b", OW3(2, 4, 3), OW2(4, 2), ow_matmul_ta},
+    {"matmul batched", OW3(2, 3, 4), OW3(2, 4, 2), ow_matmul},
+    {"matmul batched trans_a trans_b", OW3(2, 4, 3), OW3(2, 2, 4), ow_matmul_tab},
+    {"matmul trans_b", OW2(3, 4), OW2(2, 4), ow_matmul_tb},
+    {"matmul(u, u^T)", OW2(3, 4), OW2(3, 3), ow_matmul_self},
+    {"linear with bias", OW2(3, 4), OW2(2, 4), ow_linear},
+    {"linear, bias gradient live", OW2(3, 4), OW2(2, 4), ow_linear_bias_live},
+    {"rmsnorm", OW2(3, 4), OW2(2, 4), ow_rmsnorm},
+    {"rmsnorm without weight", OW2(3, 4), OW1(1), ow_rmsnorm_now},
+    {"rope interleaved", OW3(3, 2, 4), OW1(1), ow_rope},
+    {"rope half, position table", OW3(3, 2, 4), OW1(1), ow_rope_half},
+};
+
+typedef struct {
+    ag_graph *g;
+    ag_tensor *x, *y, *loss;
+} ow_graph;
+
+/* The second consumer of u and v: its backward runs before the ops built ahead of it. */
+static ag_tensor *ow_other(ag_graph *g, ag_tensor *u, ag_tensor *v) {
+    return ag_add(g, ag_gradcheck_loss(g, ag_sigmoid(g, u), 5), ag_gradcheck_loss(g, ag_sigmoid(g, v), 6));
+}
+
+/* variant 0: the op alone; 1: another consumer of u and v built before it; 2: built after it. */
+static void ow_build(ow_graph *m, const ow_case *c, ag_dtype dt, int variant, ag_grad_pool *pool) {
+    m->g = ag_graph_new(dt, 0);
+    assert_non_null(m->g);
+    if (pool) assert_int_equal(ag_graph_share_grads(m->g, pool), 0);
+    ag_graph *g = m->g;
+    m->x = ag_input(g, c->un, c->us);
+    m->y = ag_input(g, c->vn, c->vs);
+    assert_int_equal(ag_tensor_set_requires_grad(m->x, 1), 0);
+    assert_int_equal(ag_tensor_set_requires_grad(m->y, 1), 0);
+    uint64_t s = 77;
+    assert_int_equal(ag_fill_uniform(m->x, &s, -1.0, 1.0), 0);
+    assert_int_equal(ag_fill_uniform(m->y, &s, -1.0, 1.0), 0);
+    ag_tensor *u = ag_scale(g, m->x, 1.25), *v = ag_add_scalar(g, m->y, 3.0); /* v: a safe divisor */
+    ag_tensor *other = variant == 1 ? ow_other(g, u, v) : NULL;
+    ag_tensor *out = c->build(g, u, v);
+    if (variant == 2) other = ow_other(g, u, v);
+    m->loss = ag_gradcheck_loss(g, out, 4);
+    if (other) m->loss = ag_add(g, m->loss, other);
+    if (ag_graph_finalize(g)) fail_msg("%s: %s", c->name, ei_error_get());
+    /* garbage in every op-node gradient: what a fresh write leaves unwritten stays NaN */
+    for (int i = 0; i < ag_graph_node_count(g); i++) {
+        ag_tensor *t = ag_graph_node(g, i);
+        if (t->kind != AG_NODE_OP || !t->grad) continue;
+        for (int64_t e = 0; e < t->numel; e++) {
+            if (dt == AG_F32)
+                ((float *)t->grad)[e] = NAN;
+            else
+                ((double *)t->grad)[e] = NAN;
+        }
+    }
+}
+
+static void test_grad_first_touch(void **state) {
+    (void)state;
+    const int ncase = (int)(sizeof ow_cases / sizeof ow_cases[0]);
+    double worst = 0;
+    for (int k = 0; k < ncase; k++) {
+        const ow_case *c = &ow_cases[k];
+        for (int variant = 0; variant < 3; variant++)
+            for (int pooled = 0; pooled < 2; pooled++) {
+                ag_grad_pool *p = pooled ? ag_grad_pool_new() : NULL;
+                ow_graph a, b;
+                ow_build(&a, c, AG_F64, variant, p);
+                ag_tensor *wrt[2] = {a.x, a.y};
+                ag_gradcheck_result r;
+                if (ag_gradcheck(a.g, a.loss, 2, wrt, 1e-5, 0, &r)) fail_msg("%s: %s", c->name, ei_error_get());
+                if (!(r.max_rel_err <= 1e-6) || !(r.max_abs_grad > 1e-3))
+                    fail_msg("%s, variant %d%s: rel err %.3g (tensor %d, element %lld), max |grad| %.3g", c->name,
+                             variant, pooled ? ", pooled" : "", r.max_rel_err, r.worst_tensor,
+                             (long long)r.worst_index, r.max_abs_grad);
+                worst = fmax(worst, r.max_rel_err);
+                /* float32 on the same garbage, against the float64 gradient */
+                ow_build(&b, c, AG_F32, variant, p);
+                assert_int_equal(ag_graph_forward(b.g), 0);
+                assert_int_equal(ag_graph_backward_scalar(b.g, b.loss, 1.0), 0);
+                for (int w = 0; w < 2; w++) {
+                    ag_tensor *t64 = w ? a.y : a.x, *t32 = w ? b.y : b.x;
+                    double mx = 0;
+                    for (int64_t e = 0; e < t64->numel; e++) mx = fmax(mx, fabs(ag_tensor_grad_at(t64, e)));
+                    for (int64_t e = 0; e < t64->numel; e++) {
+                        const double d = fabs(ag_tensor_grad_at(t32, e) - ag_tensor_grad_at(t64, e));
+                        if (!(d <= 1e-4 * mx + 1e-6))
+                            fail_msg("%s, variant %d%s, float32: %s[%lld] %.9g vs %.9g", c->name, variant,
+                                     pooled ? ", pooled" : "", w ? "y" : "x", (long long)e,
+                                     ag_tensor_grad_at(t32, e), ag_tensor_grad_at(t64, e));
+                    }
+                }
+                ag_graph_free(a.g);
+                ag_graph_free(b.g);
+                ag_grad_pool_free(p);
+            }
+    }
+    printf("  first-touch gradients: %d cases x 3 graphs x (own, pooled) buffers, worst rel err %.2e\n", ncase, worst);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_transformer_gradcheck), cmocka_unit_test(test_frozen),
@@ -620,6 +875,7 @@ int main(void) {
         cmocka_unit_test(test_runtime_errors),        cmocka_unit_test(test_pool_chain),
         cmocka_unit_test(test_pool_residual),         cmocka_unit_test(test_pool_two_graphs),
         cmocka_unit_test(test_pool_seed_unmarked),
+        cmocka_unit_test(test_grad_first_touch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -83,10 +83,16 @@ typedef struct {
     double *q, *k, *v, *dout;
 } problem;
 
+/* Key parts of the problems that have them (0 = one part): set by run_parts around run_case. */
+static int n_parts;
+static int64_t part_len[EI_K_ATTN_MAX_PARTS];
+
 static void make(problem *pr, int64_t tq, int64_t tk, int64_t h, int64_t hkv, int64_t d, int64_t dv, int64_t off,
                  const uint8_t *valid, uint64_t seed) {
     memset(pr, 0, sizeof *pr);
-    pr->p = (ei_k_attn){tq, tk, h, hkv, d, dv, 1.0 / sqrt((double)d), off, valid, NULL};
+    pr->p = (ei_k_attn){.tq = tq, .tk = tk, .h = h, .hkv = hkv, .d = d, .dv = dv, .scale = 1.0 / sqrt((double)d),
+                        .causal_offset = off, .valid_u8 = valid, .n_parts = n_parts};
+    memcpy(pr->p.part_len, part_len, sizeof part_len);
     pr->nq = tq * h * d;
     pr->nk = tk * hkv * d;
     pr->nv = tk * hkv * dv;
@@ -172,6 +178,36 @@ static void run_case(int64_t tq, int64_t tk, int64_t h, int64_t hkv, int64_t d, 
         assert_memory_equal(g[0][0], g[1][0], (size_t)pr.nq * 4);
         assert_memory_equal(g[0][1], g[1][1], (size_t)pr.nk * 4);
         assert_memory_equal(g[0][2], g[1][2], (size_t)pr.nv * 4);
+        /* the _parts entry points on separately allocated parts: the same bits as one array cut into
+         * the same parts (the same tiles), gradients only for the parts asked for */
+        if (pr.p.n_parts > 1) {
+            const int np = pr.p.n_parts;
+            const float *kp[EI_K_ATTN_MAX_PARTS], *vp[EI_K_ATTN_MAX_PARTS];
+            float *kc[EI_K_ATTN_MAX_PARTS], *vc[EI_K_ATTN_MAX_PARTS], *dkc[EI_K_ATTN_MAX_PARTS], *dvc[EI_K_ATTN_MAX_PARTS];
+            int64_t j = 0;
+            for (int i = 0; i < np; i++) {
+                const size_t nk = (size_t)(pr.p.part_len[i] * hkv * d), nv = (size_t)(pr.p.part_len[i] * hkv * dv);
+                kc[i] = malloc(nk * 4), vc[i] = malloc(nv * 4);
+                memcpy(kc[i], k32 + j * hkv * d, nk * 4);
+                memcpy(vc[i], v32 + j * hkv * dv, nv * 4);
+                kp[i] = kc[i], vp[i] = vc[i];
+                dkc[i] = calloc(nk, 4), dvc[i] = i == 1 ? NULL : calloc(nv, 4); /* no dV for part 1 */
+                j += pr.p.part_len[i];
+            }
+            float *o3 = calloc((size_t)pr.no, 4), *l3 = calloc((size_t)(h * tq), 4), *q3 = calloc((size_t)pr.nq, 4);
+            ei_k_attention_forward_parts_f32(&pr.p, q32, kp, vp, o3, l3, p32);
+            assert_memory_equal(o3, o32b, (size_t)pr.no * 4);
+            ei_k_attention_backward_parts_f32(&pr.p, q32, kp, vp, o3, l3, d32, ws32, p32, q3, dkc, dvc);
+            assert_memory_equal(q3, g[1][0], (size_t)pr.nq * 4);
+            j = 0;
+            for (int i = 0; i < np; i++) {
+                assert_memory_equal(dkc[i], g[1][1] + j * hkv * d, (size_t)(pr.p.part_len[i] * hkv * d) * 4);
+                if (dvc[i]) assert_memory_equal(dvc[i], g[1][2] + j * hkv * dv, (size_t)(pr.p.part_len[i] * hkv * dv) * 4);
+                j += pr.p.part_len[i];
+                free(kc[i]), free(vc[i]), free(dkc[i]), free(dvc[i]);
+            }
+            free(o3), free(l3), free(q3);
+        }
         for (int t = 0; t < 2; t++) free(g[t][0]), free(g[t][1]), free(g[t][2]);
         free(ws32), free(p32), free(d32);
     }
@@ -210,6 +246,29 @@ static void test_several_key_tiles(void **state) {
     run_case(80, 600, 4, 2, 8, 8, 520, valid, 6);
 }
 
+/* Keys in parts (sink, window, segment, as the training graphs pass them): every check of
+ * run_case, against the same one-array reference, with tiles cut inside each part, including a
+ * part longer than a tile and a part of one key. */
+static void run_parts(int np, const int64_t *len, int64_t tq, int64_t tk, int64_t h, int64_t hkv, int64_t d,
+                      int64_t off, const uint8_t *valid, uint64_t seed) {
+    n_parts = np;
+    memcpy(part_len, len, (size_t)np * sizeof *len);
+    run_case(tq, tk, h, hkv, d, d, off, valid, seed);
+    n_parts = 0;
+    memset(part_len, 0, sizeof part_len);
+}
+
+static void test_key_parts(void **state) {
+    (void)state;
+    uint8_t valid[134];
+    for (int j = 0; j < 134; j++) valid[j] = !(j >= 4 && j < 14);
+    run_parts(3, (const int64_t[]){4, 60, 70}, 70, 134, 4, 1, 16, 64, valid, 2);
+    uint8_t v2[600];
+    for (int j = 0; j < 600; j++) v2[j] = !(j >= 4 && j < 40) && j != 300;
+    run_parts(4, (const int64_t[]){4, 300, 1, 295}, 80, 600, 4, 2, 8, 520, v2, 6);
+    run_parts(2, (const int64_t[]){3, 6}, 5, 9, 2, 2, 4, INT64_MAX, NULL, 7);
+}
+
 static void test_long_f32(void **state) {
     (void)state;
     run_case(256, 256, 2, 1, 32, 32, 0, NULL, 5);
@@ -221,6 +280,7 @@ int main(void) {
         cmocka_unit_test(test_segment_after_cache),
         cmocka_unit_test(test_noncausal_and_empty_rows),
         cmocka_unit_test(test_several_key_tiles),
+        cmocka_unit_test(test_key_parts),
         cmocka_unit_test(test_long_f32),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -91,12 +91,16 @@ static void test_rmsnorm(void **state) {
     float *dy32 = f32(dy, R * D), *dx1 = calloc((size_t)(R * D), 4), *dx2 = calloc((size_t)(R * D), 4);
     float *dw1 = calloc((size_t)D, 4), *dw2 = calloc((size_t)D, 4);
     ei_k_threads_set(1);
-    ei_k_rmsnorm_backward_f32(R, D, x32, w32, rs32, dy32, dx1, dw1);
+    ei_k_rmsnorm_backward_f32(R, D, x32, w32, rs32, dy32, dx1, 0, dw1);
     ei_k_threads_set(2);
-    ei_k_rmsnorm_backward_f32(R, D, x32, w32, rs32, dy32, dx2, dw2);
+    ei_k_rmsnorm_backward_f32(R, D, x32, w32, rs32, dy32, dx2, 0, dw2);
     ei_k_threads_set(1);
     assert_memory_equal(dx1, dx2, (size_t)(R * D) * 4);
     assert_memory_equal(dw1, dw2, (size_t)D * 4);
+    /* overwrite: dx written over garbage equals dx added to zeros */
+    for (int64_t i = 0; i < R * D; i++) dx2[i] = NAN;
+    ei_k_rmsnorm_backward_f32(R, D, x32, w32, rs32, dy32, dx2, 1, NULL);
+    assert_memory_equal(dx1, dx2, (size_t)(R * D) * 4);
     free(x), free(w), free(y), free(rs), free(x32), free(w32), free(y32), free(rs32), free(dy), free(dy32);
     free(dx1), free(dx2), free(dw1), free(dw2);
 }
@@ -114,8 +118,8 @@ static void test_rope(void **state) {
     ei_k_rope_angles_f64(T, D, pos, 500000.0, cs);
     ei_k_rope_angles_f32(T, D, pos, 500000.0, cs32);
     for (int layout = 0; layout < 2; layout++) {
-        ei_k_rope_tab_f64(T, H, D, cs, NULL, layout, 0, x, y);
-        ei_k_rope_tab_f32(T, H, D, cs32, NULL, layout, 0, x32, y32);
+        ei_k_rope_tab_f64(T, H, D, cs, NULL, layout, 0, 0, x, y);
+        ei_k_rope_tab_f32(T, H, D, cs32, NULL, layout, 0, 0, x32, y32);
         for (int64_t t = 0; t < T; t++)
             for (int64_t h = 0; h < H; h++)
                 for (int64_t i = 0; i < D / 2; i++) {
@@ -126,9 +130,12 @@ static void test_rope(void **state) {
                     assert_true(fabs(y[o + ia] - wa) < 1e-12 && fabs(y[o + ib] - wb) < 1e-12);
                     assert_true(fabs(y32[o + ia] - wa) < 1e-5 && fabs(y32[o + ib] - wb) < 1e-5);
                 }
-        /* the inverse rotation undoes the forward one */
+        /* the inverse rotation undoes the forward one, added to zeros or written over garbage */
         memset(back, 0, (size_t)(T * H * D) * 8);
-        ei_k_rope_tab_f64(T, H, D, cs, NULL, layout, 1, y, back);
+        ei_k_rope_tab_f64(T, H, D, cs, NULL, layout, 1, 1, y, back);
+        for (int64_t i = 0; i < T * H * D; i++) assert_true(fabs(back[i] - x[i]) < 1e-12);
+        for (int64_t i = 0; i < T * H * D; i++) back[i] = NAN;
+        ei_k_rope_tab_f64(T, H, D, cs, NULL, layout, 1, 0, y, back);
         for (int64_t i = 0; i < T * H * D; i++) assert_true(fabs(back[i] - x[i]) < 1e-12);
     }
     free(x), free(y), free(back), free(x32), free(y32), free(cs), free(cs32);

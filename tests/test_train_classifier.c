@@ -5,6 +5,8 @@
  *    and the uncounted rows' dx exactly 0;
  *  - float64 gradients w.r.t. x and W against central finite differences (1e-8 of the largest);
  *  - no row counted: loss 0, zero gradients; a bad target names its row of x;
+ *  - a second backward without a forward (the logits became dlogits in place) gives the same
+ *    gradient again;
  *  - a training graph's loss equals the evaluation graphs' (which use the recipe's classifier and
  *    the plain cross-entropy): bit for bit when every position counts, within 1e-6 when a loss mask
  *    hides some. */
@@ -131,6 +133,26 @@ static void test_some_rows(void **state) {
         }
         ag_graph_free(a.g);
         ag_graph_free(b.g);
+    }
+}
+
+/* The backward turns the stored logits into dlogits in place; a second backward without a forward
+ * recomputes them: leaf gradients accumulate to exactly twice the first (g + g is exact). */
+static void test_backward_twice(void **state) {
+    (void)state;
+    for (int all = 0; all < 2; all++) {
+        ce_graph c = build(AG_F32, 1, AG_U8);
+        fill(&c, all);
+        run(&c);
+        float *gx = malloc(sizeof(float) * R * D), *gw = malloc(sizeof(float) * V * D);
+        memcpy(gx, c.x->grad, sizeof(float) * R * D);
+        memcpy(gw, c.w->grad, sizeof(float) * V * D);
+        if (ag_graph_backward_scalar(c.g, c.loss, 0.75) != 0) fail_msg("backward: %s", ei_error_get());
+        for (int i = 0; i < R * D; i++) assert_true(((float *)c.x->grad)[i] == 2 * gx[i]);
+        for (int i = 0; i < V * D; i++) assert_true(((float *)c.w->grad)[i] == 2 * gw[i]);
+        free(gx);
+        free(gw);
+        ag_graph_free(c.g);
     }
 }
 
@@ -267,6 +289,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_all_rows_bit_identical),
         cmocka_unit_test(test_some_rows),
+        cmocka_unit_test(test_backward_twice),
         cmocka_unit_test(test_finite_differences),
         cmocka_unit_test(test_nothing_counted_and_bad_target),
         cmocka_unit_test(test_train_loss_is_eval_loss),

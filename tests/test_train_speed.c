@@ -5,7 +5,8 @@
  *  - OpenBLAS's generic Prescott kernels, which 0.3.21 falls back to on CPUs it does not know, are
  *    replaced by the AVX-512 / AVX2 set the CPU runs unless OPENBLAS_CORETYPE was set;
  *  - ei_k_process_init leaves a user's OMP_WAIT_POLICY / GOMP_SPINCOUNT alone, and a process
- *    started through it runs with GOMP_SPINCOUNT set (re-executed, as libgomp needs). */
+ *    started through it runs with GOMP_SPINCOUNT set (re-executed, as libgomp needs), long only
+ *    when no other task is running (ei_k_spin_for_load). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -117,11 +118,24 @@ static void run_child(const char *env_name, const char *env_val, char *out, size
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
+/* The spin follows the load: long only while the team has the cores to itself. */
+static void test_spin_for_load(void **state) {
+    (void)state;
+    assert_string_equal(ei_k_spin_for_load(2, 0), EI_K_SPINCOUNT_IDLE);
+    assert_string_equal(ei_k_spin_for_load(2, 1), EI_K_SPINCOUNT);
+    assert_string_equal(ei_k_spin_for_load(2, -1), EI_K_SPINCOUNT); /* load unknown */
+    assert_string_equal(ei_k_spin_for_load(1, 0), EI_K_SPINCOUNT_IDLE);
+    assert_string_equal(ei_k_spin_for_load(16, 1), EI_K_SPINCOUNT_IDLE);
+    assert_string_equal(ei_k_spin_for_load(16, 2), EI_K_SPINCOUNT);
+    assert_string_equal(ei_k_spin_for_load(64, 7), EI_K_SPINCOUNT_IDLE);
+    assert_string_equal(ei_k_spin_for_load(64, 8), EI_K_SPINCOUNT);
+}
+
 static void test_process_init(void **state) {
     (void)state;
     char out[256];
-    run_child(NULL, NULL, out, sizeof out);
-    assert_string_equal(out, EI_K_SPINCOUNT "\n");
+    run_child(NULL, NULL, out, sizeof out); /* either value, as the load was when the child started */
+    if (strcmp(out, EI_K_SPINCOUNT "\n") != 0) assert_string_equal(out, EI_K_SPINCOUNT_IDLE "\n");
     run_child("GOMP_SPINCOUNT", "77", out, sizeof out);
     assert_string_equal(out, "77\n");
     run_child("OMP_WAIT_POLICY", "passive", out, sizeof out);
@@ -138,6 +152,7 @@ int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_blas_core),
         cmocka_unit_test(test_model_shapes),
+        cmocka_unit_test(test_spin_for_load),
         cmocka_unit_test(test_process_init),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -95,18 +95,18 @@ static ei_val *rope(ei_emitter *em, ei_val *x, ei_val *pos, double theta, ei_rop
 static ei_val *attention(ei_emitter *em, ei_val *q, int n_parts, ei_val *const *k, ei_val *const *v,
                          ei_val *const *valid, double scale, int64_t causal_offset) {
     ei_ag_emitter *e = E(em);
-    if (n_parts == 1) return V(ag_attention(e->g, T(q), T(k[0]), T(v[0]), T(valid[0]), scale, causal_offset));
-    ag_tensor *ks[4], *vs[4];
+    if (n_parts < 1 || n_parts > 4) {
+        record(e, "autograd emitter: 1 to 4 key parts");
+        return NULL;
+    }
+    /* the parts are read in place (ag_attention_parts), each with its own mask */
+    ag_tensor *ks[4], *vs[4], *ms[4];
     for (int i = 0; i < n_parts; i++) {
-        if (valid[i]) {
-            record(e, "autograd emitter: masked key parts must come as one concatenated part");
-            return NULL;
-        }
         ks[i] = T(k[i]);
         vs[i] = T(v[i]);
+        ms[i] = T(valid[i]);
     }
-    return V(ag_attention(e->g, T(q), ag_concat_n(e->g, n_parts, ks, 0), ag_concat_n(e->g, n_parts, vs, 0), NULL,
-                          scale, causal_offset));
+    return V(ag_attention_parts(e->g, T(q), n_parts, ks, vs, ms, scale, causal_offset));
 }
 
 static ei_val *matmul(ei_emitter *em, ei_val *a, ei_val *b, int ta, int tb) {

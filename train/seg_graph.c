@@ -107,14 +107,23 @@ static int build_layer(builder *b, ei_seg_graph *sg, int l, ag_tensor **xp, int 
         if (!kv_only) {
             ei_attn_qkv qj = {ei_val_of(slice0(b, xn, r0, p->n)), ei_val_of(slice0(b, q, r0, p->n)), ei_val_of(kj),
                               ei_val_of(vj)};
+            /* the key parts as they are (sink, window, open rows, the segment), not concatenated:
+             * the attention reads them in place, and their positions and masks are views of the
+             * segment's position and mask rows */
             ag_tensor *kp[4] = {cur[EI_SC_SINK_K], cur[EI_SC_WIN_K], oj[0], kj};
             ag_tensor *vp[4] = {cur[EI_SC_SINK_V], cur[EI_SC_WIN_V], oj[1], vj};
             ei_attn_in a = {0};
-            a.n_parts = 1;
-            a.k[0] = ei_val_of(cat0(b, 4, kp));
-            a.v[0] = ei_val_of(cat0(b, 4, vp));
-            a.kpos[0] = ei_val_of(sg->kpos[j]);
-            a.valid[0] = ei_val_of(sg->kvalid[j]);
+            int64_t at = 0;
+            for (int i = 0; i < 4; i++) {
+                if (!kp[i]) continue;
+                const int64_t len = kp[i]->shape[0];
+                a.k[a.n_parts] = ei_val_of(kp[i]);
+                a.v[a.n_parts] = ei_val_of(vp[i]);
+                a.kpos[a.n_parts] = ei_val_of(slice0(b, sg->kpos[j], at, len));
+                a.valid[a.n_parts] = sg->kvalid[j] ? ei_val_of(slice0(b, sg->kvalid[j], at, len)) : NULL;
+                a.n_parts++;
+                at += len;
+            }
             a.causal_offset = b->S + b->W + (j == 0 ? sg->open_slots : 0);
             a.qpos = ei_val_of(sg->qpos[j]);
             a.max_pos = ei_seg_max_pos(&sg->o);
