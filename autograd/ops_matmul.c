@@ -2,6 +2,7 @@
 #include "autograd/ag_internal.h"
 #include "kernels/kernels.h"
 
+#include <omp.h>
 #include <string.h>
 
 static void gemm(ag_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t k, const void *a, int64_t lda,
@@ -24,6 +25,10 @@ static int matmul_forward(ag_node *n) {
         gemm(n->t.dtype, 0, tb, B * M, N, K, a, lda, b, ldb, 0.0, c, N);
         return 0;
     }
+    /* one task per batch entry (EdgeInfinite's memory products: a kv head each, 4 x [384, 64] x
+     * [64, 64]); each entry's product runs as ei_k_gemm cuts it, nested on one thread, so the bits
+     * do not depend on the thread count */
+#pragma omp parallel for schedule(dynamic, 1) if (B > 1 && B * M * N * K > AG_PAR_MIN && !omp_in_parallel())
     for (int64_t i = 0; i < B; i++)
         gemm(n->t.dtype, ta, tb, M, N, K, a + (size_t)(i * M * K) * es, lda, b + (shared ? 0 : (size_t)(i * K * N) * es),
              ldb, 0.0, c + (size_t)(i * M * N) * es, N);
@@ -54,6 +59,11 @@ static void matmul_backward(ag_node *n) {
         }
         return;
     }
+    /* batch entries in parallel as in the forward, except when b is shared (transposed a): its
+     * gradient sums over the entries in order. matmul(x, x) shares one gradient between da and db,
+     * whose entry i block both write, still inside one task. */
+    const int par = B > 1 && !shared && B * M * N * K > AG_PAR_MIN;
+#pragma omp parallel for schedule(dynamic, 1) if (par && !omp_in_parallel())
     for (int64_t i = 0; i < B; i++) {
         const char *ai = a + (size_t)(i * M * K) * es, *bi = b + (shared ? 0 : (size_t)(i * K * N) * es);
         const char *dci = dc + (size_t)(i * M * N) * es;

@@ -231,6 +231,79 @@ static void test_threads_bit_identical(void **state) {
     free(a.grads), free(b.grads), free(a.sizes), free(b.sizes), free(a.logits), free(b.logits);
 }
 
+/* Batched matmul large enough that its batch entries run as parallel tasks (the memory products of
+ * EdgeInfinite: a kv head per entry), every transpose combination: output and both gradients
+ * against a float64 loop, and the same bits on 1 and 2 threads. */
+enum { MMB = 4, MMM = 384, MMK = 64, MMN = 48 };
+
+static float mm_val(uint64_t i, uint64_t seed) { return (float)(((i * 2654435761u + seed * 97u) % 1009u) / 1009.0 - 0.5); }
+
+static void mm_run(int threads, int ta, int tb, float *out, float *ga, float *gb) {
+    ei_k_threads_set(threads);
+    ag_graph *g = ag_graph_new(AG_F32, 0);
+    ag_tensor *a = ag_param(g, AG_SHAPE(MMB, ta ? MMK : MMM, ta ? MMM : MMK));
+    ag_tensor *b = ag_param(g, AG_SHAPE(MMB, tb ? MMN : MMK, tb ? MMK : MMN));
+    ag_tensor *w = ag_const(g, AG_SHAPE(MMB, MMM, MMN));
+    ag_tensor *c = ag_matmul(g, a, b, ta, tb);
+    ag_tensor *loss = ag_sum(g, ag_sum(g, ag_sum(g, ag_mul(g, c, w), 2, 0), 1, 0), 0, 0);
+    assert_non_null(loss);
+    float *av = ag_tensor_data(a), *bv = ag_tensor_data(b), *wv = ag_tensor_data(w);
+    for (int64_t i = 0; i < a->numel; i++) av[i] = mm_val((uint64_t)i, 1);
+    for (int64_t i = 0; i < b->numel; i++) bv[i] = mm_val((uint64_t)i, 2);
+    for (int64_t i = 0; i < w->numel; i++) wv[i] = mm_val((uint64_t)i, 3);
+    assert_int_equal(ag_graph_forward(g), 0);
+    assert_int_equal(ag_graph_backward_scalar(g, loss, 1.0), 0);
+    memcpy(out, c->data, (size_t)c->numel * 4);
+    memcpy(ga, a->grad, (size_t)a->numel * 4);
+    memcpy(gb, b->grad, (size_t)b->numel * 4);
+    ag_graph_free(g);
+}
+
+static double mm_rel(const float *x, const double *ref, size_t n) {
+    double e = 0, m = 0;
+    for (size_t i = 0; i < n; i++) {
+        e = fmax(e, fabs((double)x[i] - ref[i]));
+        m = fmax(m, fabs(ref[i]));
+    }
+    return e / m;
+}
+
+static void test_matmul_batched_parallel(void **state) {
+    (void)state;
+    const size_t nc = (size_t)MMB * MMM * MMN, na = (size_t)MMB * MMM * MMK, nb = (size_t)MMB * MMK * MMN;
+    float *c1 = malloc(nc * 4), *c2 = malloc(nc * 4), *a1 = malloc(na * 4), *a2 = malloc(na * 4);
+    float *b1 = malloc(nb * 4), *b2 = malloc(nb * 4);
+    double *rc = calloc(nc, 8), *ra = calloc(na, 8), *rb = calloc(nb, 8);
+    for (int combo = 0; combo < 4; combo++) {
+        const int ta = combo & 1, tb = combo >> 1;
+        mm_run(1, ta, tb, c1, a1, b1);
+        mm_run(2, ta, tb, c2, a2, b2);
+        assert_memory_equal(c1, c2, nc * 4);
+        assert_memory_equal(a1, a2, na * 4);
+        assert_memory_equal(b1, b2, nb * 4);
+        memset(rc, 0, nc * 8), memset(ra, 0, na * 8), memset(rb, 0, nb * 8);
+        for (int e = 0; e < MMB; e++)
+            for (int i = 0; i < MMM; i++)
+                for (int j = 0; j < MMN; j++) {
+                    const size_t ci = ((size_t)e * MMM + i) * MMN + j;
+                    const double wij = mm_val(ci, 3);
+                    for (int k = 0; k < MMK; k++) {
+                        const size_t ai = (size_t)e * MMM * MMK + (ta ? (size_t)k * MMM + i : (size_t)i * MMK + k);
+                        const size_t bi = (size_t)e * MMK * MMN + (tb ? (size_t)j * MMK + k : (size_t)k * MMN + j);
+                        const double av = mm_val(ai, 1), bv = mm_val(bi, 2);
+                        rc[ci] += av * bv;
+                        ra[ai] += wij * bv; /* d loss / d a = w b^T, in a's stored layout */
+                        rb[bi] += av * wij;
+                    }
+                }
+        if (mm_rel(c1, rc, nc) > 1e-5 || mm_rel(a1, ra, na) > 1e-5 || mm_rel(b1, rb, nb) > 1e-5)
+            fail_msg("ta %d tb %d: rel err out %.2e da %.2e db %.2e", ta, tb, mm_rel(c1, rc, nc), mm_rel(a1, ra, na),
+                     mm_rel(b1, rb, nb));
+    }
+    ei_k_threads_set(1);
+    free(c1), free(c2), free(a1), free(a2), free(b1), free(b2), free(rc), free(ra), free(rb);
+}
+
 static void test_f32_matches_f64(void **state) {
     (void)state;
     ag_tiny_cfg cfg = big_cfg();
@@ -870,7 +943,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_transformer_gradcheck), cmocka_unit_test(test_frozen),
         cmocka_unit_test(test_accumulate_and_zero),   cmocka_unit_test(test_multi_seed),
-        cmocka_unit_test(test_threads_bit_identical), cmocka_unit_test(test_f32_matches_f64),
+        cmocka_unit_test(test_threads_bit_identical), cmocka_unit_test(test_matmul_batched_parallel),
+        cmocka_unit_test(test_f32_matches_f64),
         cmocka_unit_test(test_bind_contiguous),       cmocka_unit_test(test_bad_shapes),
         cmocka_unit_test(test_runtime_errors),        cmocka_unit_test(test_pool_chain),
         cmocka_unit_test(test_pool_residual),         cmocka_unit_test(test_pool_two_graphs),
