@@ -423,8 +423,10 @@ int ei_qact_params(ei_qact a, float lo, float hi, ei_qaparams *p) {
 
 void ei_qact_quantize(const ei_qaparams *p, const float *x, int64_t n, void *q) {
     for (int64_t i = 0; i < n; i++) {
-        float r = roundf(x[i] / p->scale);
-        double v = r != r ? p->zero_point : (double)r + p->zero_point;
+        /* the quotient in double, as the runtime's cpu backend (cpu_convert.c) and the NNAPI
+         * conformance library take it, so that all three round a near-.5 value alike */
+        const double r = round((double)x[i] / (double)p->scale);
+        double v = r != r ? p->zero_point : r + p->zero_point;
         v = v < p->qmin ? p->qmin : v > p->qmax ? p->qmax : v;
         if (p->type == EI_GT_I16) ((int16_t *)q)[i] = (int16_t)v;
         else ((int8_t *)q)[i] = (int8_t)v;

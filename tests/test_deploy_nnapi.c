@@ -122,8 +122,10 @@ static void compile(const char *scenario, int prec, char *path) {
     ei_scenario_free(&sc);
 }
 
-/* Greedy continuation of a fixed prompt: the tokens and every logit row. */
-static void generate(ei_runner *r, int32_t *toks, float *rows) {
+/* Greedy continuation of a fixed prompt: the tokens and every logit row. With force non-NULL the
+ * runner is fed force[t] after step t instead of its own choice (toks still receives its argmax),
+ * so a second backend sees the same inputs as the first even where their argmax differ. */
+static void generate_forced(ei_runner *r, const int32_t *force, int32_t *toks, float *rows) {
     int32_t prompt[PROMPT];
     for (int i = 0; i < PROMPT; i++) prompt[i] = (int32_t)(1 + (i * 37 + 11) % (V - 1));
     ei_runner_reset(r);
@@ -135,9 +137,12 @@ static void generate(ei_runner *r, int32_t *toks, float *rows) {
             if (lg[j] > lg[best]) best = j;
         toks[t] = best;
         lg += V;
-        if (t + 1 < GEN && ei_runner_feed(r, &toks[t], 1, NULL, NULL, NULL, lg) != 0) fail_msg("%s", ei_error_get());
+        if (t + 1 < GEN && ei_runner_feed(r, force ? &force[t] : &toks[t], 1, NULL, NULL, NULL, lg) != 0)
+            fail_msg("%s", ei_error_get());
     }
 }
+
+static void generate(ei_runner *r, int32_t *toks, float *rows) { generate_forced(r, NULL, toks, rows); }
 
 static void compare(const char *scenario, int prec) {
     const int f16 = prec == P_F16;
@@ -157,21 +162,34 @@ static void compare(const char *scenario, int prec) {
     int on_nn, on_cpu;
     ei_runner_nnapi_graphs(nn, &on_nn, &on_cpu);
     assert_true(on_nn >= 3 && on_cpu == 0);
-    generate(nn, tb, rb);
+    /* fed the cpu's tokens, so that one near tie cannot change every later step */
+    generate_forced(nn, ta, tb, rb);
     ei_runner_close(nn);
-    assert_memory_equal(ta, tb, sizeof ta);
     /* w8a8: the same integer arithmetic (NNAPI's requantisation) on both sides */
     const double tol = f16 ? 2e-2 : prec == P_W8A8 ? W8A8_TOL : 1e-4;
     double worst = 0;
+    int ties = 0;
     for (int t = 0; t < GEN; t++) {
         double scale = 1, e = 0;
         for (int j = 0; j < V; j++) scale = fmax(scale, fabs(ra[t * V + j]));
         for (int j = 0; j < V; j++) e = fmax(e, fabs(ra[t * V + j] - rb[t * V + j]));
         worst = fmax(worst, e / scale);
         if (e > tol * scale) fail_msg("%s precision %d: step %d logits differ by %.3g (scale %.3g)", scenario, prec, t, e, scale);
+        /* the same greedy token, unless the cpu's best two are closer than twice the measured
+         * difference (either choice is then within the bound just checked; seen with w8a8 when
+         * OpenBLAS's Haswell kernels changed the calibration's rounding) */
+        if (ta[t] != tb[t]) {
+            const double gap = ra[t * V + ta[t]] - ra[t * V + tb[t]];
+            if (gap > 2 * e)
+                fail_msg("%s precision %d: step %d token %d against the cpu's %d (gap %.3g, difference %.3g)", scenario,
+                         prec, t, tb[t], ta[t], gap, e);
+            ties++;
+        }
     }
-    print_message("%s precision %d: largest logit difference %.2e of the row's largest logit (bound %.0e)\n",
-                  strrchr(scenario, '/') + 1, prec, worst, tol);
+    if (prec != P_W8A8 && ties) fail_msg("%s precision %d: %d greedy tokens differ", scenario, prec, ties);
+    print_message("%s precision %d: largest logit difference %.2e of the row's largest logit (bound %.0e), %d near "
+                  "ties\n",
+                  strrchr(scenario, '/') + 1, prec, worst, tol, ties);
     /* feature level 1: the graphs fall back to cpu (one notice each); strict refuses */
     ei_runner *old = ei_runner_open(path, &(ei_runner_options){.backend = "nnapi", .nnapi_lib = EI_FAKE_NNAPI_FL1});
     assert_non_null(old);

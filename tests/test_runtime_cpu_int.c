@@ -281,7 +281,7 @@ static int int_case(const icfg *c, int32_t M, int32_t K, int32_t N, uint64_t see
                     f = f + (float)dot * (xs * ws[n * ng + g]);
                 }
                 if (c->bias) f = f + (float)bias[n] * (c->bias == 2 ? bs_tensor : xs);
-                const float rr = roundf(f / os);
+                const double rr = round((double)f / (double)os); /* the quotient in double, as the kernel */
                 v = (int64_t)rr + c->ozp;
             }
             v = v < olo ? olo : v > ohi ? ohi : v;

@@ -567,7 +567,7 @@ static void test_quantize_dequantize(void **state) {
         tg_run(&t, 2, bind);
         const double lo = types[k] == I8 ? -128 : types[k] == U8 ? 0 : -32768, hi = types[k] == I8 ? 127 : types[k] == U8 ? 255 : 32767;
         for (int i = 0; i < 301; i++) {
-            double v = (double)roundf(x[i] / scales[k]) + zps[k];
+            double v = round((double)x[i] / (double)scales[k]) + zps[k]; /* the quotient in double */
             v = v < lo ? lo : v > hi ? hi : v;
             int32_t got = types[k] == I8 ? ((int8_t *)q)[i] : types[k] == U8 ? q[i] : ((int16_t *)(void *)q)[i];
             assert_int_equal(got, (int32_t)v);
@@ -939,7 +939,8 @@ static void test_quantized_add(void **state) {
     void *bind[3] = {a, b, y};
     tg_run(&t, 2, bind);
     for (int i = 0; i < 40; i++) {
-        float s = (float)(a[i] - 2) * 0.1f + (float)(b[i] + 1) * 0.05f, q = roundf(s / 0.2f);
+        /* the op in float, the quotient of the requantisation in double (cpu_convert.c) */
+        float s = (float)(a[i] - 2) * 0.1f + (float)(b[i] + 1) * 0.05f, q = (float)round((double)s / (double)0.2f);
         q = q < -128 ? -128 : q > 127 ? 127 : q;
         assert_int_equal(y[i], (int)q);
     }
