@@ -137,18 +137,27 @@ def main():
     # threads of an AVX-512 KVM Xeon); `ei` then switches itself to the best set the CPU runs
     # (kernels/gemm.c), but PyTorch (Debian's links the same libopenblas) and bench_sgemm would not.
     # Unless the user chose (OPENBLAS_CORETYPE set), all three get what `ei` would pick.
-    if not os.environ.get("OPENBLAS_CORETYPE"):
-        flags = set()
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-        if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags:
-            os.environ["OPENBLAS_CORETYPE"] = "Cooperlake" if "avx512_bf16" in flags else "SkylakeX"
-        elif {"avx2", "fma"} <= flags:
-            os.environ["OPENBLAS_CORETYPE"] = "Haswell"
+    flags = set()
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    best = None
+    if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags:
+        best = "Cooperlake" if "avx512_bf16" in flags else "SkylakeX"
+    elif {"avx2", "fma"} <= flags:
+        best = "Haswell"
+    user_core = os.environ.get("OPENBLAS_CORETYPE")
+    if not user_core and best:
+        os.environ["OPENBLAS_CORETYPE"] = best
     log(f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')} for ei, PyTorch and bench_sgemm")
+    if user_core and best and user_core.lower() != best.lower():
+        # a machine's environment may pin a kernel set (seen: Haswell on an AVX-512 Zen 5, which
+        # halves the sgemm peak); the comparison stays fair, but its figures are not the CPU's best
+        log(f"  note: OPENBLAS_CORETYPE={user_core} comes from the environment; this CPU runs {best}, "
+            f"the set OpenBLAS (or `ei`, where OpenBLAS falls back) picks when it is unset; OPENBLAS_CORETYPE={best} "
+            f"bench/bench_train.sh measures with it")
     lengths = [int(x) for x in a.doc_len.replace(",", " ").split()]
     scratch = os.path.abspath(a.scratch)
     if scratch == ROOT or scratch.startswith(ROOT + os.sep) and not os.path.relpath(scratch, ROOT).startswith("build"):

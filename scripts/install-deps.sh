@@ -26,6 +26,13 @@ done
 
 missing=()
 for p in "${PKGS[@]}"; do
+  # a Node.js already on PATH (nvm's, NodeSource's) does for the generators in tests/tokenizer/,
+  # and Debian's npm cannot be installed beside a nodejs that is not Debian's: apt refuses the
+  # whole install ("held broken packages"), torch included
+  case "$p" in
+    nodejs) command -v node >/dev/null && continue ;;
+    npm) command -v npm >/dev/null && continue ;;
+  esac
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
     missing+=("$p")
   fi
