@@ -176,8 +176,8 @@ static void compare(const char *scenario, int prec) {
         worst = fmax(worst, e / scale);
         if (e > tol * scale) fail_msg("%s precision %d: step %d logits differ by %.3g (scale %.3g)", scenario, prec, t, e, scale);
         /* the same greedy token, unless the cpu's best two are closer than twice the measured
-         * difference (either choice is then within the bound just checked; seen with w8a8 when
-         * OpenBLAS's Haswell kernels changed the calibration's rounding) */
+         * difference (either choice is then within the bound just checked); only w8a8, whose
+         * bound is loose, may have such a near tie */
         if (ta[t] != tb[t]) {
             const double gap = ra[t * V + ta[t]] - ra[t * V + tb[t]];
             if (gap > 2 * e)
