@@ -743,11 +743,13 @@ void ag_profile_flush(const char *label) {
 static void prof_print(void) {
     double tot = 0;
     for (int k = 0; k < AG_OP_COUNT; k++) tot += prof.fwd[k] + prof.bwd[k];
-    fprintf(stderr, "EI_AG_PROFILE: %.3f s in ops\n%-22s %10s %6s %10s %6s\n", tot, "op", "fwd s", "%", "bwd s", "%");
+    fprintf(stderr, "EI_AG_PROFILE: %.3f s in ops\n%-22s %10s %6s %10s %6s %8s %8s\n", tot, "op", "fwd s", "%", "bwd s",
+            "%", "fwd n", "bwd n");
     for (int k = 0; k < AG_OP_COUNT; k++)
         if (prof.nf[k] || prof.nb[k])
-            fprintf(stderr, "%-22s %10.3f %6.1f %10.3f %6.1f\n", ag_op_name((ag_op_kind)k), prof.fwd[k],
-                    tot > 0 ? 100 * prof.fwd[k] / tot : 0, prof.bwd[k], tot > 0 ? 100 * prof.bwd[k] / tot : 0);
+            fprintf(stderr, "%-22s %10.3f %6.1f %10.3f %6.1f %8ld %8ld\n", ag_op_name((ag_op_kind)k), prof.fwd[k],
+                    tot > 0 ? 100 * prof.fwd[k] / tot : 0, prof.bwd[k], tot > 0 ? 100 * prof.bwd[k] / tot : 0,
+                    prof.nf[k], prof.nb[k]);
 }
 
 static int prof_on(void) {

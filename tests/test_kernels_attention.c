@@ -269,6 +269,18 @@ static void test_key_parts(void **state) {
     run_parts(2, (const int64_t[]){3, 6}, 5, 9, 2, 2, 4, INT64_MAX, NULL, 7);
 }
 
+/* The first segment of a document: its window part holds no valid key yet, so that tile is skipped
+ * by the forward and both backwards (its dK / dV stay 0, its dQ share is 0); 150 queries make two
+ * query tiles of the key-tile backward and three of the forward. A second window half-filled. */
+static void test_dead_window_tile(void **state) {
+    (void)state;
+    uint8_t valid[410];
+    for (int j = 0; j < 410; j++) valid[j] = j < 4 || j >= 260;
+    run_parts(3, (const int64_t[]){4, 256, 150}, 150, 410, 4, 2, 16, 260, valid, 8);
+    for (int j = 0; j < 410; j++) valid[j] = j < 4 || j >= 132;
+    run_parts(3, (const int64_t[]){4, 256, 150}, 150, 410, 4, 2, 16, 260, valid, 9);
+}
+
 static void test_long_f32(void **state) {
     (void)state;
     run_case(256, 256, 2, 1, 32, 32, 0, NULL, 5);
@@ -281,6 +293,7 @@ int main(void) {
         cmocka_unit_test(test_noncausal_and_empty_rows),
         cmocka_unit_test(test_several_key_tiles),
         cmocka_unit_test(test_key_parts),
+        cmocka_unit_test(test_dead_window_tile),
         cmocka_unit_test(test_long_f32),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

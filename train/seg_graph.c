@@ -35,10 +35,71 @@ static ag_tensor *state_leaf(builder *b, int train, int64_t rows, int64_t cols, 
     return t;
 }
 
+/* Rows of a layer's window as runs of rows of the tensors they were cut from: a segment's keys and
+ * values are rows of the chunk's K / V, so once the window holds only rows of this chunk it is one
+ * run, and a view of K / V (a slice along the leading axis costs neither a copy nor memory) instead
+ * of a concatenation of the old window and the segment's rows, with its copy forward and its split
+ * backward. */
+#define EI_WIN_RUNS 8
+typedef struct {
+    ag_tensor *src;
+    int64_t r0, len;
+} row_run;
+typedef struct {
+    int n;
+    row_run r[EI_WIN_RUNS + 1];
+} row_runs;
+
+static void runs_append(row_runs *a, ag_tensor *src, int64_t r0, int64_t len) {
+    if (len <= 0) return;
+    row_run *last = a->n ? &a->r[a->n - 1] : NULL;
+    if (last && last->src == src && last->r0 + last->len == r0) {
+        last->len += len;
+        return;
+    }
+    a->r[a->n++] = (row_run){src, r0, len};
+}
+
+/* Rows [start, start + len) of a. */
+static row_runs runs_slice(const row_runs *a, int64_t start, int64_t len) {
+    row_runs out = {0};
+    int64_t at = 0;
+    for (int i = 0; i < a->n && len > 0; i++) {
+        const row_run *r = &a->r[i];
+        if (start < at + r->len) {
+            const int64_t off = start > at ? start - at : 0, take = r->len - off < len ? r->len - off : len;
+            runs_append(&out, r->src, r->r0 + off, take);
+            start += take;
+            len -= take;
+        }
+        at += r->len;
+    }
+    return out;
+}
+
+/* The runs as one tensor: a view for one run, else their concatenation. The runs keep their
+ * sources (so that the window becomes a view once its older rows have left it), unless there are
+ * more than half of EI_WIN_RUNS: then they become the concatenation, so that appending never
+ * overflows (short segments against a long window). */
+static ag_tensor *runs_tensor(builder *b, row_runs *a) {
+    if (a->n == 0) return NULL;
+    if (a->n == 1) return slice0(b, a->r[0].src, a->r[0].r0, a->r[0].len);
+    ag_tensor *pc[EI_WIN_RUNS + 1];
+    int64_t rows = 0;
+    for (int i = 0; i < a->n; i++) {
+        if (!(pc[i] = slice0(b, a->r[i].src, a->r[i].r0, a->r[i].len))) return NULL;
+        rows += a->r[i].len;
+    }
+    ag_tensor *t = ag_concat_n(b->g, a->n, pc, 0);
+    if (t && a->n > EI_WIN_RUNS / 2) *a = (row_runs){1, {{t, 0, rows}}};
+    return t;
+}
+
 /* The state of one layer after a segment's commit, from its L pre-RoPE keys/values: st holds the
- * layer's state before the segment and receives the state after it. */
-static int build_update(builder *b, ei_seg_graph *sg, const ei_seg_plan *p, ag_tensor **st, ag_tensor *seg_k,
-                        ag_tensor *seg_v) {
+ * layer's state before the segment and receives the state after it; win holds the rows of its
+ * window (K, V) and follows. The segment's rows are rows seg_r0 .. of seg_src[kv]. */
+static int build_update(builder *b, ei_seg_graph *sg, const ei_seg_plan *p, ag_tensor **st, row_runs *win,
+                        ag_tensor *seg_k, ag_tensor *seg_v, ag_tensor *const *seg_src, int64_t seg_r0) {
     ag_tensor *in[EI_SC_COUNT];
     memcpy(in, st, sizeof in);
     ag_tensor *gone[2] = {NULL, NULL};
@@ -50,14 +111,18 @@ static int build_update(builder *b, ei_seg_graph *sg, const ei_seg_plan *p, ag_t
                                 slice0(b, in[sc], p->sf + p->take, b->S - p->sf - p->take)};
             st[sc] = cat0(b, 3, pc);
         }
-        ag_tensor *rest = slice0(b, seg, p->take, p->r);
-        ag_tensor *all = rest; /* [window slots | joining tokens] */
-        if (b->W > 0 && rest) {
-            ag_tensor *pc[2] = {in[wc], rest};
-            all = cat0(b, 2, pc);
-            st[wc] = slice0(b, all, p->r, b->W);
+        if (p->r <= 0) continue; /* nothing joins the window, nothing leaves it */
+        /* all = [window slots | joining tokens] */
+        row_runs all = b->W > 0 ? win[kv] : (row_runs){0};
+        runs_append(&all, seg_src[kv], seg_r0 + p->take, p->r);
+        if (b->W > 0) {
+            win[kv] = runs_slice(&all, p->r, b->W);
+            if (!(st[wc] = runs_tensor(b, &win[kv]))) return -1;
         }
-        if (p->c > 0 && sg->mode == EI_MODE_EDGEINFINITE) gone[kv] = slice0(b, all, b->W - p->wf, p->c);
+        if (p->c > 0 && sg->mode == EI_MODE_EDGEINFINITE) {
+            row_runs g = runs_slice(&all, b->W - p->wf, p->c);
+            if (!(gone[kv] = runs_tensor(b, &g))) return -1;
+        }
     }
     if (!gone[0]) return 0;
     ei_val *mo = NULL, *zo = NULL;
@@ -77,17 +142,24 @@ static int build_update(builder *b, ei_seg_graph *sg, const ei_seg_plan *p, ag_t
 static int build_layer(builder *b, ei_seg_graph *sg, int l, ag_tensor **xp, int kv_only) {
     ag_graph *g = b->g;
     ag_tensor **in = sg->st_in + (size_t)l * EI_SC_COUNT, **out = sg->st_out + (size_t)l * EI_SC_COUNT;
-    in[EI_SC_SINK_K] = state_leaf(b, sg->train, b->S, b->Hkv, b->d);
-    in[EI_SC_SINK_V] = state_leaf(b, sg->train, b->S, b->Hkv, b->d);
-    in[EI_SC_WIN_K] = state_leaf(b, sg->train, b->W, b->Hkv, b->d);
-    in[EI_SC_WIN_V] = state_leaf(b, sg->train, b->W, b->Hkv, b->d);
+    /* Layer 0's state is made of keys and values of the frozen embeddings only: no parameter
+     * before it, so its gradient would reach nothing (unless every weight trains). Without it, layer
+     * 0's attention backward, memory retrieval backward and cache updates drop out of the sweep. */
+    const int st_grad = sg->train && (l > 0 || sg->em.all_params);
+    in[EI_SC_SINK_K] = state_leaf(b, st_grad, b->S, b->Hkv, b->d);
+    in[EI_SC_SINK_V] = state_leaf(b, st_grad, b->S, b->Hkv, b->d);
+    in[EI_SC_WIN_K] = state_leaf(b, st_grad, b->W, b->Hkv, b->d);
+    in[EI_SC_WIN_V] = state_leaf(b, st_grad, b->W, b->Hkv, b->d);
     if (sg->mode == EI_MODE_EDGEINFINITE) {
-        in[EI_SC_MEM_M] = state_leaf(b, sg->train, b->Hkv, b->d, b->d);
+        in[EI_SC_MEM_M] = state_leaf(b, st_grad, b->Hkv, b->d, b->d);
         in[EI_SC_MEM_Z] = ag_input(g, AG_SHAPE(b->Hkv, b->d));
-        if (in[EI_SC_MEM_Z] && sg->train && ag_tensor_set_requires_grad(in[EI_SC_MEM_Z], 1)) return -1;
+        if (in[EI_SC_MEM_Z] && st_grad && ag_tensor_set_requires_grad(in[EI_SC_MEM_Z], 1)) return -1;
     }
     ag_tensor *cur[EI_SC_COUNT];
     memcpy(cur, in, sizeof cur);
+    row_runs win[2] = {{0}, {0}};
+    for (int kv = 0; kv < 2; kv++)
+        if (b->W > 0) runs_append(&win[kv], in[kv ? EI_SC_WIN_V : EI_SC_WIN_K], 0, b->W);
     ag_tensor **open = sg->open_in + (size_t)l * 2;
     if (sg->open_slots) {
         open[0] = ag_input(g, AG_SHAPE(b->L, b->Hkv, b->d));
@@ -134,13 +206,15 @@ static int build_layer(builder *b, ei_seg_graph *sg, int l, ag_tensor **xp, int 
             if (!(sg->att[j] = ei_ag(ei_recipe_attend(&sg->em.base, l, &qj, &a)))) return -1;
         }
         if (!p->commit) continue;
-        ag_tensor *sk = kj, *sv = vj;
+        ag_tensor *sk = kj, *sv = vj, *src[2] = {k, v};
+        int64_t src_r0 = r0;
         if (p->p > 0) { /* the segment's earlier rows come from the open buffer */
             ag_tensor *kk[2] = {slice0(b, oj[0], 0, p->p), kj}, *vv[2] = {slice0(b, oj[1], 0, p->p), vj};
             sk = cat0(b, 2, kk);
             sv = cat0(b, 2, vv);
+            src[0] = sk, src[1] = sv, src_r0 = 0;
         }
-        if (!sk || !sv || build_update(b, sg, p, cur, sk, sv) != 0) return -1;
+        if (!sk || !sv || build_update(b, sg, p, cur, win, sk, sv, src, src_r0) != 0) return -1;
     }
     memcpy(out, cur, sizeof cur);
     if (kv_only) return 0;
@@ -309,7 +383,8 @@ int ei_seg_graph_bind_state(ei_seg_graph *sg, const ei_state *st, void *block, v
         for (int c = 0; c < EI_SC_COUNT; c++) {
             ag_tensor *t = sg->st_in[(size_t)l * EI_SC_COUNT + c];
             if (!t) continue;
-            void *gp = sg->train && grad_block ? ei_state_ptr(st, grad_block, l, (ei_state_comp)c) : NULL;
+            /* layer 0's state takes no gradient (build_layer): its share of grad_block stays as it is */
+            void *gp = t->requires_grad && grad_block ? ei_state_ptr(st, grad_block, l, (ei_state_comp)c) : NULL;
             if (ag_tensor_bind(t, ei_state_ptr(st, block, l, (ei_state_comp)c), gp) != 0) return -1;
         }
     return 0;
