@@ -99,15 +99,14 @@ static ag_tensor *runs_tensor(builder *b, row_runs *a) {
  * layer's state before the segment and receives the state after it; win holds the rows of its
  * window (K, V) and follows. The segment's rows are rows seg_r0 .. of seg_src[kv]. */
 static int build_update(builder *b, ei_seg_graph *sg, const ei_seg_plan *p, ag_tensor **st, row_runs *win,
-                        ag_tensor *seg_k, ag_tensor *seg_v, ag_tensor *const *seg_src, int64_t seg_r0) {
+                        ag_tensor *const *seg_src, int64_t seg_r0) {
     ag_tensor *in[EI_SC_COUNT];
     memcpy(in, st, sizeof in);
     ag_tensor *gone[2] = {NULL, NULL};
     for (int kv = 0; kv < 2; kv++) {
-        ag_tensor *seg = kv ? seg_v : seg_k;
         ei_state_comp sc = kv ? EI_SC_SINK_V : EI_SC_SINK_K, wc = kv ? EI_SC_WIN_V : EI_SC_WIN_K;
         if (p->take > 0) {
-            ag_tensor *pc[3] = {slice0(b, in[sc], 0, p->sf), slice0(b, seg, 0, p->take),
+            ag_tensor *pc[3] = {slice0(b, in[sc], 0, p->sf), slice0(b, seg_src[kv], seg_r0, p->take),
                                 slice0(b, in[sc], p->sf + p->take, b->S - p->sf - p->take)};
             st[sc] = cat0(b, 3, pc);
         }
@@ -206,15 +205,15 @@ static int build_layer(builder *b, ei_seg_graph *sg, int l, ag_tensor **xp, int 
             if (!(sg->att[j] = ei_ag(ei_recipe_attend(&sg->em.base, l, &qj, &a)))) return -1;
         }
         if (!p->commit) continue;
-        ag_tensor *sk = kj, *sv = vj, *src[2] = {k, v};
+        ag_tensor *src[2] = {k, v}; /* the segment's rows: rows src_r0 .. of src */
         int64_t src_r0 = r0;
         if (p->p > 0) { /* the segment's earlier rows come from the open buffer */
             ag_tensor *kk[2] = {slice0(b, oj[0], 0, p->p), kj}, *vv[2] = {slice0(b, oj[1], 0, p->p), vj};
-            sk = cat0(b, 2, kk);
-            sv = cat0(b, 2, vv);
-            src[0] = sk, src[1] = sv, src_r0 = 0;
+            src[0] = cat0(b, 2, kk);
+            src[1] = cat0(b, 2, vv);
+            src_r0 = 0;
         }
-        if (!sk || !sv || build_update(b, sg, p, cur, win, sk, sv, src, src_r0) != 0) return -1;
+        if (!src[0] || !src[1] || build_update(b, sg, p, cur, win, src, src_r0) != 0) return -1;
     }
     memcpy(out, cur, sizeof cur);
     if (kv_only) return 0;
