@@ -95,7 +95,6 @@ struct ag_node {
     int table_valid;  /* rope: scratch holds the (cos, sin) table for scratch2's / all positions */
     double ce_count;  /* cross-entropy: sum of the counted rows' weights in the last forward */
     int64_t lce_m;    /* linear_cross_entropy: counted rows in the last forward */
-    int lce_spent;    /* linear_cross_entropy: a backward turned the stored logits into dlogits */
     int bound_data;   /* leaf data points to caller memory */
     int bound_grad;
     int read_only;    /* bound with ag_tensor_bind_const */

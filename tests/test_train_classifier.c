@@ -1,12 +1,14 @@
 /* The classifier fused with the loss on the counted rows only (ag_linear_cross_entropy, used by
  * the training graphs of train/seg_graph.c), issue 15:
- *  - every row counted: loss, dx and dW bit-identical to ag_linear + ag_cross_entropy (float32);
+ *  - every row counted: loss, dx and dW bit-identical to ag_linear + ag_cross_entropy (float32)
+ *    for an upstream gradient of 1, the same within float rounding for another (the fused op
+ *    scales its dlogits in the GEMMs, the pair in the cross-entropy's backward);
  *  - some rows counted (u8 mask, float weights, targets -1): the same values within float rounding,
  *    and the uncounted rows' dx exactly 0;
  *  - float64 gradients w.r.t. x and W against central finite differences (1e-8 of the largest);
  *  - no row counted: loss 0, zero gradients; a bad target names its row of x;
- *  - a second backward without a forward (the logits became dlogits in place) gives the same
- *    gradient again;
+ *  - a second backward without a forward (the forward turned the logits into dlogits in place)
+ *    gives the same gradient again;
  *  - a training graph's loss equals the evaluation graphs' (which use the recipe's classifier and
  *    the plain cross-entropy): bit for bit when every position counts, within 1e-6 when a loss mask
  *    hides some. */
@@ -82,10 +84,20 @@ static void fill(ce_graph *c, int all) {
     free(w);
 }
 
-static void run(ce_graph *c) {
+static void run_seed(ce_graph *c, double seed) {
     ag_graph_zero_grads(c->g);
-    if (ag_graph_forward(c->g) != 0 || ag_graph_backward_scalar(c->g, c->loss, 0.75) != 0)
+    if (ag_graph_forward(c->g) != 0 || ag_graph_backward_scalar(c->g, c->loss, seed) != 0)
         fail_msg("run: %s", ei_error_get());
+}
+
+static void run(ce_graph *c) { run_seed(c, 0.75); }
+
+/* |a - b| <= tol * max |b| over n gradients */
+static void assert_grads_near(const ag_tensor *a, const ag_tensor *b, int64_t n, double tol) {
+    double gmax = 0;
+    for (int64_t i = 0; i < n; i++) gmax = fmax(gmax, fabs(ag_tensor_grad_at(b, i)));
+    assert_true(gmax > 0);
+    for (int64_t i = 0; i < n; i++) assert_true(fabs(ag_tensor_grad_at(a, i) - ag_tensor_grad_at(b, i)) <= tol * gmax);
 }
 
 static void test_all_rows_bit_identical(void **state) {
@@ -94,12 +106,17 @@ static void test_all_rows_bit_identical(void **state) {
         ce_graph a = build(AG_F32, 1, mk), b = build(AG_F32, 0, mk);
         fill(&a, 1);
         fill(&b, 1);
-        run(&a);
-        run(&b);
+        run_seed(&a, 1.0);
+        run_seed(&b, 1.0);
         assert_memory_equal(a.loss->data, b.loss->data, sizeof(float));
         assert_memory_equal(a.x->grad, b.x->grad, sizeof(float) * R * D);
         assert_memory_equal(a.w->grad, b.w->grad, sizeof(float) * V * D);
         assert_true(ag_cross_entropy_count(a.loss) == R && ag_cross_entropy_count(b.loss) == R);
+        run(&a);
+        run(&b);
+        assert_memory_equal(a.loss->data, b.loss->data, sizeof(float));
+        assert_grads_near(a.x, b.x, R * D, 1e-5);
+        assert_grads_near(a.w, b.w, V * D, 1e-5);
         ag_graph_free(a.g);
         ag_graph_free(b.g);
     }
@@ -136,8 +153,9 @@ static void test_some_rows(void **state) {
     }
 }
 
-/* The backward turns the stored logits into dlogits in place; a second backward without a forward
- * recomputes them: leaf gradients accumulate to exactly twice the first (g + g is exact). */
+/* The forward turns the stored logits into dlogits in place and the backward only reads them: a
+ * second backward without a forward accumulates leaf gradients to exactly twice the first (g + g
+ * is exact). */
 static void test_backward_twice(void **state) {
     (void)state;
     for (int all = 0; all < 2; all++) {
