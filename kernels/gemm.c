@@ -157,9 +157,9 @@ static int64_t gemm_blocks(int64_t m, int64_t n, int64_t k, int *by_rows, int64_
             for (int64_t j = 0; j < n; j++) c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j];             \
         return;                                                                                                 \
     }                                                                                                           \
-    int by_rows;                                                                                                \
-    int64_t rows;                                                                                               \
-    const int64_t nb = gemm_blocks(m, n, k, &by_rows, &rows);                                                   \
+    int by_rows = 0;                                                                                            \
+    int64_t rows = 0;                                                                                           \
+    const int64_t nb = one ? 1 : gemm_blocks(m, n, k, &by_rows, &rows);                                         \
     const CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;   \
     if (nb == 1) {                                                                                              \
         CBLAS(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc); \
@@ -181,12 +181,32 @@ static int64_t gemm_blocks(int64_t m, int64_t n, int64_t k, int *by_rows, int64_
         }                                                                                                       \
     }
 
+static void gemm_f32(int one, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                     int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+    GEMM_BODY(float, cblas_sgemm)
+}
+
+static void gemm_f64(int one, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, double alpha,
+                     const double *a, int64_t lda, const double *b, int64_t ldb, double beta, double *c, int64_t ldc) {
+    GEMM_BODY(double, cblas_dgemm)
+}
+
 void ei_k_gemm_f32(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                    int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
-    GEMM_BODY(float, cblas_sgemm)
+    gemm_f32(0, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 void ei_k_gemm_f64(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, double alpha, const double *a,
                    int64_t lda, const double *b, int64_t ldb, double beta, double *c, int64_t ldc) {
-    GEMM_BODY(double, cblas_dgemm)
+    gemm_f64(0, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void ei_k_gemm_tile_f32(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                        int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+    gemm_f32(1, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void ei_k_gemm_tile_f64(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, double alpha, const double *a,
+                        int64_t lda, const double *b, int64_t ldb, double beta, double *c, int64_t ldc) {
+    gemm_f64(1, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }

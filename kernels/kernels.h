@@ -107,6 +107,13 @@ void ei_k_gemm_f32(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, fl
                    int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 void ei_k_gemm_f64(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, double alpha, const double *a,
                    int64_t lda, const double *b, int64_t ldb, double beta, double *c, int64_t ldc);
+/* The same product as one BLAS call on the calling thread, never cut into blocks: for kernels whose
+ * own OpenMP tasks are the parallelism (the attention's tiles), where ei_k_gemm_* would run its
+ * blocks one after the other on the task's thread. The result depends on the shape only. */
+void ei_k_gemm_tile_f32(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                        int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+void ei_k_gemm_tile_f64(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, double alpha, const double *a,
+                        int64_t lda, const double *b, int64_t ldb, double beta, double *c, int64_t ldc);
 
 /* Attention problem: q [tq, h, d], k [tk, hkv, d], v [tk, hkv, dv], out [tq, h, dv],
  * lse [h, tq] (per-row logsumexp of the scaled, masked scores; -INFINITY for a row that sees no
