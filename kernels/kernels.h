@@ -99,6 +99,10 @@ void ei_k_blas_init(void);
  * (-1: unknown): EI_K_SPINCOUNT_IDLE when the team has the cores to itself (no other task below
  * 8 CPUs; fewer than one per 8 CPUs above), else EI_K_SPINCOUNT. A static string. */
 const char *ei_k_spin_for_load(int ncpu, int others);
+/* Runnable tasks of other processes, from proc (normally "/proc"): procs_running of proc/stat less
+ * this process's runnable threads (proc/self/task/<tid>/stat state R; OpenBLAS's pool spins there
+ * before main), the fewest of three readings 2 ms apart; -1 when unreadable. */
+int ei_k_others_running(const char *proc);
 int ei_k_process_init(char **argv);
 
 /* C = alpha * op(A) op(B) + beta * C, row-major. op(A) is M x K, op(B) is K x N; lda/ldb/ldc are

@@ -6,7 +6,9 @@
  *    replaced by the AVX-512 / AVX2 set the CPU runs unless OPENBLAS_CORETYPE was set;
  *  - ei_k_process_init leaves a user's OMP_WAIT_POLICY / GOMP_SPINCOUNT alone, and a process
  *    started through it runs with GOMP_SPINCOUNT set (re-executed, as libgomp needs), long only
- *    when no other task is running (ei_k_spin_for_load). */
+ *    when no other task is running (ei_k_spin_for_load);
+ *  - "other tasks" leaves out this process's own threads (ei_k_others_running, on a proc tree
+ *    written by the test): OpenBLAS's spinning pool made every start look loaded. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -131,6 +134,56 @@ static void test_spin_for_load(void **state) {
     assert_string_equal(ei_k_spin_for_load(64, 8), EI_K_SPINCOUNT);
 }
 
+static void write_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* Other processes' runnable tasks: procs_running less this process's runnable threads, read from
+ * a proc tree made here (4 running, 2 of them threads of "self", one of whose names holds a
+ * parenthesis and spaces; a sleeping thread does not count). */
+static void test_others_running(void **state) {
+    (void)state;
+    char root[] = "/tmp/ei_test_procXXXXXX", path[256];
+    assert_non_null(mkdtemp(root));
+    const char *dirs[] = {"self", "self/task", "self/task/10", "self/task/11", "self/task/12"};
+    for (int i = 0; i < 5; i++) {
+        snprintf(path, sizeof path, "%s/%s", root, dirs[i]);
+        assert_int_equal(mkdir(path, 0700), 0);
+    }
+    snprintf(path, sizeof path, "%s/stat", root);
+    write_file(path, "cpu  1 2 3 4\nctxt 5\nprocs_running 4\nprocs_blocked 0\n");
+    const char *stats[] = {"10 (ei) R 1 10 10 0", "11 (odd) R name) S 1 10", "12 (blas) S 1 10 10 0"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/self/task/%d/stat", root, 10 + i);
+        write_file(path, stats[i]);
+    }
+    /* 11's state is the field after the last ')': S, so only 10 is running: 4 - 1 */
+    assert_int_equal(ei_k_others_running(root), 3);
+    snprintf(path, sizeof path, "%s/self/task/11/stat", root);
+    write_file(path, "11 (odd) S name) R 1 10");
+    assert_int_equal(ei_k_others_running(root), 2);
+    snprintf(path, sizeof path, "%s/stat", root);
+    write_file(path, "procs_running 1\n"); /* the threads outnumber the reading: none other */
+    assert_int_equal(ei_k_others_running(root), 0);
+    snprintf(path, sizeof path, "%s/stat", root);
+    unlink(path);
+    assert_int_equal(ei_k_others_running(root), -1);
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/self/task/%d/stat", root, 10 + i);
+        unlink(path);
+    }
+    for (int i = 4; i >= 0; i--) {
+        snprintf(path, sizeof path, "%s/%s", root, dirs[i]);
+        rmdir(path);
+    }
+    rmdir(root);
+    /* the real one: this process's own threads never count, so a reading exists and is >= 0 */
+    assert_true(ei_k_others_running("/proc") >= 0);
+}
+
 static void test_process_init(void **state) {
     (void)state;
     char out[256];
@@ -153,6 +206,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_blas_core),
         cmocka_unit_test(test_model_shapes),
         cmocka_unit_test(test_spin_for_load),
+        cmocka_unit_test(test_others_running),
         cmocka_unit_test(test_process_init),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
