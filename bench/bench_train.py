@@ -107,6 +107,12 @@ def med(xs):
     return statistics.median(xs) if xs else None
 
 
+def pair_ratios(xs, ys):
+    """tokens_per_s of xs[i] / ys[i] for every repetition i in which both ran."""
+    return [x["tokens_per_s"] / y["tokens_per_s"] for x, y in zip(xs, ys)
+            if x.get("tokens_per_s") and y.get("tokens_per_s")]
+
+
 def fmt(x, spec=".1f"):
     return "-" if x is None else format(x, spec)
 
@@ -459,6 +465,12 @@ def main():
               f"C {rw['flops']['c_total'] / 1e9:.1f} G (state-only sweep "
               f"{rw['flops']['state_only'] / 1e9:.1f} + forward {rw['flops']['forward'] / 1e9:.1f} + backward "
               f"{rw['flops']['backward'] / 1e9:.1f}); PyTorch plain {rw['flops']['torch_total'] / 1e9:.1f} G")
+        # C / PyTorch of each repetition (both ran back to back): on a machine whose speed drifts
+        # these say more than the ratio of the medians
+        pr = pair_ratios(rw["c"], rw["torch"])
+        if pr:
+            print(f"  side-by-side pairs (C / PyTorch per repetition): {', '.join(f'{x:.2f}' for x in pr)}; "
+                  f"median {med(pr):.2f}")
         gg = med([x["gemm_gflops"] for x in cs if x.get("gemm_gflops")])
         if gg:
             print(f"  GEMM part (EI_AG_PROFILE: the linear and linear_cross_entropy ops, {rw['flops']['gemm'] / 1e9:.1f} "
@@ -478,6 +490,10 @@ def main():
               f"{fmt(mt)} tok/s (peak RSS per rank {fmt(med([x['peak_rss_mb'] for x in m['mpi'] if 'peak_rss_mb' in x]), '.0f')} MB); "
               f"1 process x 2 threads {fmt(st)} tok/s (peak RSS {fmt(med([x['peak_rss_mb'] for x in m['single'] if 'peak_rss_mb' in x]), '.0f')} MB); "
               f"ratio {fmt(mt / st if mt and st else None, '.2f')}")
+        pr = pair_ratios(m["mpi"], m["single"])
+        if pr:
+            print(f"  side-by-side pairs (mpirun / 1 process per repetition): {', '.join(f'{x:.2f}' for x in pr)}; "
+                  f"median {med(pr):.2f}")
     print(f"\nwhole run: {res['elapsed_s'] / 60:.1f} min; details in {os.path.join(scratch, 'results.json')}")
 
 
