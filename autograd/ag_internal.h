@@ -105,6 +105,8 @@ struct ag_node {
     int may_seed;     /* may be seeded as a backward output (ag_graph_mark_output, or no consumer
                          taking a gradient): a pooled gradient is then live from the sweep's start */
     size_t view_off;  /* views: byte offset of the data in the first source's (a leading slice) */
+    int grad_alias;   /* a reshape whose gradient buffer is its source's (pool_plan): its backward
+                         only marks the source's gradient live */
 };
 
 /* A view's data: its first source's, from view_off on (NULL while the source has none). */
@@ -124,6 +126,16 @@ struct ag_graph {
     int finalized;
     int failed;
     ag_grad_pool *gpool; /* op-node gradients live there (ag_graph_share_grads) */
+    /* The (cos, sin) table of rope nodes over positions [0, max_pos] (ag_rope_ex, max_pos > 0): it
+     * depends on nothing but these keys, so the last one built serves every later node that
+     * matches (a 16-segment training chunk has 768 rope nodes: 76 MiB of identical tables, and
+     * their sincos rebuilt whenever such a graph is, 0.2-0.4 s of an 8K-token step). */
+    struct {
+        void *tab;
+        double theta;
+        int64_t d;
+        int32_t max_pos;
+    } rope;
     size_t pool_need;    /* bytes of gpool this graph uses: the peak of its live gradients */
     char first_error[AG_ERROR_CAP];
 };

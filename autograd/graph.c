@@ -605,6 +605,16 @@ static void plan_give(pool_plan_state *st, size_t off, size_t bytes) {
 
 static int pooled_grad(const ag_node *n) { return n->op && n->t.requires_grad; }
 
+/* A reshape whose source has no other consumer taking a gradient can hand that source its own
+ * gradient buffer: the bytes are the same in either shape, so its backward copies nothing (a
+ * 16-segment training chunk has 1,236 such copies per backward: 0.03 s of a 2K-token step, 0.29 s
+ * of an 8K one). Chains of reshapes share one buffer. */
+static int grad_alias_ok(const ag_node *n, const int *consumers) {
+    const ag_node *src = n->src[0];
+    return n->op->kind == AG_OP_RESHAPE && n->nsrc == 1 && pooled_grad(src) && !src->may_seed &&
+           consumers[src->t.id] == 1;
+}
+
 /* Lifetimes in sweep time: a pooled gradient is first written by the backward of its highest
  * consumer (every backward only touches its own gradient and its direct sources', see ops_*.c),
  * or by seed_add before the sweep when the node may be an output, and last read by its own
@@ -613,18 +623,23 @@ static int pooled_grad(const ag_node *n) { return n->op && n->t.requires_grad; }
 static int pool_plan(ag_graph *g) {
     const size_t es = ag_dtype_size(g->dtype);
     int *last = malloc((size_t)(g->n ? g->n : 1) * sizeof *last);
+    int *consumers = malloc((size_t)(g->n ? g->n : 1) * sizeof *consumers);
     /* live blocks never exceed the pooled nodes plus one scratch, and free spans the live blocks + 1 */
     pool_plan_state st = {malloc(((size_t)g->n + 4) * sizeof(pool_span)), 1, 0};
-    if (!last || !st.fl) {
+    if (!last || !consumers || !st.fl) {
         free(last);
+        free(consumers);
         free(st.fl);
         return ei_error_set("ag_graph_finalize: out of memory planning shared gradients");
     }
     st.fl[0] = (pool_span){0, SIZE_MAX};
-    for (int i = 0; i < g->n; i++) last[i] = -1;
+    for (int i = 0; i < g->n; i++) last[i] = -1, consumers[i] = 0;
     for (int j = 0; j < g->n; j++)
         if (pooled_grad(g->nodes[j]))
-            for (int s = 0; s < g->nodes[j]->nsrc; s++) last[g->nodes[j]->src[s]->t.id] = j;
+            for (int s = 0; s < g->nodes[j]->nsrc; s++) {
+                last[g->nodes[j]->src[s]->t.id] = j;
+                consumers[g->nodes[j]->src[s]->t.id]++;
+            }
     for (int i = 0; i < g->n; i++) {
         ag_node *n = g->nodes[i];
         if (!pooled_grad(n)) continue;
@@ -634,6 +649,12 @@ static int pool_plan(ag_graph *g) {
     for (int j = g->n - 1; j >= 0; j--) {
         ag_node *n = g->nodes[j];
         if (!pooled_grad(n)) continue;
+        n->grad_alias = grad_alias_ok(n, consumers);
+        if (n->grad_alias) { /* the block passes to the source, which gives it back in its turn */
+            n->src[0]->grad_off = n->grad_off;
+            last[n->src[0]->t.id] = -2;
+            continue;
+        }
         for (int s = 0; s < n->nsrc; s++) {
             ag_node *src = n->src[s];
             if (!pooled_grad(src) || src->may_seed || last[src->t.id] != j) continue;
@@ -648,6 +669,7 @@ static int pool_plan(ag_graph *g) {
     }
     g->pool_need = st.peak;
     free(last);
+    free(consumers);
     free(st.fl);
     return 0;
 }

@@ -57,9 +57,11 @@ ag_tensor *ag_rmsnorm(ag_graph *g, ag_tensor *x, ag_tensor *w, double eps) {
 }
 
 /* ------------------------------------------------------------------ rope
- * src: x, pos; scratch: (cos, sin) table, [T, d/2, 2] per row or [max_pos + 1, d/2, 2] per
- * position; scratch2: the positions a per-row table was computed for (recomputed when they change);
- * table_valid: scratch holds a table at all (arena memory starts zeroed, not as a table) */
+ * src: x, pos; scratch: (cos, sin) table, [T, d/2, 2] per row (the node's own), or
+ * [max_pos + 1, d/2, 2] per position (built with the node, shared with the graph's other rope nodes
+ * of the same theta, head dim and max_pos: g->rope); scratch2: the positions a per-row table was
+ * computed for (recomputed when they change); table_valid: scratch holds a per-row table at all
+ * (arena memory starts zeroed, not as a table) */
 
 static int rope_table(ag_node *n, const void **cs, const int32_t **idx) {
     const int64_t T = n->dim.rope.t, d = n->dim.rope.d, maxp = n->p.rope.max_pos;
@@ -70,13 +72,6 @@ static int rope_table(ag_node *n, const void **cs, const int32_t **idx) {
             if (pos[r] < 0 || pos[r] > maxp)
                 return ei_error_set("rope: position %d of row %lld outside [0, %lld]", pos[r], (long long)r,
                                     (long long)maxp);
-        if (!n->table_valid) {
-            if (n->t.dtype == AG_F32)
-                ei_k_rope_angles_f32(maxp + 1, d, NULL, theta, n->scratch);
-            else
-                ei_k_rope_angles_f64(maxp + 1, d, NULL, theta, n->scratch);
-            n->table_valid = 1;
-        }
         *idx = pos;
     } else {
         if (!n->table_valid || memcmp(pos, n->scratch2, (size_t)T * sizeof(int32_t)) != 0) {
@@ -150,9 +145,25 @@ ag_tensor *ag_rope_ex(ag_graph *g, ag_tensor *x, ag_tensor *pos, double theta, a
     n->dim.rope.t = T;
     n->dim.rope.h = H;
     n->dim.rope.d = d;
-    n->scratch = ag_arena_alloc(g, (size_t)((max_pos > 0 ? max_pos + 1 : T) * (d / 2) * 2) * ag_dtype_size(g->dtype));
-    n->scratch2 = max_pos > 0 ? NULL : ag_arena_alloc(g, (size_t)T * sizeof(int32_t));
-    return n->scratch && (max_pos > 0 || n->scratch2) ? &n->t : ag_fail(g, "rope: out of memory");
+    if (max_pos > 0) {
+        if (!g->rope.tab || g->rope.theta != theta || g->rope.d != d || g->rope.max_pos != max_pos) {
+            void *tab = ag_arena_alloc(g, (size_t)((max_pos + 1) * (d / 2) * 2) * ag_dtype_size(g->dtype));
+            if (!tab) return ag_fail(g, "rope: out of memory");
+            if (g->dtype == AG_F32)
+                ei_k_rope_angles_f32(max_pos + 1, d, NULL, theta, tab);
+            else
+                ei_k_rope_angles_f64(max_pos + 1, d, NULL, theta, tab);
+            g->rope.tab = tab;
+            g->rope.theta = theta;
+            g->rope.d = d;
+            g->rope.max_pos = max_pos;
+        }
+        n->scratch = g->rope.tab;
+        return &n->t;
+    }
+    n->scratch = ag_arena_alloc(g, (size_t)(T * (d / 2) * 2) * ag_dtype_size(g->dtype));
+    n->scratch2 = ag_arena_alloc(g, (size_t)T * sizeof(int32_t));
+    return n->scratch && n->scratch2 ? &n->t : ag_fail(g, "rope: out of memory");
 }
 
 /* ------------------------------------------------------------------ attention

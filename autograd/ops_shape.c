@@ -182,6 +182,10 @@ ag_tensor *ag_slice(ag_graph *g, ag_tensor *a, int axis, int64_t start, int64_t 
 /* ------------------------------------------------------------------ reshape (view, own gradient) */
 
 static void reshape_backward(ag_node *n) {
+    if (n->grad_alias) { /* the bytes already are the source's gradient (pool_plan) */
+        n->src[0]->grad_live = 1;
+        return;
+    }
     int over;
     void *dx = ag_grad_acquire_overwrite(n->src[0], &over);
     if (dx) grad_into(n->t.dtype, dx, n->t.grad, n->t.numel, over);

@@ -536,6 +536,22 @@ static size_t pg_op_grad_bytes(const ag_graph *g) {
     return s;
 }
 
+/* Runs a (pooled) and b (a buffer per node) forward, then `reps` backward calls with `seed`: leaf
+ * gradients accumulate, op-node gradients start afresh, and a's must equal b's after each call.
+ * Frees both graphs. */
+static void pg_compare(pgraph *a, pgraph *b, int reps, double seed) {
+    assert_int_equal(ag_graph_forward(a->g), 0);
+    assert_int_equal(ag_graph_forward(b->g), 0);
+    for (int r = 0; r < reps; r++) {
+        assert_int_equal(ag_graph_backward_scalar(a->g, a->loss, seed), 0);
+        assert_int_equal(ag_graph_backward_scalar(b->g, b->loss, seed), 0);
+        pg_same_grads(a, b);
+    }
+    assert_true(pg_grad_norm(b) > 1e-3);
+    ag_graph_free(a->g);
+    ag_graph_free(b->g);
+}
+
 static void test_pool_chain(void **state) {
     (void)state;
     ag_grad_pool *p = ag_grad_pool_new();
@@ -545,14 +561,7 @@ static void test_pool_chain(void **state) {
     const size_t sum = pg_op_grad_bytes(a.g), bytes = ag_grad_pool_bytes(p);
     printf("  chain: pool %zu bytes for %zu bytes of op-node gradients\n", bytes, sum);
     assert_true(bytes > 0 && bytes < sum / 4);
-    assert_int_equal(ag_graph_forward(a.g), 0);
-    assert_int_equal(ag_graph_forward(b.g), 0);
-    assert_int_equal(ag_graph_backward_scalar(a.g, a.loss, 1.0), 0);
-    assert_int_equal(ag_graph_backward_scalar(b.g, b.loss, 1.0), 0);
-    assert_true(pg_grad_norm(&b) > 1e-3);
-    pg_same_grads(&a, &b);
-    ag_graph_free(a.g);
-    ag_graph_free(b.g);
+    pg_compare(&a, &b, 1, 1.0);
     ag_grad_pool_free(p);
 }
 
@@ -563,16 +572,7 @@ static void test_pool_residual(void **state) {
     pg_residual(&a, p, 4, 9, 16, 5);
     pg_residual(&b, NULL, 4, 9, 16, 5);
     assert_true(ag_grad_pool_bytes(p) < pg_op_grad_bytes(a.g));
-    assert_int_equal(ag_graph_forward(a.g), 0);
-    assert_int_equal(ag_graph_forward(b.g), 0);
-    for (int r = 0; r < 2; r++) { /* leaf gradients accumulate; op-node gradients start afresh */
-        assert_int_equal(ag_graph_backward_scalar(a.g, a.loss, 0.5), 0);
-        assert_int_equal(ag_graph_backward_scalar(b.g, b.loss, 0.5), 0);
-        pg_same_grads(&a, &b);
-    }
-    assert_true(pg_grad_norm(&b) > 1e-3);
-    ag_graph_free(a.g);
-    ag_graph_free(b.g);
+    pg_compare(&a, &b, 2, 0.5);
     ag_grad_pool_free(p);
 
     /* the composite transformer (attention, rope, memory read-out, cross-entropy) */
@@ -601,6 +601,38 @@ static void test_pool_residual(void **state) {
     for (int i = 0; i < np; i++) assert_memory_equal(wp[i]->grad, wu[i]->grad, (size_t)wp[i]->numel * sizeof(double));
     ag_graph_free(gp);
     ag_graph_free(gu);
+    ag_grad_pool_free(p);
+}
+
+/* A reshape whose source feeds nothing else that takes a gradient shares the source's gradient
+ * buffer (chains of them too); one whose source has a second consumer keeps its own. The gradients
+ * are those of the graph with a buffer per node, over two backward calls. */
+static void pg_reshapes(pgraph *m, ag_grad_pool *p, ag_tensor **nodes) {
+    pg_begin(m, p, 31);
+    ag_graph *g = m->g;
+    ag_tensor *x = pg_leaf(m, 0, AG_SHAPE(6, 4)), *w = pg_leaf(m, 1, AG_SHAPE(24));
+    ag_tensor *y = ag_silu(g, x);
+    ag_tensor *r1 = ag_reshape(g, y, AG_SHAPE(4, 6)), *r2 = ag_reshape(g, r1, AG_SHAPE(24));
+    ag_tensor *u = ag_sigmoid(g, x), *s = ag_reshape(g, u, AG_SHAPE(24)); /* u also feeds the sum */
+    ag_tensor *z = ag_add(g, ag_mul(g, r2, w), ag_mul(g, s, s));
+    m->loss = ag_add(g, ag_sum_all(g, ag_mul(g, z, z)), ag_sum_all(g, u));
+    assert_int_equal(ag_graph_finalize(g), 0);
+    ag_tensor *keep[5] = {y, r1, r2, u, s};
+    memcpy(nodes, keep, sizeof keep);
+}
+
+static void test_pool_reshape_alias(void **state) {
+    (void)state;
+    ag_grad_pool *p = ag_grad_pool_new();
+    pgraph a, b;
+    ag_tensor *na[5], *nb[5];
+    pg_reshapes(&a, p, na);
+    pg_reshapes(&b, NULL, nb);
+    assert_ptr_equal(na[0]->grad, na[1]->grad);
+    assert_ptr_equal(na[1]->grad, na[2]->grad);
+    assert_ptr_not_equal(na[3]->grad, na[4]->grad);
+    assert_ptr_not_equal(nb[0]->grad, nb[1]->grad); /* no pool: a buffer per node */
+    pg_compare(&a, &b, 2, 1.0);
     ag_grad_pool_free(p);
 }
 
@@ -948,6 +980,7 @@ int main(void) {
         cmocka_unit_test(test_bind_contiguous),       cmocka_unit_test(test_bad_shapes),
         cmocka_unit_test(test_runtime_errors),        cmocka_unit_test(test_pool_chain),
         cmocka_unit_test(test_pool_residual),         cmocka_unit_test(test_pool_two_graphs),
+        cmocka_unit_test(test_pool_reshape_alias),
         cmocka_unit_test(test_pool_seed_unmarked),
         cmocka_unit_test(test_grad_first_touch),
     };

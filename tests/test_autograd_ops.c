@@ -213,7 +213,47 @@ static void test_rope(void **state) {
         x = P(&c, AG_SHAPE(4, 6));
         snprintf(name, sizeof name, "rope 2-D layout %d", layout);
         check(&c, ag_rope(c.g, x, ids(&c, pos, AG_SHAPE(4)), 500.0, layout), name);
+        ctx_init(&c, 131 + layout); /* the per-position table of ag_rope_ex, shared by two nodes */
+        x = P(&c, AG_SHAPE(4, 2, 6));
+        ag_tensor *pi = ids(&c, pos, AG_SHAPE(4));
+        snprintf(name, sizeof name, "rope_ex shared table layout %d", layout);
+        check(&c, ag_add(c.g, ag_rope_ex(c.g, x, pi, 1e4, layout, 1000), ag_rope_ex(c.g, x, pi, 1e4, layout, 1000)), name);
     }
+}
+
+/* ag_rope_ex's per-position tables are built once per (theta, head dim, max_pos) and shared by the
+ * graph's later rope nodes of the same keys: every node still gives what a per-row table gives, a
+ * shared table costs no arena, and a change of any key builds a table of its own. */
+static void test_rope_shared_table(void **state) {
+    (void)state;
+    ag_graph *g = ag_graph_new(AG_F64, 0);
+    uint64_t s = 9;
+    ag_tensor *x = ag_param(g, AG_SHAPE(5, 2, 8));
+    ag_fill_uniform(x, &s, -1, 1);
+    ag_tensor *pos = ag_input_i32(g, AG_SHAPE(5));
+    const int32_t pv[5] = {0, 3, 11, 1, 11};
+    ag_tensor_set(pos, pv, AG_I32);
+    ag_tensor *a = ag_rope_ex(g, x, pos, 1e4, AG_ROPE_HALF, 12);
+    const size_t before = ag_graph_arena_bytes(g);
+    ag_tensor *b = ag_rope_ex(g, x, pos, 1e4, AG_ROPE_HALF, 12);
+    assert_int_equal(ag_graph_arena_bytes(g) - before, 5 * 2 * 8 * sizeof(double)); /* the output only */
+    ag_tensor *lay = ag_rope_ex(g, x, pos, 1e4, AG_ROPE_INTERLEAVED, 12); /* the table has no layout */
+    ag_tensor *c = ag_rope_ex(g, x, pos, 500.0, AG_ROPE_HALF, 12);
+    ag_tensor *d = ag_rope_ex(g, x, pos, 1e4, AG_ROPE_HALF, 12);
+    ag_tensor *e = ag_rope_ex(g, x, pos, 1e4, AG_ROPE_HALF, 16);
+    ag_tensor *r1 = ag_rope(g, x, pos, 1e4, AG_ROPE_HALF), *r2 = ag_rope(g, x, pos, 500.0, AG_ROPE_HALF);
+    ag_tensor *ri = ag_rope(g, x, pos, 1e4, AG_ROPE_INTERLEAVED);
+    assert_non_null(ri);
+    assert_int_equal(ag_graph_forward(g), 0);
+    for (int i = 0; i < 5 * 2 * 8; i++) {
+        const double w1 = ag_tensor_at(r1, i);
+        assert_true(ag_tensor_at(a, i) == w1 && ag_tensor_at(b, i) == w1);
+        assert_true(ag_tensor_at(d, i) == w1 && ag_tensor_at(e, i) == w1);
+        assert_true(ag_tensor_at(c, i) == ag_tensor_at(r2, i));
+        assert_true(ag_tensor_at(lay, i) == ag_tensor_at(ri, i));
+    }
+    assert_true(ag_tensor_at(c, 17) != ag_tensor_at(a, 17)); /* theta reached the second table (row 1: position 3) */
+    ag_graph_free(g);
 }
 
 static void test_attention(void **state) {
@@ -367,7 +407,7 @@ int main(void) {
         cmocka_unit_test(test_matmul),        cmocka_unit_test(test_linear),
         cmocka_unit_test(test_binary),        cmocka_unit_test(test_unary),
         cmocka_unit_test(test_reduce),        cmocka_unit_test(test_rmsnorm),
-        cmocka_unit_test(test_rope),          cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_rope),          cmocka_unit_test(test_rope_shared_table),          cmocka_unit_test(test_attention),
         cmocka_unit_test(test_embedding),     cmocka_unit_test(test_shape_ops),
         cmocka_unit_test(test_cross_entropy), cmocka_unit_test(test_forward_values),
         cmocka_unit_test(test_stop_grad),
