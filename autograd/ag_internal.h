@@ -126,6 +126,7 @@ struct ag_graph {
     int finalized;
     int failed;
     ag_grad_pool *gpool; /* op-node gradients live there (ag_graph_share_grads) */
+    size_t pool_need;    /* bytes of gpool this graph uses: the peak of its live gradients */
     /* The (cos, sin) table of rope nodes over positions [0, max_pos] (ag_rope_ex, max_pos > 0): it
      * depends on nothing but these keys, so the last one built serves every later node that
      * matches (a 16-segment training chunk has 768 rope nodes: 76 MiB of identical tables, and
@@ -136,7 +137,6 @@ struct ag_graph {
         int64_t d;
         int32_t max_pos;
     } rope;
-    size_t pool_need;    /* bytes of gpool this graph uses: the peak of its live gradients */
     char first_error[AG_ERROR_CAP];
 };
 

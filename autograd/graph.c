@@ -611,7 +611,7 @@ static int pooled_grad(const ag_node *n) { return n->op && n->t.requires_grad; }
  * of an 8K one). Chains of reshapes share one buffer. */
 static int grad_alias_ok(const ag_node *n, const int *consumers) {
     const ag_node *src = n->src[0];
-    return n->op->kind == AG_OP_RESHAPE && n->nsrc == 1 && pooled_grad(src) && !src->may_seed &&
+    return n->op->kind == AG_OP_RESHAPE && pooled_grad(src) && !src->may_seed &&
            consumers[src->t.id] == 1;
 }
 

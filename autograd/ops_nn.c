@@ -63,6 +63,14 @@ ag_tensor *ag_rmsnorm(ag_graph *g, ag_tensor *x, ag_tensor *w, double eps) {
  * computed for (recomputed when they change); table_valid: scratch holds a per-row table at all
  * (arena memory starts zeroed, not as a table) */
 
+/* The (cos, sin) table of t positions (pos, or 0 .. t-1 when NULL) in the graph's dtype. */
+static void rope_angles(ag_dtype dt, int64_t t, int64_t d, const int32_t *pos, double theta, void *cs) {
+    if (dt == AG_F32)
+        ei_k_rope_angles_f32(t, d, pos, theta, cs);
+    else
+        ei_k_rope_angles_f64(t, d, pos, theta, cs);
+}
+
 static int rope_table(ag_node *n, const void **cs, const int32_t **idx) {
     const int64_t T = n->dim.rope.t, d = n->dim.rope.d, maxp = n->p.rope.max_pos;
     const double theta = n->p.rope.theta;
@@ -75,10 +83,7 @@ static int rope_table(ag_node *n, const void **cs, const int32_t **idx) {
         *idx = pos;
     } else {
         if (!n->table_valid || memcmp(pos, n->scratch2, (size_t)T * sizeof(int32_t)) != 0) {
-            if (n->t.dtype == AG_F32)
-                ei_k_rope_angles_f32(T, d, pos, theta, n->scratch);
-            else
-                ei_k_rope_angles_f64(T, d, pos, theta, n->scratch);
+            rope_angles(n->t.dtype, T, d, pos, theta, n->scratch);
             memcpy(n->scratch2, pos, (size_t)T * sizeof(int32_t));
             n->table_valid = 1;
         }
@@ -149,10 +154,7 @@ ag_tensor *ag_rope_ex(ag_graph *g, ag_tensor *x, ag_tensor *pos, double theta, a
         if (!g->rope.tab || g->rope.theta != theta || g->rope.d != d || g->rope.max_pos != max_pos) {
             void *tab = ag_arena_alloc(g, (size_t)((max_pos + 1) * (d / 2) * 2) * ag_dtype_size(g->dtype));
             if (!tab) return ag_fail(g, "rope: out of memory");
-            if (g->dtype == AG_F32)
-                ei_k_rope_angles_f32(max_pos + 1, d, NULL, theta, tab);
-            else
-                ei_k_rope_angles_f64(max_pos + 1, d, NULL, theta, tab);
+            rope_angles(g->dtype, max_pos + 1, d, NULL, theta, tab);
             g->rope.tab = tab;
             g->rope.theta = theta;
             g->rope.d = d;

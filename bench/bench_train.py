@@ -472,16 +472,17 @@ def main():
             print(f"  side-by-side pairs (C / PyTorch per repetition): {', '.join(f'{x:.2f}' for x in pr)}; "
                   f"median {med(pr):.2f}")
         gg = med([x["gemm_gflops"] for x in cs if x.get("gemm_gflops")])
+        gs = med([x["gemm_s"] for x in cs if x.get("gemm_s")])
         if gg:
             print(f"  GEMM part (EI_AG_PROFILE: the linear and linear_cross_entropy ops, {rw['flops']['gemm'] / 1e9:.1f} "
-                  f"GFLOP per step): {fmt(med([x['gemm_s'] for x in cs if x.get('gemm_s')]), '.2f')} s/step, "
+                  f"GFLOP per step): {fmt(gs, '.2f')} s/step, "
                   f"{gg:.1f} GFLOP/s = {100 * gg / peak[a.threads]:.0f}% of the sgemm peak"
                   if a.threads in peak else "")
         # What the work itself allows: the ratio if everything outside the products took no time
         # (at their measured rate, at the sgemm peak), and if every FLOP of C's step (attention
         # included) ran at the sgemm peak. Where these are near or below 2.5, no change that keeps
         # the maths and the FLOPs can reach the issue's 2.5x on that machine.
-        gs, tstep = med([x["gemm_s"] for x in cs if x.get("gemm_s")]), med([x["step_s"] for x in ts])
+        tstep = med([x["step_s"] for x in ts])
         if gs and tstep and a.threads in peak:
             print(f"  ceiling (PyTorch's s/step over the products' time, everything else free): "
                   f"{tstep / gs:.2f}x at the GEMM part's rate, "
