@@ -19,16 +19,16 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Block sizes. Training runs whole segments (m = L = 128 rows), so nearly every product is cut
+/* Block sizes. A product of one segment (m = L = 128 rows: the segment-by-segment sweeps) is cut
  * by columns. With 256-column blocks a 768-wide product (Q, W_o, the down projection, and the
  * backward of every 768-input weight) made 3 blocks on 2 threads (one thread idle a third of the
  * time) and the 256-wide K/V projections ran on one thread. 128-column blocks give 6 and 2 blocks,
  * 16 for the MLP's 2048 and 250 for a 32000 vocabulary, and single-threaded OpenBLAS was faster
  * per block as well (issue 15, Cooperlake kernels: 159 vs 135 GFLOP/s at n = k = 768, 165 vs 94 at
  * n = 256, m = 128): a 128-column panel of B (k x 128 floats, 384 KiB at k = 768) stays in L2. */
-#define GEMM_ROWS 128     /* rows of C per block */
-#define GEMM_COLS 128     /* columns of C per block when m is small */
-#define GEMM_ROWS_BIG 512 /* rows of C per block when m >= 2 * GEMM_ROWS_BIG */
+#define GEMM_ROWS 128      /* rows of C per block when m is small (< 2 * GEMM_ROWS) */
+#define GEMM_COLS 128      /* columns of C per block when m is small */
+#define GEMM_ROWS_MAX 1024 /* at most this many rows per block when m >= 2 * GEMM_ROWS */
 #define GEMM_MIN_WORK (1 << 20) /* m*n*k below which one call does it all */
 
 /* OpenBLAS's DYNAMIC_ARCH build picks its kernels from the CPU model number at load time, and
@@ -173,10 +173,26 @@ void ei_k_threads_set(int n) {
 
 int ei_k_threads_get(void) { return omp_get_max_threads(); }
 
-/* Block layout of C: by rows when there are enough of them, else by columns. */
+/* Block layout of C: by rows when there are enough of them, else by columns.
+ *
+ * Many rows (a training chunk's 2,047 tokens through every projection and the classifier) are cut
+ * into an even number of near-equal blocks of at most GEMM_ROWS_MAX rows: 2 blocks for up to 2,048
+ * rows. Each block is one OpenBLAS call, and every call packs all of B (the weight, k x n) again:
+ * with the earlier 512-row blocks a 2,047-row product packed its weight four times, and the packing
+ * of weights read cold from memory (sgemm_incopy / sgemm_itcopy) was 8.7% of a 2K training step in
+ * a perf profile. Measured on a 2-core Xeon VM (Cooperlake kernels, 4 MiB L2, issue 15), 2K
+ * steps of the 100M model, 2 alternating pairs of 7-step runs: 512-row blocks 3.118 / 3.119 s per
+ * step (linear ops 1.743 / 1.742 s), 1,024-row blocks 3.004 / 2.990 s (1.670 / 1.659 s). Splitting
+ * by columns instead packs A again per block, which costs more: A has 2,047 rows against the
+ * weight's 256-2,048 columns (2,048 rows x 384 columns: 3.35-3.38 s per step). The even count
+ * keeps both threads of a 2-core machine busy to the end. */
 static int64_t gemm_blocks(int64_t m, int64_t n, int64_t k, int *by_rows, int64_t *rows) {
     *by_rows = m >= 2 * GEMM_ROWS || n < 2 * GEMM_COLS;
-    *rows = m >= 2 * GEMM_ROWS_BIG ? GEMM_ROWS_BIG : GEMM_ROWS;
+    *rows = GEMM_ROWS;
+    if (m >= 2 * GEMM_ROWS) {
+        const int64_t nb = 2 * ((m + 2 * GEMM_ROWS_MAX - 1) / (2 * GEMM_ROWS_MAX));
+        *rows = ((m + nb - 1) / nb + 15) / 16 * 16; /* whole 16-row strips of the kernels */
+    }
     if (m * n * k < GEMM_MIN_WORK) return 1;
     return *by_rows ? (m + *rows - 1) / *rows : (n + GEMM_COLS - 1) / GEMM_COLS;
 }

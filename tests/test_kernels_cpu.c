@@ -60,7 +60,8 @@ static void test_gemm(void **state) {
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++) {
             gemm_case(ta, tb, 3, 5, 4);       /* one call */
-            gemm_case(ta, tb, 300, 70, 64);   /* row blocks with a partial last block */
+            gemm_case(ta, tb, 300, 70, 64);   /* two row blocks, the second shorter */
+            gemm_case(ta, tb, 2100, 20, 30);  /* four row blocks (more than 2 x GEMM_ROWS_MAX rows) */
             gemm_case(ta, tb, 40, 600, 50);   /* column blocks */
         }
     /* k = 0: C = beta C */
