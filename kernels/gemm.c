@@ -179,10 +179,11 @@ int ei_k_threads_get(void) { return omp_get_max_threads(); }
  * into an even number of near-equal blocks of at most GEMM_ROWS_MAX rows: 2 blocks for up to 2,048
  * rows. Each block is one OpenBLAS call, and every call packs all of B (the weight, k x n) again:
  * with the earlier 512-row blocks a 2,047-row product packed its weight four times, and the packing
- * of weights read cold from memory (sgemm_incopy / sgemm_itcopy) was 8.7% of a 2K training step in
- * a perf profile. Measured on a 2-core Xeon VM (Cooperlake kernels, 4 MiB L2, issue 15), 2K
- * steps of the 100M model, 2 alternating pairs of 7-step runs: 512-row blocks 3.118 / 3.119 s per
- * step (linear ops 1.743 / 1.742 s), 1,024-row blocks 3.004 / 2.990 s (1.670 / 1.659 s). Splitting
+ * of weights read cold from memory (sgemm_incopy / sgemm_itcopy) was 8.9% of a 2K training step in
+ * a perf profile (6.3% with 1,024-row blocks). Measured on a 2-core Xeon VM (Cooperlake kernels,
+ * 2 MiB L2 per core, issue 15), 2K steps of the 100M model, 2 alternating pairs of 7-step runs:
+ * 512-row blocks 3.118 / 3.119 s per step (linear ops 1.743 / 1.742 s), 1,024-row blocks 3.004 /
+ * 2.990 s (1.670 / 1.659 s). Splitting
  * by columns instead packs A again per block, which costs more: A has 2,047 rows against the
  * weight's 256-2,048 columns (2,048 rows x 384 columns: 3.35-3.38 s per step). The even count
  * keeps both threads of a 2-core machine busy to the end. */
